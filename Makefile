@@ -1,0 +1,48 @@
+# Two entry points: `make run` (the default profile, end to end) and `make test`.
+# Both create .venv on first use and install the pinned environment of requirements.lock.
+# KEEP_TORCH=1 keeps a torch/torchvision already in the environment (a cluster's CUDA build):
+#   python3 -m venv --system-site-packages .venv && KEEP_TORCH=1 make run
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.skipinit-installed
+CORES ?= all
+PROFILE ?= config/config.yaml
+RESULTS ?= results/reference/gpu
+TORCH_PACKAGES := ^(torch|torchvision|triton|nvidia-.*|cuda-.*)==
+
+.PHONY: run test smoke tables lint install clean-env
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+ifeq ($(KEEP_TORCH),1)
+	grep -v -E '$(TORCH_PACKAGES)' requirements.lock > $(VENV)/requirements.keep-torch.txt
+	$(BIN)/python -m pip install -q -r $(VENV)/requirements.keep-torch.txt
+else
+	$(BIN)/python -m pip install -q -r requirements.lock
+endif
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+smoke: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+
+# Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training).
+tables: $(STAMP)
+	$(BIN)/python -m skipinit report --results $(RESULTS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+
+clean-env:
+	rm -rf $(VENV)

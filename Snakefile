@@ -1,0 +1,20 @@
+# skipinit: De & Smith (NeurIPS 2020) rebuilt from one command.
+#   snakemake --cores all                                  # CPU default profile (config/config.yaml)
+#   snakemake --cores all --configfile config/smoke.yaml   # tiny synthetic run of the whole DAG
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/signal.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        report_targets(),
+    default_target: True

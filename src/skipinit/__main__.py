@@ -1,0 +1,3 @@
+from skipinit.cli import main
+
+main()

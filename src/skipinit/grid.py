@@ -1,0 +1,166 @@
+"""From a validated config to training cells and packs.
+
+A *cell* is one training run: a flat dict of every setting that can change its result.
+Cells are deduplicated across experiments (the same BN run serves the depth and the
+batch-size study) and named by readable slugs, which become Snakemake wildcards.
+A *pack* is a list of cells that differ only in learning rate and seed, trained in one
+process as one batched computation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+# Every setting that identifies a cell, with the default used when neither the
+# profile's `training:` block, the experiment grid nor the model entry sets it.
+CELL_DEFAULTS = {
+    "dataset": "synthetic",
+    "arch": "wrn",
+    "depth": 16,
+    "width": 1,
+    "variant": "batchnorm",
+    "alpha_init": "0",
+    "ghost_batch_size": 0,
+    "dropout": 0.0,
+    "batch_size": 128,
+    "lr": 0.1,
+    "seed": 0,
+    "epochs": 1,
+    "weight_decay": 5e-4,
+    "momentum": 0.9,
+    "nesterov": False,
+    "schedule": "halving",
+    "train_subset": 0,
+}
+CELL_KEYS = tuple(CELL_DEFAULTS)
+PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
+
+
+def normalize_alpha(value) -> str:
+    """Alpha init as a canonical string: a number (`0`, `0.5`) or `1/sqrt(d)`."""
+    if isinstance(value, str) and value.replace(" ", "").lower() == "1/sqrt(d)":
+        return "1/sqrt(d)"
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"alpha_init={value!r} is not finite")
+    return f"{number:g}"
+
+
+def make_cell(*layers: dict) -> dict:
+    """Merge defaults and override layers into one cell with canonical types."""
+    cell = dict(CELL_DEFAULTS)
+    for layer in layers:
+        for key, value in layer.items():
+            if key in CELL_DEFAULTS:
+                cell[key] = value
+    for key, default in CELL_DEFAULTS.items():
+        if isinstance(default, bool):
+            cell[key] = bool(cell[key])
+        elif isinstance(default, int):
+            cell[key] = int(cell[key])
+        elif isinstance(default, float):
+            cell[key] = float(cell[key])
+    cell["alpha_init"] = normalize_alpha(cell["alpha_init"])
+    if cell["variant"] != "skipinit":
+        cell["alpha_init"] = "0"
+    if cell["variant"] != "batchnorm" or cell["batch_size"] <= cell["ghost_batch_size"]:
+        cell["ghost_batch_size"] = 0
+    return cell
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def net_slug(cell: dict) -> str:
+    return f"{cell['arch']}-{cell['depth']}-{cell['width']}"
+
+
+def model_slug(cell: dict) -> str:
+    parts = [cell["variant"]]
+    if cell["variant"] == "skipinit":
+        parts.append("a" + cell["alpha_init"].replace("1/sqrt(d)", "isqrtd"))
+    if cell["ghost_batch_size"]:
+        parts.append(f"gbn{cell['ghost_batch_size']}")
+    if cell["dropout"]:
+        parts.append(f"do{_num(cell['dropout'])}")
+    return "-".join(parts)
+
+
+def hyper_slug(cell: dict) -> str:
+    parts = [f"b{cell['batch_size']}", f"e{cell['epochs']}", f"wd{_num(cell['weight_decay'])}", cell["schedule"]]
+    if cell["momentum"] != CELL_DEFAULTS["momentum"]:
+        parts.append(f"m{_num(cell['momentum'])}")
+    if cell["nesterov"]:
+        parts.append("nesterov")
+    if cell["train_subset"]:
+        parts.append(f"n{cell['train_subset']}")
+    return "-".join(parts)
+
+
+def member_slug(cell: dict) -> str:
+    return f"lr{_num(cell['lr'])}-s{cell['seed']}"
+
+
+def cell_id(cell: dict) -> str:
+    return "/".join((cell["dataset"], net_slug(cell), model_slug(cell), hyper_slug(cell), member_slug(cell)))
+
+
+def model_label(cell: dict) -> str:
+    """A short human name for tables and legends, e.g. `SkipInit (alpha=0) + dropout`."""
+    names = {"batchnorm": "BatchNorm", "skipinit": "SkipInit", "unnormalized": "Unnormalized", "scaled": "Scaled (x+f(x))/sqrt(2)", "fixup": "Fixup"}
+    label = names.get(cell["variant"], cell["variant"])
+    if cell["variant"] == "skipinit":
+        label += f" (alpha={cell['alpha_init']})"
+    if cell["dropout"]:
+        label += f" + dropout {cell['dropout']:g}"
+    if cell["weight_decay"] == 0:
+        label += ", no L2"
+    return label
+
+
+def experiment_cells(config: dict) -> dict[str, list[dict]]:
+    """Cells of each experiment: defaults x `training` x grid point x model entry."""
+    base = {"dataset": config["dataset"], **config.get("training", {})}
+    experiments = {}
+    for name, spec in config.get("experiments", {}).items():
+        if spec.get("kind") == "imagenet" and not (config.get("imagenet") or {}).get("root"):
+            continue  # ImageNet runs only where an ImageNet folder is configured
+        grid = spec.get("grid", {})
+        keys = list(grid)
+        cells = []
+        for values in itertools.product(*(grid[key] for key in keys)):
+            point = dict(zip(keys, values))
+            for model in spec.get("models", [{}]):
+                cells.append(make_cell(base, spec.get("training", {}), point, model))
+        experiments[name] = cells
+    return experiments
+
+
+def all_cells(config: dict) -> dict[str, dict]:
+    """Every distinct cell of the profile, keyed by cell id, in a stable order."""
+    cells = {}
+    for experiment in experiment_cells(config).values():
+        for cell in experiment:
+            cells.setdefault(cell_id(cell), cell)
+    return cells
+
+
+def packs(cells: dict[str, dict], pack_size: int) -> dict[str, list[dict]]:
+    """Group cells that differ only in lr and seed into packs of at most `pack_size` members.
+
+    A pack's key is its members' shared path plus their member slugs joined by `+`,
+    so a pack of one is exactly the cell id.
+    """
+    groups: dict[str, list[dict]] = {}
+    for cell in cells.values():
+        shared = cell_id(cell).rsplit("/", 1)[0]
+        groups.setdefault(shared, []).append(cell)
+    result = {}
+    for shared, members in groups.items():
+        members = sorted(members, key=lambda c: (c["seed"], c["lr"]))
+        for start in range(0, len(members), max(1, pack_size)):
+            chunk = members[start:start + max(1, pack_size)]
+            result[shared + "/" + "+".join(member_slug(c) for c in chunk)] = chunk
+    return result

@@ -1,0 +1,101 @@
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# The workflow and its jobs import the package from this checkout even where it is not
+# pip-installed (a conda env from --sdm conda, a cluster node): rules stay `python -m skipinit`.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from skipinit import grid
+from skipinit.config import ConfigError, check_config
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"config error: {error}") from None
+
+NAME = config["name"]
+RESULTS = f"results/{NAME}"
+CELLS = grid.all_cells(config)
+PACKS = grid.packs(CELLS, config["pack"])
+EXPERIMENTS = list(config["experiments"])
+
+
+wildcard_constraints:
+    name=re.escape(NAME),
+    dataset=re.escape(config["dataset"]),
+    net="[^/]+",
+    model="[^/]+",
+    hyper="[^/]+",
+    members="[^/]+",
+    experiment="|".join(map(re.escape, EXPERIMENTS)) or "(?!)",
+
+
+def pack_key(wildcards):
+    return "/".join(
+        (wildcards.dataset, wildcards.net, wildcards.model, wildcards.hyper, wildcards.members)
+    )
+
+
+def pack_cells(wildcards):
+    """The cells of one training job, as JSON for `python -m skipinit train --cells`."""
+    return json.dumps(PACKS[pack_key(wildcards)])
+
+
+def pack_results():
+    return expand(f"{RESULTS}/cells/{{pack}}/result.json", pack=PACKS)
+
+
+def dataset_file():
+    return f"resources/datasets/{config['dataset']}.npz"
+
+
+def plan_json():
+    """What aggregation needs to know which experiments use which cell."""
+    keys = ("dataset", "training", "experiments", "imagenet")
+    return json.dumps({key: config[key] for key in keys})
+
+
+def engine_flags():
+    flags = [
+        f"--device {config['device']}",
+        f"--precision {config['precision']}",
+        f"--eval-every {config['eval_every']}",
+        f"--divergence-loss {config['divergence_loss']}",
+        f"--threads {config['threads']}",
+    ]
+    for key in ("compile", "channels_last", "deterministic"):
+        flags.append(f"--{'' if config[key] else 'no-'}{key.replace('_', '-')}")
+    return " ".join(flags)
+
+
+def signal_models():
+    return config["signal"]["models"]
+
+
+def report_targets():
+    targets = [f"{RESULTS}/runs.parquet", f"{RESULTS}/curves.parquet"]
+    if EXPERIMENTS:
+        targets += expand(f"{RESULTS}/figures/{{experiment}}.{{ext}}", experiment=EXPERIMENTS, ext=("png", "pdf"))
+        targets += expand(f"{RESULTS}/tables/{{experiment}}.{{ext}}", experiment=EXPERIMENTS, ext=("md", "tex", "csv"))
+    if signal_models():
+        targets += [f"{RESULTS}/signal.parquet", f"{RESULTS}/figures/signal_propagation.png"]
+    return targets
+
+
+def source_files():
+    """The archive or folder the dataset is built from, so that replacing it rebuilds the dataset."""
+    if config["data_source"] == "imagefolder":
+        return [config["data_path"]]
+    return []

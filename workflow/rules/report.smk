@@ -1,0 +1,50 @@
+rule figure:
+    input:
+        runs="results/{name}/runs.parquet",
+        curves="results/{name}/curves.parquet",
+    output:
+        png=report(
+            "results/{name}/figures/{experiment}.png",
+            caption="../report/experiment_figure.rst",
+            category="Experiments",
+            subcategory="{experiment}",
+        ),
+        pdf="results/{name}/figures/{experiment}.pdf",
+    log:
+        "results/{name}/logs/figure/{experiment}.log",
+    benchmark:
+        "results/{name}/benchmarks/figure/{experiment}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/skipinit.yaml"
+    shell:
+        "python -m skipinit report --results results/{wildcards.name} --only figures "
+        "--experiment {wildcards.experiment} > {log} 2>&1"
+
+
+rule table:
+    input:
+        runs="results/{name}/runs.parquet",
+    output:
+        md="results/{name}/tables/{experiment}.md",
+        tex="results/{name}/tables/{experiment}.tex",
+        csv=report(
+            "results/{name}/tables/{experiment}.csv",
+            caption="../report/experiment_table.rst",
+            category="Experiments",
+            subcategory="{experiment}",
+        ),
+    log:
+        "results/{name}/logs/table/{experiment}.log",
+    benchmark:
+        "results/{name}/benchmarks/table/{experiment}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/skipinit.yaml"
+    shell:
+        "python -m skipinit report --results results/{wildcards.name} --only tables "
+        "--experiment {wildcards.experiment} > {log} 2>&1"
