@@ -15,6 +15,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         report_targets(),
-    default_target: True

@@ -24,6 +24,7 @@ _CELL_TYPES = {
     "alpha_init": pa.string(), "ghost_batch_size": pa.int64(), "dropout": pa.float64(), "batch_size": pa.int64(),
     "lr": pa.float64(), "seed": pa.int64(), "epochs": pa.int64(), "weight_decay": pa.float64(), "momentum": pa.float64(),
     "nesterov": pa.bool_(), "schedule": pa.string(), "train_subset": pa.int64(),
+    "test_subset": pa.int64(),
 }
 assert tuple(_CELL_TYPES) == CELL_KEYS, "every cell key needs a Parquet type"
 

@@ -32,6 +32,7 @@ CELL_DEFAULTS = {
     "nesterov": False,
     "schedule": "halving",
     "train_subset": 0,
+    "test_subset": 0,
 }
 CELL_KEYS = tuple(CELL_DEFAULTS)
 PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
@@ -96,6 +97,8 @@ def hyper_slug(cell: dict) -> str:
         parts.append("nesterov")
     if cell["train_subset"]:
         parts.append(f"n{cell['train_subset']}")
+    if cell["test_subset"]:
+        parts.append(f"t{cell['test_subset']}")
     return "-".join(parts)
 
 

@@ -8,13 +8,13 @@ rule aggregate:
         "results/{name}/logs/aggregate.log",
     benchmark:
         "results/{name}/benchmarks/aggregate.tsv"
-    params:
-        plan=plan_json(),
+    conda:
+        "../envs/skipinit.yaml"
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/skipinit.yaml"
+    params:
+        plan=plan_json(),
     shell:
         "python -m skipinit aggregate {input:q} --plan {params.plan:q} "
         "--runs {output.runs} --curves {output.curves} > {log} 2>&1"

@@ -18,7 +18,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PY
 from skipinit import grid
 from skipinit.config import ConfigError, check_config
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_config(config)
@@ -43,9 +42,7 @@ wildcard_constraints:
 
 
 def pack_key(wildcards):
-    return "/".join(
-        (wildcards.dataset, wildcards.net, wildcards.model, wildcards.hyper, wildcards.members)
-    )
+    return "/".join((wildcards.dataset, wildcards.net, wildcards.model, wildcards.hyper, wildcards.members))
 
 
 def pack_cells(wildcards):

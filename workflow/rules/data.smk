@@ -8,16 +8,16 @@ rule prepare_data:
         "logs/prepare_data/{dataset}.log",
     benchmark:
         "benchmarks/prepare_data/{dataset}.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         source=config["data_source"],
         path=config["data_path"] or "",
         download="--download" if config["data_download"] else "--no-download",
         synthetic=config["synthetic"],
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../envs/skipinit.yaml"
     shell:
         "python -m skipinit prepare-data --source {params.source} --path {params.path:q} "
         "--name {wildcards.dataset} --out {output.data} {params.download} "

@@ -13,15 +13,15 @@ rule signal:
         "results/{name}/logs/signal.log",
     benchmark:
         "results/{name}/benchmarks/signal.tsv"
-    params:
-        models=signal_models(),
-        settings=config["signal"],
+    conda:
+        "../envs/skipinit.yaml"
     threads: config["threads"]
     resources:
         mem_mb=6000,
         runtime=60,
-    conda:
-        "../envs/skipinit.yaml"
+    params:
+        models=signal_models(),
+        settings=config["signal"],
     shell:
         "python -m skipinit signal --models {params.models} --dataset {input.data} "
         "--linear-depth {params.settings[linear_depth]} --conv-depth {params.settings[conv_depth]} "

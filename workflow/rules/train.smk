@@ -7,17 +7,17 @@ rule train:
         "results/{name}/logs/train/{dataset}/{net}/{model}/{hyper}/{members}.log",
     benchmark:
         "results/{name}/benchmarks/train/{dataset}/{net}/{model}/{hyper}/{members}.tsv"
-    params:
-        cells=pack_cells,
-        checkpoint="results/{name}/checkpoints/{dataset}/{net}/{model}/{hyper}/{members}.pt",
-        engine=engine_flags(),
+    conda:
+        "../envs/skipinit.yaml"
     threads: config["threads"]
     resources:
         gpu=config["resources"]["gpu"],
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],
-    conda:
-        "../envs/skipinit.yaml"
+    params:
+        cells=pack_cells,
+        checkpoint="results/{name}/checkpoints/{dataset}/{net}/{model}/{hyper}/{members}.pt",
+        engine=engine_flags(),
     shell:
         "python -m skipinit train --cells {params.cells:q} --dataset {input.data} "
         "--out {output} --checkpoint {params.checkpoint} {params.engine} > {log} 2>&1"

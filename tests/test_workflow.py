@@ -1,0 +1,75 @@
+"""The whole DAG through Snakemake on the smoke profile: artifacts, schemas, idempotence, lint."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, snakemake
+from skipinit.aggregate import CURVES_SCHEMA, RUNS_SCHEMA
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_profile_writes_every_artifact(smoke_run):
+    workdir, _ = smoke_run
+    results = workdir / "results" / "smoke"
+    expected = ["runs.parquet", "curves.parquet", "signal.parquet", "figures/signal_propagation.png", "figures/signal_propagation.pdf"]
+    expected += [f"figures/depth.{ext}" for ext in ("png", "pdf")] + [f"tables/depth.{ext}" for ext in ("md", "tex", "csv")]
+    for relative in expected:
+        path = results / relative
+        assert path.is_file() and path.stat().st_size > 0, relative
+
+
+def test_runs_and_curves_parquet_schemas(smoke_run):
+    workdir, _ = smoke_run
+    results = workdir / "results" / "smoke"
+    runs = pq.read_table(results / "runs.parquet")
+    assert runs.schema.remove_metadata() == RUNS_SCHEMA
+    assert runs.num_rows == 2 * 2 * 3  # depths x lrs x models
+    frame = runs.to_pandas()
+    assert frame["cell_id"].is_unique
+    assert set(frame["status"]) <= {"ok", "diverged"}
+    assert (frame["experiments"].map(list) == frame["experiments"].map(lambda _: ["depth"])).all()
+    assert frame.loc[frame["status"] == "ok", "test_acc"].between(0, 100).all()
+    assert (frame["device"] == "cpu").all() and frame["torch_version"].str.len().gt(0).all()
+    assert json.loads(runs.schema.metadata[b"skipinit.experiments"])["depth"]["kind"] == "depth"
+    curves = pq.read_table(results / "curves.parquet")
+    assert curves.schema.remove_metadata() == CURVES_SCHEMA
+    per_cell = curves.to_pandas().groupby("cell_id")["epoch"].max()
+    completed = frame.set_index("cell_id")["epochs_completed"]
+    assert (per_cell.reindex(completed.index) == completed).all()
+
+
+def test_signal_parquet_schema(smoke_run):
+    workdir, _ = smoke_run
+    signal = pq.read_table(workdir / "results" / "smoke" / "signal.parquet").to_pandas()
+    assert list(signal.columns) == ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+    assert set(signal["model"]) == {"linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized"}
+    assert signal.loc[signal["model"] == "linear-unnormalized", "bn_moving_var"].isna().all()
+    assert signal.loc[signal["model"] == "linear-batchnorm", "bn_moving_var"].notna().all()
+
+
+def test_second_run_does_nothing(smoke_run):
+    workdir, _ = smoke_run
+    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--dry-run", cwd=workdir)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_report_html_bundles_the_outputs(smoke_run):
+    workdir, _ = smoke_run
+    report = workdir / "results" / "smoke" / "report.html"
+    snakemake("--configfile", "config/smoke.yaml", "--report", str(report), cwd=workdir)
+    assert report.stat().st_size > 10_000
+
+
+def test_snakemake_lint_is_clean():
+    result = snakemake("--lint", cwd=REPO, check=False)
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_snakefmt_check_passes():
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
