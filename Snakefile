@@ -3,7 +3,11 @@
 #   snakemake --cores all --configfile config/smoke.yaml   # tiny synthetic run of the whole DAG
 
 
-configfile: "config/config.yaml"
+# The default profile only when none is given: --configfile would otherwise be merged
+# key by key into it, mixing two profiles' experiments.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -66,7 +66,7 @@ def cmd_signal(args: argparse.Namespace) -> None:
 
     inputs = None
     if args.dataset:
-        inputs = signal.normalized_images(data.load_canonical(args.dataset), args.batch_size)
+        inputs = data.standardized(data.load_canonical(args.dataset).test_images[: args.batch_size])
     frames = []
     for model in args.models:
         depth = args.linear_depth if model.startswith("linear") else args.conv_depth
@@ -93,7 +93,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     """Figures, tables and claims from runs/signal Parquet alone: no training needed."""
-    from skipinit import aggregate, claims, figures, tables
+    from skipinit import aggregate
 
     results = Path(args.results)
     spec = aggregate.read_experiment_meta(results / "runs.parquet")
@@ -101,10 +101,16 @@ def cmd_report(args: argparse.Namespace) -> None:
         spec = {args.experiment: spec[args.experiment]}
     only = set(args.only or ("figures", "tables", "claims"))
     if "figures" in only:
+        from skipinit import figures
+
         figures.write_all(results, spec)
     if "tables" in only:
+        from skipinit import tables
+
         tables.write_all(results, spec)
     if "claims" in only:
+        from skipinit import claims
+
         claims.write(results, args.claims_config)
 
 

@@ -191,6 +191,16 @@ def balanced_subset(labels: np.ndarray, size: int) -> np.ndarray:
     return np.sort(interleaved[:size])
 
 
+def standardized(images: np.ndarray):
+    """uint8 N x 32 x 32 x 3 images as a float N x 3 x 32 x 32 tensor with zero mean, unit variance per channel."""
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True)
+    return (x - mean) / std
+
+
 def _read_image_folder(root: Path) -> CanonicalDataset:
     from torchvision.datasets import ImageFolder
 

@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -9,11 +10,13 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# The workflow and its jobs import the package from this checkout even where it is not
-# pip-installed (a conda env from --sdm conda, a cluster node): rules stay `python -m skipinit`.
+# Jobs run `python -m skipinit`: the interpreter that runs Snakemake (the venv's, unless
+# --sdm conda activates another) importing the package from this checkout, also where it
+# is not pip-installed (a conda env, a cluster node).
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 from skipinit import grid
 from skipinit.config import ConfigError, check_config
@@ -96,3 +99,17 @@ def source_files():
     if config["data_source"] == "imagefolder":
         return [config["data_path"]]
     return []
+
+
+def data_source_flags():
+    """Where `prepare-data` reads from: the source, its path, and the synthetic generator's settings."""
+    flags = [f"--source {config['data_source']}"]
+    if config["data_path"]:
+        flags.append(f"--path {shlex.quote(config['data_path'])}")
+    flags.append("--download" if config["data_download"] else "--no-download")
+    synthetic = config["synthetic"]
+    flags.append(
+        f"--synthetic-train-size {synthetic['train_size']} --synthetic-test-size {synthetic['test_size']} "
+        f"--synthetic-seed {synthetic['seed']}"
+    )
+    return " ".join(flags)

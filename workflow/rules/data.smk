@@ -14,13 +14,7 @@ rule prepare_data:
         mem_mb=8000,
         runtime=30,
     params:
-        source=config["data_source"],
-        path=config["data_path"] or "",
-        download="--download" if config["data_download"] else "--no-download",
-        synthetic=config["synthetic"],
+        source=data_source_flags(),
     shell:
-        "python -m skipinit prepare-data --source {params.source} --path {params.path:q} "
-        "--name {wildcards.dataset} --out {output.data} {params.download} "
-        "--synthetic-train-size {params.synthetic[train_size]} "
-        "--synthetic-test-size {params.synthetic[test_size]} "
-        "--synthetic-seed {params.synthetic[seed]} > {log} 2>&1"
+        "python -m skipinit prepare-data {params.source} "
+        "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
