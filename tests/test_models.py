@@ -89,7 +89,7 @@ def test_skipinit_alpha_one_over_sqrt_depth():
 
 @pytest.mark.parametrize("depth", [15, 4, 0])
 def test_depth_must_be_6n_plus_4(depth):
-    with pytest.raises(ValueError, match=rf"depth={depth}\b.*|6N\+4"):
+    with pytest.raises(ValueError, match=rf"6N\+4.*depth={depth}$"):
         wide_resnet(depth, 1, "batchnorm")
     with pytest.raises(ValueError, match=f"depth={depth}"):
         count_residual_blocks(depth)
@@ -103,8 +103,9 @@ def test_unknown_variant_and_ghost_batch_without_batchnorm_are_rejected():
 
 
 def chunkwise_batch_norm(x, chunk, bn):
-    return torch.cat([F.batch_norm(part, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
-                      for part in x.split(chunk)])
+    return torch.cat(
+        [F.batch_norm(part, None, None, bn.weight, bn.bias, training=True, eps=bn.eps) for part in x.split(chunk)]
+    )
 
 
 @pytest.mark.parametrize("batch, ghost, chunk", [(16, 4, 4), (12, 8, 6)])
@@ -185,7 +186,8 @@ def test_resnet50_v2_forward(variant):
     torch.manual_seed(0)
     model = resnet50_v2(variant, num_classes=7)
     assert len(residual_blocks(model)) == 16
-    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
 
 
 def test_resnet50_v2_at_imagenet_resolution():

@@ -63,7 +63,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         if not self.training or batch <= self.ghost_batch_size:
             return super().forward(x)
         chunk = max(size for size in range(1, self.ghost_batch_size + 1) if batch % size == 0)
-        chunks = x.reshape(batch // chunk, chunk, *x.shape[1:])
+        chunks = x.reshape(batch // chunk, chunk, *x.shape[1:]).float()  # statistics in float32, as BN under AMP
         mean = chunks.mean(dim=(1, 3, 4), keepdim=True)
         var = chunks.var(dim=(1, 3, 4), unbiased=False, keepdim=True)
         out = ((chunks - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
@@ -72,7 +72,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
             self._update_running_stats(mean.mean(0).flatten(), var.mean(0).flatten() * count / (count - 1))
         if self.affine:
             out = out * self.weight[:, None, None] + self.bias[:, None, None]
-        return out
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
@@ -113,7 +113,9 @@ class ResidualBlock(nn.Module):
     skip path: hook the block for the skip-path input and ``branch`` for the branch output.
     """
 
-    def __init__(self, preact: nn.Module, branch: nn.Module, shortcut: nn.Module | None = None, output_scale=1.0):
+    def __init__(
+        self, preact: nn.Module, branch: nn.Module, shortcut: nn.Module | None = None, output_scale: float = 1.0
+    ):
         super().__init__()
         self.preact = preact
         self.branch = branch
@@ -162,10 +164,8 @@ def _norm_act(channels: int, settings: _Settings) -> nn.Module:
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int, variant: str) -> nn.Module:
     """He-initialized conv: bias-free before BN, behind a scalar bias for Fixup, otherwise with a zero bias."""
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2,
-        bias=variant not in ("batchnorm", "fixup"),
-    )
+    bias = variant not in ("batchnorm", "fixup")
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=bias)
     nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -261,9 +261,7 @@ def wide_resnet(
         ([(3, stage_width, stride), (3, stage_width, 1)], blocks_per_stage)
         for stage_width, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2))
     ]
-    return _resnet(
-        _conv(3, 16, 3, 1, variant), 16, stages, variant, num_classes, alpha_init, ghost_batch_size, dropout
-    )
+    return _resnet(_conv(3, 16, 3, 1, variant), 16, stages, variant, num_classes, alpha_init, ghost_batch_size, dropout)
 
 
 def single_stage_resnet(

@@ -1,0 +1,191 @@
+"""Signal propagation through residual networks at initialization (Figure 2 of De & Smith, 2020).
+
+For every residual block l, ``measure`` records on one batch, in training mode at initialization:
+
+- ``skip_var``: the variance of the block input x_l, i.e. of the skip path;
+- ``branch_var``: the variance of the residual branch output, after SkipInit's alpha: exactly
+  what the block adds to the skip path;
+- ``bn_moving_var``: for BN networks, the moving variance of the BN layer at the branch input
+  after one training-mode pass from a fresh running variance with momentum 1. That is the
+  (unbiased) batch variance BN normalizes by, so it equals ``skip_var * n / (n - 1)`` with n
+  values per channel. NaN for networks without BN.
+
+A variance is the mean over channels (features) of each channel's variance over the batch and
+spatial positions, with 1/n normalization: the statistic BN divides by. With it the paper's
+theory holds exactly in expectation over the weights: an unnormalized linear block doubles
+skip_var, a BN linear block adds a branch of variance 1, so skip_var = 2^(l-1) and l.
+
+``depth`` is the number of residual blocks for every model, linear or convolutional, and the
+block-1 input is rescaled to variance exactly 1 (for conv nets the stem output is rescaled).
+Networks without BN are positively homogeneous at initialization (no nonlinearity or ReLU, zero
+biases), so their activations are carried renormalized between blocks with the scale tracked
+in float64: ``linear-unnormalized`` at 1000 blocks reaches 2^999, far beyond float32.
+
+Linear networks are built one block at a time (a 1000-block net of width 1000 would hold 4 GB of
+weights) from the same random stream as ``torch.manual_seed(seed)``, Gaussian inputs, then
+``models.linear_resnet``. The convolutional networks are ``single_stage_resnet``: a stem
+conv then ``depth`` pre-activation Wide-ResNet blocks with identity skips and no downsampling.
+"""
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from skipinit.models import ResidualBlock, linear_residual_block, single_stage_resnet
+
+MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
+COLUMNS = ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+DEFAULT_WIDTH = {"linear": 1000, "conv": 16}
+
+
+def channel_variance(x: torch.Tensor) -> float:
+    """Mean over channels (dim 1) of the per-channel variance over all other dims, 1/n normalized."""
+    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).var(dim=1, unbiased=False)
+    return per_channel.double().mean().item()
+
+
+def measure(
+    model_name: str,
+    depth: int,
+    seed: int,
+    inputs: torch.Tensor | None = None,
+    *,
+    width: int | None = None,
+    batch_size: int = 256,
+    alpha_init: float | str = 0.0,
+) -> pd.DataFrame:
+    """Per-block signal statistics of a freshly initialized ``model_name`` network with ``depth`` blocks.
+
+    ``inputs`` (conv nets only): images N x 3 x 32 x 32, normalized per channel; when None,
+    ``batch_size`` Gaussian inputs are drawn from ``seed``. ``width`` defaults to 1000 features
+    (linear) or 16 channels (conv). ``alpha_init`` is SkipInit's alpha for ``conv-skipinit``.
+    Leaves the global RNG untouched.
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"model_name must be one of {MODELS}, got {model_name!r}")
+    kind, variant = model_name.split("-")
+    width = width or DEFAULT_WIDTH[kind]
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "linear":
+            if inputs is not None:
+                raise ValueError("inputs are for the conv networks; linear networks see Gaussian inputs")
+            x = torch.randn(batch_size, width)
+            blocks = (linear_residual_block(width, variant) for _ in range(depth))
+        else:
+            if inputs is None:
+                inputs = torch.randn(batch_size, 3, 32, 32)
+            network = single_stage_resnet(depth, width, variant, alpha_init=alpha_init).train()
+            x = network.stem(inputs)
+            blocks = (m for m in network.modules() if isinstance(m, ResidualBlock))
+        rows = _propagate(blocks, x, renormalize=variant != "batchnorm")
+
+    frame = pd.DataFrame(rows, columns=["skip_var", "branch_var", "bn_moving_var"])
+    frame.insert(0, "model", model_name)
+    frame.insert(1, "depth", depth)
+    frame.insert(2, "block", range(1, len(frame) + 1))
+    frame.insert(3, "seed", seed)
+    return frame
+
+
+def _propagate(blocks: Iterable[ResidualBlock], x: torch.Tensor, renormalize: bool) -> list[tuple]:
+    """Feed ``x``, rescaled to unit variance, through ``blocks``; (skip, branch, BN moving) variance per block."""
+    rows = []
+    x = x / math.sqrt(channel_variance(x))
+    scale = 1.0  # variance of the true activations relative to those carried in x
+    for block in blocks:
+        norm = next((m for m in block.preact.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))), None)
+        if norm is not None:
+            norm.momentum = 1.0
+        branch_outputs = []
+        hook = block.branch.register_forward_hook(lambda module, args, output: branch_outputs.append(output))
+        out = block(x)
+        hook.remove()
+        moving_var = math.nan if norm is None else norm.running_var.double().mean().item()
+        rows.append((scale * channel_variance(x), scale * channel_variance(branch_outputs[0]), scale * moving_var))
+        if renormalize:
+            step = channel_variance(out)
+            out, scale = out / math.sqrt(step), scale * step
+        x = out
+    return rows
+
+
+def study(
+    models: Sequence[str],
+    depths: Sequence[int] | Mapping[str, Sequence[int]],
+    seeds: Sequence[int],
+    inputs_for_conv: torch.Tensor | None = None,
+    **kw,
+) -> pd.DataFrame:
+    """``measure`` every model at every depth (one list for all, or one per model) and seed, concatenated.
+
+    ``inputs_for_conv`` go to the conv networks only; ``kw`` to every ``measure`` call.
+    """
+    frames = [
+        measure(name, depth, seed, inputs_for_conv if name.startswith("conv") else None, **kw)
+        for name in models
+        for depth in (depths[name] if isinstance(depths, Mapping) else depths)
+        for seed in seeds
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+_STATISTICS = {"skip_var": "skip path", "branch_var": "residual branch", "bn_moving_var": "BN moving variance"}
+_STYLES = {"skip_var": "-", "branch_var": "-", "bn_moving_var": ":"}  # the moving variance traces the skip path
+_PANELS = (
+    ("(a) linear, unnormalized", "linear-unnormalized", ("skip_var", "branch_var"), ()),
+    ("(b) linear, batch normalized", "linear-batchnorm", ("skip_var", "branch_var", "bn_moving_var"), ()),
+    (
+        "(c) convolutional, batch normalized",
+        "conv-batchnorm",
+        ("skip_var", "branch_var", "bn_moving_var"),
+        ("conv-skipinit", "conv-unnormalized"),
+    ),
+)
+
+
+def plot(frame: pd.DataFrame, path_png: str | os.PathLike, path_pdf: str | os.PathLike) -> None:
+    """Three panels like the paper's Figure 2: per-block variances (mean over seeds) on a log scale.
+
+    Each panel shows its model's deepest network; panel (c) adds the skip-path variance of the
+    contrast conv nets, dashed. Zero variances (SkipInit's branch at alpha = 0) cannot be drawn.
+    """
+    figure = Figure(figsize=(13, 3.8), layout="constrained")
+    for axes, (title, main, statistics, contrasts) in zip(figure.subplots(1, 3), _PANELS):
+        curves = _mean_over_seeds(frame, main)
+        for statistic in statistics:
+            curve = curves[statistic][curves[statistic] > 0]
+            axes.plot(curve.index, curve.to_numpy(), _STYLES[statistic], label=_STATISTICS[statistic])
+        for contrast in contrasts:
+            curve = _mean_over_seeds(frame, contrast)["skip_var"]
+            axes.plot(curve.index, curve.to_numpy(), "--", label=f"{contrast}: skip path")
+        axes.set(title=title, xlabel="residual block", ylabel="variance", yscale="log")
+        if axes.lines:
+            axes.legend(fontsize="small")
+    for path, format in ((path_png, "png"), (path_pdf, "pdf")):
+        _save_atomically(figure, path, format)
+
+
+def _mean_over_seeds(frame: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    """Statistics per block of the deepest ``model_name`` network in ``frame``, averaged over seeds."""
+    rows = frame[frame["model"] == model_name]
+    rows = rows[rows["depth"] == rows["depth"].max()]
+    return rows.groupby("block")[list(_STATISTICS)].mean()
+
+
+def _save_atomically(figure: Figure, path: str | os.PathLike, format: str) -> None:
+    """Write to a temporary file next to ``path``, then rename it, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(temporary, format=format)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
