@@ -7,6 +7,8 @@ step can be run and tested without Snakemake.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
 import logging
 import subprocess
@@ -16,6 +18,7 @@ from pathlib import Path
 from skipinit.fileio import write_json
 
 log = logging.getLogger("skipinit")
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
 
 
 def git_commit() -> str:
@@ -45,19 +48,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import data, train
 
     cells = json.loads(args.cells)
-    dataset = data.load_canonical(args.dataset)
     options = train.EngineOptions(
         device=args.device, precision=args.precision, compile=args.compile, channels_last=args.channels_last,
         deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss, threads=args.threads,
     )
+    request = {"cells": cells, "options": dataclasses.asdict(options)}
+    finished = Path(f"{args.checkpoint}.done.json")
+    if finished.exists() and {key: value for key, value in json.loads(finished.read_text()).items() if key != "results"} == request:
+        # Snakemake was killed after this pack finished but before it recorded the job:
+        # the rerun deletes result.json as incomplete, and the recorded result restores it.
+        log.info("pack already finished; restoring its recorded result from %s", finished)
+        write_json(args.out, json.loads(finished.read_text())["results"])
+        return
+    dataset = data.load_canonical(args.dataset)
     results = train.train_pack(cells, dataset, options, checkpoint=args.checkpoint, log=lambda line: log.info("%s", line))
     commit = git_commit()
     for result in results:
         result["git_commit"] = commit
         result["dataset_sha256"] = dataset.provenance.get("canonical_sha256")
+    write_json(finished, {**request, "results": results})
     write_json(args.out, results)
     Path(args.checkpoint).unlink(missing_ok=True)
-    Path(f"{args.checkpoint}.sha256").unlink(missing_ok=True)
 
 
 def cmd_signal(args: argparse.Namespace) -> None:
@@ -177,4 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        raise SystemExit(
+            f"error: cannot write {error.filename or 'an output'}: {error.strerror}. Free disk space or make the "
+            "results folder writable, then rerun the same command: finished cells are kept and interrupted ones resume."
+        ) from None

@@ -3,6 +3,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -29,6 +30,15 @@ except ConfigError as error:
 
 NAME = config["name"]
 RESULTS = f"results/{NAME}"
+for folder in (RESULTS, "resources/datasets"):
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise WorkflowError(
+            f"cannot write to {folder}/ ({error.strerror}): make it writable or free disk space"
+        ) from None
 CELLS = grid.all_cells(config)
 PACKS = grid.packs(CELLS, config["pack"])
 EXPERIMENTS = list(config["experiments"])
@@ -113,3 +123,15 @@ def data_source_flags():
         f"--synthetic-seed {synthetic['seed']}"
     )
     return " ".join(flags)
+
+
+def claims_inputs(wildcards):
+    """What the claims read: runs.parquet, the claims file, and signal.parquet where the profile measures it."""
+    inputs = {"runs": f"results/{wildcards.name}/runs.parquet", "claims": config["claims"]}
+    if signal_models():
+        inputs["signal"] = f"results/{wildcards.name}/signal.parquet"
+    return inputs
+
+
+def claims_targets():
+    return [f"{RESULTS}/claims.json", f"{RESULTS}/claims.md"]
