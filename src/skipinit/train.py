@@ -1,0 +1,734 @@
+"""Training engine: one pack of cells, trained in one process as one batched computation.
+
+A *pack* is a list of cells that differ only in learning rate and seed (see `grid.py`).
+
+Design, in the order a step runs:
+
+- **Data on the device.** The canonical uint8 images are copied to the device once, zero-padded
+  by 4 pixels. Each epoch draws, from a `torch.Generator` seeded by (cell seed, epoch), a
+  permutation, crop offsets and flips for the whole training set; a step then crops, flips and
+  gathers its batch with one advanced-indexing op and normalizes it. No per-sample Python, no
+  worker processes, and a resumed run redraws the same order without saved RNG state.
+- **Members.** Each member's model is built after `torch.manual_seed(cell seed)`, so its
+  initialization equals the same cell trained alone. All parameters of all members live in one
+  flat `[N, P]` buffer (one row per member), and the models' parameters are views into it; so are
+  the gradients, so autograd accumulates straight into the flat gradient buffer.
+- **Forward.** One member (pack of one): the module itself, no vmap, no overhead. Several members:
+  `torch.func.functional_call` under `torch.vmap` over the stacked parameters *and* BN buffers
+  (`in_dims=0`, so the in-place running-stat updates land in each member's own buffers), with
+  `randomness="different"` for dropout. Members that share a seed share the batch (`in_dims=None`);
+  otherwise every member gets its own augmented batch (`[N, B, ...]`). The loss is the sum of the
+  members' mean cross-entropies, so one backward gives each member exactly its own gradient.
+- **Update.** SGD with momentum (optionally Nesterov) and L2 weight decay written as a handful of
+  whole-buffer tensor ops on `[N, P]`, with the learning rate a per-member column. A member whose
+  loss is non-finite or above `divergence_loss` stops updating: `torch.where` keeps its parameters
+  and momentum, and the first bad step is recorded on the device; nothing is read back per step.
+- **Epoch end.** One host sync reads the epoch's summed losses and accuracies; evaluation on the
+  full test set; one log line per member; an atomic, checksummed checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import io
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skipinit.data import CanonicalDataset, balanced_subset
+from skipinit.fileio import atomic_path
+from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+PAD = 4  # random-crop padding, pixels
+SCHEDULES = ("halving", "step", "cosine")
+OOM_HINT = "reduce the pack size (`pack:`) or set `ghost_batch_size` / a smaller batch"
+CHECKPOINT_MAGIC = b"skipinit-train-checkpoint-v1\n"
+
+# Warnings that are expected and harmless here, silenced while a pack trains (see engine_settings):
+# - parameter views of the flat [N, P] buffer have non-dense strides across members, so autograd
+#   warns that accumulating into their grads may be slower; it accumulates in place all the same;
+# - under vmap, adaptive_avg_pool2d of a channels_last input resizes its output with as_strided_,
+#   which takes functorch's per-member fallback: correct, and cheap for the one tiny pooling op.
+EXPECTED_WARNINGS = (
+    "grad and param do not obey the gradient layout contract",
+    "There is a performance drop because we have not yet implemented the batching rule for aten::as_strided_",
+    "There is a performance drop because we have not yet implemented the batching rule for aten::lerp_",  # ghost BN stats
+)
+
+
+@dataclasses.dataclass
+class EngineOptions:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "bf16"  # bf16 | fp32 ; bf16 autocast only takes effect on CUDA
+    compile: bool = False  # torch.compile where it pays
+    channels_last: bool = True
+    deterministic: bool = False  # torch.use_deterministic_algorithms + fixed threads; CPU runs repeat bit for bit
+    eval_every: int = 1  # evaluate on the full test set every k epochs (and always at the last epoch)
+    divergence_loss: float = 1e3  # a cell whose training loss is non-finite or above this has diverged
+    threads: int | None = None  # torch.set_num_threads on CPU
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted: unreadable, truncated, or failing its checksum."""
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate schedules
+# --------------------------------------------------------------------------------------------
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at global `step` (0-based) of `total_steps`.
+
+    halving: the paper's schedule: constant for the first half of the budget, then halved at the
+      start of every further 1/20 of it (10 halvings, ending at base/1024); integer arithmetic, so
+      the boundaries are exact. step: x0.1 at 50% and again at 75%. cosine: half a cosine to 0.
+    """
+    if schedule == "halving":
+        return 0.5 ** max(0, (20 * step) // total_steps - 9)
+    if schedule == "step":
+        return 0.1 ** (int(2 * step >= total_steps) + int(4 * step >= 3 * total_steps))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    raise ValueError(f"schedule={schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+
+
+def lr_table(schedule: str, base_lrs: list[float], total_steps: int, device: torch.device) -> torch.Tensor:
+    """[total_steps, N] learning rates, computed once so a step only indexes a row (no host->device copy)."""
+    factors = np.array([lr_factor(schedule, step, total_steps) for step in range(total_steps)], dtype=np.float64)
+    table = factors[:, None] * np.asarray(base_lrs, dtype=np.float64)[None, :]
+    return torch.from_numpy(table.astype(np.float32)).to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Data on the device
+# --------------------------------------------------------------------------------------------
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (cell seed, epoch, purpose): no saved RNG state needed."""
+    return int(np.random.SeedSequence([int(p) % (1 << 63) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def pad_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 N x 32 x 32 x 3 -> uint8 N x 40 x 40 x 3 on the device, zero border of PAD pixels."""
+    images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    n, height, width, channels = images.shape
+    padded = torch.zeros((n, height + 2 * PAD, width + 2 * PAD, channels), dtype=torch.uint8, device=device)
+    padded[:, PAD:PAD + height, PAD:PAD + width] = images
+    return padded
+
+
+def epoch_plan(num_images: int, seed: int, epoch: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Order, crop offsets and flips for one epoch of one seed, drawn on the device."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(derive_seed(seed, epoch, 1))
+    return {
+        "index": torch.randperm(num_images, generator=generator, device=device),
+        "dy": torch.randint(0, 2 * PAD + 1, (num_images,), generator=generator, device=device),
+        "dx": torch.randint(0, 2 * PAD + 1, (num_images,), generator=generator, device=device),
+        "flip": torch.randint(0, 2, (num_images,), generator=generator, device=device).bool(),
+    }
+
+
+def augment(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Random crop + horizontal flip of a batch as one gather: `padded[index]` cropped at (dy, dx).
+
+    `index`, `dy`, `dx`, `flip` share any shape S; the result is uint8 S x size x size x C.
+    A flipped crop reads its columns right to left.
+    """
+    offsets = torch.arange(size, device=padded.device)
+    rows = dy[..., None] + offsets
+    columns = torch.where(flip[..., None], dx[..., None] + (size - 1 - offsets), dx[..., None] + offsets)
+    return padded[index[..., None, None], rows[..., :, None], columns[..., None, :]]
+
+
+def normalize(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 [..., H, W, C] -> float32 [..., C, H, W], per-channel CIFAR mean/std normalization.
+
+    The HWC source makes a [B, C, H, W] batch channels_last for free. A stacked [N, B, ...] batch
+    is laid out as [B, H, W, N, C] in memory, so that vmap's grouped convolution (which merges the
+    member and channel dims) sees a channels_last [B, N*C, H, W] tensor without a copy.
+    """
+    x = torch.addcmul(shift, images.float(), scale)
+    if x.dim() == 4:
+        x = x.permute(0, 3, 1, 2)
+    else:
+        x = x.permute(1, 2, 3, 0, 4).contiguous().permute(3, 0, 4, 1, 2)
+    return x if channels_last else x.contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# Members: models, flat parameter buffer, forward
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(cell: dict, num_classes: int) -> nn.Module:
+    """The cell's network, on the CPU (initialization does not depend on the device)."""
+    from skipinit.models import wide_resnet
+
+    if cell["arch"] != "wrn":
+        raise ValueError(f"arch={cell['arch']!r} is not supported by the training engine (only 'wrn')")
+    alpha = cell["alpha_init"]
+    alpha = "1/sqrt(d)" if str(alpha).replace(" ", "") == "1/sqrt(d)" else float(alpha)
+    return wide_resnet(
+        int(cell["depth"]), int(cell["width"]), cell["variant"], num_classes,
+        alpha_init=alpha, ghost_batch_size=int(cell["ghost_batch_size"]) or None, dropout=float(cell["dropout"]),
+    )
+
+
+class Members:
+    """The models of a pack as one flat parameter buffer, with a batched (or plain) forward.
+
+    `params`, `grads` and `momentum` are [N, P] tensors; the modules' parameters are views of
+    `params` and their `.grad`s views of `grads`. `buffers` maps each BN buffer name to a stacked
+    [N, ...] tensor (packed) or the module's own buffer (a pack of one).
+    """
+
+    def __init__(self, cells: list[dict], num_classes: int, device: torch.device):
+        models = []
+        for cell in cells:
+            torch.manual_seed(int(cell["seed"]))
+            models.append(build_model(cell, num_classes))
+        self.size = len(models)
+        self.packed = self.size > 1
+        named = list(models[0].named_parameters())
+        self.layout, offset = [], 0
+        for name, param in named:
+            self.layout.append((name, tuple(param.shape), offset))
+            offset += param.numel()
+        self.params = torch.zeros((self.size, offset), device=device)
+        self.grads = torch.zeros_like(self.params)
+        self.momentum = torch.zeros_like(self.params)
+        with torch.no_grad():
+            for row, model in enumerate(models):
+                self.params[row] = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to(device)
+        if self.packed:
+            self.module = copy.deepcopy(models[0]).to("meta")  # a skeleton: functional_call supplies all state
+            self.leaves = {name: nn.Parameter(self._view(self.params, offset, shape)) for name, shape, offset in self.layout}
+            self.buffers = {name: torch.stack([m.get_buffer(name) for m in models]).to(device) for name, _ in models[0].named_buffers()}
+        else:
+            self.module = models[0].to(device)
+            self.leaves = dict(self.module.named_parameters())
+            for name, shape, offset in self.layout:
+                self.leaves[name].data = self._view(self.params, offset, shape)
+            self.buffers = dict(self.module.named_buffers())
+        for name, shape, offset in self.layout:
+            self.leaves[name].grad = self._view(self.grads, offset, shape)
+
+    def _view(self, flat: torch.Tensor, offset: int, shape: tuple) -> torch.Tensor:
+        numel = math.prod(shape)
+        if self.packed:
+            return flat[:, offset:offset + numel].view(self.size, *shape)
+        return flat[0, offset:offset + numel].view(shape)
+
+    def train(self, mode: bool = True) -> None:
+        self.module.train(mode)
+
+    def forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Logits [N, B, classes]. `shared`: x is one [B, ...] batch for every member."""
+        if not self.packed:
+            return self.module(x).unsqueeze(0)
+        call = lambda params, buffers, inputs: torch.func.functional_call(self.module, (params, buffers), (inputs,))  # noqa: E731
+        batched = torch.func.vmap(call, in_dims=(0, 0, None if shared else 0), randomness="different")
+        return batched(self.leaves, self.buffers, x)
+
+    def stacked_buffers(self) -> dict[str, torch.Tensor]:
+        """Buffers with the member dim (added for a pack of one), for checkpoints."""
+        return {name: (b if self.packed else b.unsqueeze(0)).detach().cpu().clone() for name, b in self.buffers.items()}
+
+    @torch.no_grad()
+    def load_state(self, params: torch.Tensor, momentum: torch.Tensor, buffers: dict[str, torch.Tensor]) -> None:
+        self.params.copy_(params)
+        self.momentum.copy_(momentum)
+        for name, value in buffers.items():
+            self.buffers[name].copy_(value if self.packed else value[0])
+
+
+def member_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy [N] (float32) and number of correct predictions [N] of each member."""
+    members, batch, classes = logits.shape
+    labels = labels.expand(members, batch)
+    per_example = F.cross_entropy(logits.reshape(-1, classes).float(), labels.reshape(-1), reduction="none")
+    return per_example.view(members, batch).mean(1), (logits.argmax(-1) == labels).sum(1)
+
+
+@torch.no_grad()
+def sgd_step(params: torch.Tensor, grads: torch.Tensor, momentum_buffer: torch.Tensor, lr: torch.Tensor, active: torch.Tensor,
+             weight_decay: float, momentum: float, nesterov: bool) -> None:
+    """One SGD step on [N, P] buffers with per-member lr [N]; members not `active` keep their state.
+
+    As torch.optim.SGD (dampening 0): g = grad + weight_decay * p (L2 on *all* parameters, BN
+    scales/biases and SkipInit's alpha included), buf = momentum * buf + g, d = g + momentum * buf
+    (Nesterov) or buf, p -= lr * d. `torch.where` rather than a zero lr, so NaNs of a diverged member
+    never leak into its frozen state.
+    """
+    keep = active[:, None]
+    if weight_decay:
+        grads.add_(params, alpha=weight_decay)
+    new_buffer = torch.add(grads, momentum_buffer, alpha=momentum)
+    direction = torch.add(grads, new_buffer, alpha=momentum) if nesterov else new_buffer
+    new_params = torch.addcmul(params, lr[:, None], direction, value=-1.0)
+    params.copy_(torch.where(keep, new_params, params))
+    momentum_buffer.copy_(torch.where(keep, new_buffer, momentum_buffer))
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: one file, payload + embedded sha256, written atomically
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write `state` atomically (temp file + os.replace) with its sha256 embedded in the header."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(CHECKPOINT_MAGIC + digest + b"\n" + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and verify a checkpoint; raise CheckpointError if it is not exactly what was written."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"unreadable ({error})") from None
+    head = len(CHECKPOINT_MAGIC)
+    if not data.startswith(CHECKPOINT_MAGIC) or len(data) < head + 65:
+        raise CheckpointError("not a skipinit training checkpoint (bad header or truncated)")
+    recorded, payload = data[head:head + 64].decode(errors="replace"), data[head + 65:]
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != recorded:
+        raise CheckpointError(f"checksum mismatch (sha256 {actual[:12]}... != recorded {recorded[:12]}...)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as error:  # a valid checksum over an unloadable payload: still garbage
+        raise CheckpointError(f"unloadable payload ({type(error).__name__}: {error})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}: the engine runs on cpu or cuda")
+    return device
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A resource fault: CUDA OOM, or the CPU allocator giving up."""
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class ProgressBar:
+    """A minimal bar over steps on stderr, drawn only for a terminal (log files stay clean)."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label = total, label
+        self.enabled = total > 0 and sys.stderr.isatty()
+        self.every = max(1, total // 100)
+
+    def update(self, done: int) -> None:
+        if self.enabled and (done % self.every == 0 or done == self.total):
+            filled = 30 * done // self.total
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * (len(self.label) + 50) + "\r")
+            sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def engine_settings(options: EngineOptions, device: torch.device):
+    """Threads, determinism, cuDNN autotuning and warning filters for one pack; restored afterwards."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            if options.threads:
+                torch.set_num_threads(int(options.threads))
+            if options.deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+                torch.use_deterministic_algorithms(True, warn_only=True)  # warn, never crash, on an op without one
+            if device.type == "cuda":
+                torch.backends.cudnn.deterministic = options.deterministic
+                torch.backends.cudnn.benchmark = not options.deterministic  # fixed shapes: autotuning pays
+            yield
+        finally:
+            torch.set_num_threads(saved[0])
+            torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+
+
+class PackTrainer:
+    """Everything one pack needs on the device: data, members, schedule, divergence state."""
+
+    def __init__(self, cells: list[dict], dataset: CanonicalDataset, options: EngineOptions, log: Callable[[str], None] = print):
+        if not cells:
+            raise ValueError("train_pack needs at least one cell")
+        self.cells = [dict(cell) for cell in cells]
+        self.config = [{**CELL_DEFAULTS, **cell} for cell in cells]
+        check_pack(self.config)
+        first = self.config[0]
+        if first["schedule"] not in SCHEDULES:
+            raise ValueError(f"schedule={first['schedule']!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+        if options.precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision={options.precision!r}: use bf16 or fp32")
+        self.options, self.log = options, log
+        self.device = resolve_device(options.device)
+        self.size = len(cells)
+        self.epochs = int(first["epochs"])
+        self.batch_size = int(first["batch_size"])
+        self.use_bf16 = self.device.type == "cuda" and options.precision == "bf16"
+        self.precision = "bf16" if self.use_bf16 else "fp32"
+
+        subset = balanced_subset(dataset.train_labels, int(first["train_subset"]))
+        self.train_images = pad_images(dataset.train_images[subset], self.device)
+        self.train_labels = torch.from_numpy(np.asarray(dataset.train_labels)[subset]).long().to(self.device)
+        test = balanced_subset(dataset.test_labels, int(first.get("test_subset", 0)))
+        self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(self.device)
+        self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(self.device)
+        self.num_train = len(subset)
+        self.steps_per_epoch = self.num_train // self.batch_size  # the last partial batch is dropped
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.num_train} training images")
+        self.total_steps = self.epochs * self.steps_per_epoch
+        std = torch.tensor(CIFAR_STD, device=self.device)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -torch.tensor(CIFAR_MEAN, device=self.device) / std
+        self.fingerprint = {
+            "train": self.num_train, "test": len(self.test_labels), "classes": dataset.num_classes,
+            "sha256": dataset.provenance.get("canonical_sha256") or dataset.provenance.get("source_sha256"),
+        }
+
+        self.seeds = [int(cell["seed"]) for cell in self.config]
+        self.shared = len(set(self.seeds)) == 1  # one batch serves every member
+        self.members = Members(self.config, dataset.num_classes, self.device)
+        self.lrs = lr_table(first["schedule"], [float(c["lr"]) for c in self.config], self.total_steps, self.device)
+        self.weight_decay, self.momentum = float(first["weight_decay"]), float(first["momentum"])
+        self.nesterov = bool(first["nesterov"])
+        self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.diverged_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
+        self.threshold = float(options.divergence_loss)
+
+        self.epoch, self.step_count = 0, 0
+        self.curves: list[list[dict]] = [[] for _ in cells]
+        self.wall_seconds = self.train_seconds = 0.0
+        self.loss_fn, self.update_fn = self.forward_losses, sgd_step
+        if options.compile:
+            self.loss_fn = CompiledOrEager(self.forward_losses, log, "forward")
+            self.update_fn = CompiledOrEager(sgd_step, log, "SGD update")
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def plans(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The epoch's plan: [n] tensors when every member shares a seed, else [N, n]."""
+        seeds = self.seeds[:1] if self.shared else self.seeds
+        plans = [epoch_plan(self.num_train, seed, epoch, self.device) for seed in seeds]
+        if self.shared:
+            return plans[0]
+        return {key: torch.stack([plan[key] for plan in plans]) for key in plans[0]}
+
+    def batch(self, plan: dict[str, torch.Tensor], step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented, normalized inputs and labels of one step: [B, ...] shared or [N, B, ...]."""
+        window = slice(step_in_epoch * self.batch_size, (step_in_epoch + 1) * self.batch_size)
+        index = plan["index"][..., window]
+        images = augment(self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window])
+        return normalize(images, self.scale, self.shift, self.options.channels_last), self.train_labels[index]
+
+    # ---- steps ----------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.members.forward(x, shared)
+        return member_losses(logits, y)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward, divergence check and SGD update of every member; no host sync."""
+        self.members.grads.zero_()
+        losses, correct = self.loss_fn(x, y, self.shared)
+        losses.sum().backward()
+        losses = losses.detach()
+        bad = ~torch.isfinite(losses) | (losses > self.threshold)
+        self.diverged_at = torch.where(bad & self.alive, self.step_count, self.diverged_at)
+        self.alive &= ~bad
+        self.update_fn(self.members.params, self.members.grads, self.members.momentum, self.lrs[self.step_count], self.alive,
+                       self.weight_decay, self.momentum, self.nesterov)
+        self.step_count += 1
+        return losses, correct
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch of every member; reads the device once, at the end."""
+        torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
+        self.members.train(True)
+        plan = self.plans(epoch)
+        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
+        start = time.perf_counter()
+        for k in range(self.steps_per_epoch):
+            x, y = self.batch(plan, k)
+            losses, correct = self.step(x, y)
+            loss_sum += losses
+            correct_sum += correct
+            bar.update(k + 1)
+        lr_now = self.lrs[self.step_count - 1].tolist()
+        losses = (loss_sum / self.steps_per_epoch).tolist()  # the one sync of the epoch
+        accuracy = (100.0 * correct_sum.double() / (self.steps_per_epoch * self.batch_size)).tolist()
+        seconds = time.perf_counter() - start
+        bar.close()
+        self.train_seconds += seconds
+        return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds}
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[list[float], list[float]]:
+        """Mean test loss and accuracy (percent) of every member on the full test set."""
+        self.members.train(False)
+        count = len(self.test_labels)
+        chunk = max(100, 4096 // self.size)
+        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        for start in range(0, count, chunk):
+            x = normalize(self.test_images[start:start + chunk], self.scale, self.shift, self.options.channels_last)
+            losses, correct = self.loss_fn(x, self.test_labels[start:start + chunk], True)
+            loss_sum += losses.double() * x.shape[0]
+            correct_sum += correct
+        self.members.train(True)
+        return (loss_sum / count).tolist(), (100.0 * correct_sum.double() / count).tolist()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "cells": self.cells, "fingerprint": self.fingerprint, "layout": [list(entry) for entry in self.members.layout],
+            "epoch": self.epoch, "step": self.step_count,
+            "params": self.members.params.detach().cpu().clone(), "momentum": self.members.momentum.cpu().clone(),
+            "buffers": self.members.stacked_buffers(), "alive": self.alive.cpu().clone(), "diverged_at": self.diverged_at.cpu().clone(),
+            "curves": self.curves, "wall_seconds": self.wall_seconds, "train_seconds": self.train_seconds,
+        }
+
+    def resume(self, checkpoint: str | os.PathLike | None) -> None:
+        """Continue from `checkpoint` if it exists, verifies and belongs to this pack; else start fresh."""
+        if checkpoint is None or not Path(checkpoint).exists():
+            return
+        try:
+            state = load_checkpoint(checkpoint)
+            mismatch = self.mismatch(state)
+        except CheckpointError as error:
+            self.log(f"checkpoint {checkpoint} is corrupt: {error}; ignoring it and starting from scratch")
+            return
+        if mismatch:
+            self.log(f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting from scratch")
+            return
+        self.members.load_state(state["params"], state["momentum"], state["buffers"])
+        self.alive.copy_(state["alive"])
+        self.diverged_at.copy_(state["diverged_at"])
+        self.epoch, self.step_count, self.curves = int(state["epoch"]), int(state["step"]), state["curves"]
+        self.wall_seconds, self.train_seconds = float(state["wall_seconds"]), float(state["train_seconds"])
+        self.log(f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count})")
+
+    def mismatch(self, state: dict) -> str | None:
+        """Why a verified checkpoint cannot be resumed here (another pack, dataset or model), or None."""
+        try:
+            if state["cells"] != self.cells:
+                return "different cells"
+            if state["fingerprint"] != self.fingerprint:
+                return "different dataset"
+            if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
+                return "different model layout"
+            if tuple(state["params"].shape) != tuple(self.members.params.shape) or set(state["buffers"]) != set(self.members.buffers):
+                return "different parameter or buffer shapes"
+            if not 0 <= int(state["epoch"]) <= self.epochs:
+                return f"epoch {state['epoch']} outside 0..{self.epochs}"
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"incomplete state ({type(error).__name__}: {error})") from None
+        return None
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, checkpoint: str | os.PathLike | None = None) -> list[dict]:
+        """Train every member to its epoch budget (or until all diverge); return one result each."""
+        self.resume(checkpoint)
+        session_start, session_wall0 = time.perf_counter(), self.wall_seconds
+        session_epochs = 0
+        while self.epoch < self.epochs and bool(self.alive.any()):
+            metrics = self.train_epoch(self.epoch)
+            self.epoch += 1
+            all_diverged = not bool(self.alive.any())
+            evaluate = self.epoch == self.epochs or all_diverged or self.epoch % max(1, self.options.eval_every) == 0
+            test_loss, test_acc = self.evaluate() if evaluate else ([None] * self.size, [None] * self.size)
+            self.wall_seconds = session_wall0 + time.perf_counter() - session_start
+            session_epochs += 1
+            eta = (time.perf_counter() - session_start) / session_epochs * (self.epochs - self.epoch)
+            rate = self.size * self.steps_per_epoch * self.batch_size / metrics["seconds"]
+            diverged_at = self.diverged_at.tolist()
+            for i in range(self.size):
+                point = {
+                    "epoch": self.epoch, "step": self.step_count, "lr": metrics["lr"][i],
+                    "train_loss": metrics["train_loss"][i], "train_acc": metrics["train_acc"][i],
+                    "test_loss": test_loss[i], "test_acc": test_acc[i], "seconds": self.wall_seconds,
+                }
+                self.curves[i].append(point)
+                self.log(self.progress_line(i, point, rate, eta, diverged_at[i]))
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, self.state())
+        return self.results()
+
+    def progress_line(self, i: int, point: dict, rate: float, eta: float, diverged_at: int) -> str:
+        cell = self.config[i]
+        test = "n/a" if point["test_acc"] is None else f"{point['test_acc']:.2f}%"
+        line = (f"epoch {point['epoch']}/{self.epochs} lr={cell['lr']:g} seed={cell['seed']} | "
+                f"train loss {point['train_loss']:.4f} acc {point['train_acc']:.2f}% | test acc {test} | "
+                f"lr now {point['lr']:.4g} | {rate:.0f} img/s (pack) | ETA {format_seconds(eta)}")
+        return line + (f" | DIVERGED at step {diverged_at}" if diverged_at >= 0 else "")
+
+    def results(self) -> list[dict]:
+        diverged_at = self.diverged_at.tolist()
+        device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        rate = self.size * self.step_count * self.batch_size / self.train_seconds if self.train_seconds else None
+        results = []
+        for i, cell in enumerate(self.cells):
+            curve = self.curves[i]
+            last = curve[-1] if curve else {}
+            evaluated = [point for point in curve if point["test_acc"] is not None]
+            diverged = diverged_at[i] >= 0
+            results.append({
+                **cell,
+                "test_acc": evaluated[-1]["test_acc"] if evaluated else None,
+                "test_loss": evaluated[-1]["test_loss"] if evaluated else None,
+                "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
+                "diverged": diverged, "diverged_step": diverged_at[i] if diverged else None,
+                "status": "diverged" if diverged else "ok", "error": None,
+                "epochs_completed": self.epoch, "steps": self.step_count,
+                "wall_seconds": self.wall_seconds, "images_per_second": rate,
+                "device": device_name, "torch_version": torch.__version__, "precision": self.precision,
+                "pack_size": self.size, "curve": [dict(point) for point in curve],
+            })
+        return results
+
+
+class CompiledOrEager:
+    """`torch.compile(fn)`, falling back to `fn` (with one log line) if compilation fails."""
+
+    def __init__(self, fn: Callable, log: Callable[[str], None], what: str):
+        self.fn, self.log, self.what = fn, log, what
+        self.compiled = torch.compile(fn)
+        self.tried = False
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is None:
+            return self.fn(*args, **kwargs)
+        try:
+            result = self.compiled(*args, **kwargs)
+            self.tried = True
+            return result
+        except Exception as error:
+            if is_out_of_memory(error) or self.tried:
+                raise
+            self.log(f"torch.compile of the {self.what} failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); running it eagerly")
+            self.compiled = None
+            return self.fn(*args, **kwargs)
+
+
+def check_pack(cells: list[dict]) -> None:
+    """Members of a pack may differ only in lr and seed: everything else is one computation."""
+    first = cells[0]
+    for cell in cells[1:]:
+        differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
+        if differing:
+            raise ValueError(f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}")
+
+
+def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
+    return [{
+        **cell, "test_acc": None, "test_loss": None, "train_loss": None, "train_acc": None,
+        "diverged": False, "diverged_step": None, "status": "failed", "error": message,
+        "epochs_completed": 0, "steps": 0, "wall_seconds": None, "images_per_second": None,
+        "device": device, "torch_version": torch.__version__, "precision": precision, "pack_size": len(cells), "curve": [],
+    } for cell in cells]
+
+
+def train_pack(cells: list[dict], dataset: CanonicalDataset, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
+               log: Callable[[str], None] = print) -> list[dict]:
+    """Train a pack of cells (differing only in lr and seed) as one batched computation.
+
+    Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
+    full test set), train_loss/train_acc (mean over the last epoch's steps), diverged,
+    diverged_step (0-based global step of the first non-finite or too-large loss), status
+    ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps, wall_seconds (this pack, all
+    sessions), images_per_second (the *pack's* training throughput: images of all members per
+    second of training, evaluation excluded), device, torch_version, precision (effective),
+    pack_size and curve (per-epoch points; test_* None where not evaluated).
+
+    Divergence never raises; an out-of-memory error marks every member 'failed' with a hint.
+    With `checkpoint`, the state is saved atomically after every epoch and resumed on restart.
+    """
+    device = resolve_device(options.device)
+    precision = "bf16" if device.type == "cuda" and options.precision == "bf16" else "fp32"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    with engine_settings(options, device):
+        try:
+            return PackTrainer(cells, dataset, options, log).run(checkpoint)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            failure = failed_results(cells, error, device_name, precision)
+        # Out of the handler, the traceback (and the device memory its frames hold) is gone.
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        log(f"pack of {len(cells)} cell(s) failed on {device_name}: {failure[0]['error']}")
+        return failure

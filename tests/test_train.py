@@ -1,0 +1,375 @@
+"""The training engine: packing, divergence, resume, faults, schedules and augmentation.
+
+Everything runs on the CPU in float32 with WRN-10-1 on a few hundred synthetic images.
+
+Packed and solo runs round differently (vmap's grouped convolutions reorder float32 sums), and a
+ReLU whose input sits within rounding of zero can flip, changing that step's gradient by ~1e-3
+relative; momentum SGD then amplifies it. Checked against a solo run perturbed by 1e-8: the same
+growth. So the comparisons use small learning rates (0.01-0.02) and batch 32, where 20 steps keep
+the gap around 1e-6 (worst seen 1.3e-5), well inside 1e-4, while a real packing bug (a mixed-up
+batch, lr, or BN buffer) moves parameters by 1e-2 or more.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from skipinit import data, train
+from skipinit.grid import make_cell
+
+TRAIN, TEST, BATCH = 320, 200, 32  # 10 steps per epoch
+DETERMINISTIC = train.EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return data.synthetic(train_size=TRAIN, test_size=TEST, num_classes=10, seed=0)
+
+
+def cell(**overrides):
+    settings = {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": BATCH, "epochs": 2, "lr": 0.02, "seed": 0,
+                "weight_decay": 5e-4, "schedule": "halving"}
+    return make_cell({**settings, **overrides})
+
+
+def run(cells, dataset, path=None, options=DETERMINISTIC, lines=None):
+    log = (lines.append if lines is not None else lambda line: None)
+    return train.train_pack(cells, dataset, options, checkpoint=path, log=log)
+
+
+def member_params(checkpoint, member: int) -> dict[str, torch.Tensor]:
+    """Each parameter of one member, read back from the engine's checkpoint."""
+    state = train.load_checkpoint(checkpoint)
+    flat = state["params"][member]
+    return {name: flat[offset:offset + math.prod(shape)].view(shape) for name, shape, offset in state["layout"]}
+
+
+def assert_params_close(packed: dict, solo: dict, tolerance=1e-4):
+    """Relative distance of the whole parameter vectors, and every tensor against the vector's scale."""
+    assert packed.keys() == solo.keys()
+    a, b = torch.cat([packed[n].reshape(-1) for n in solo]), torch.cat([solo[n].reshape(-1) for n in solo])
+    assert (a - b).norm().item() <= tolerance * b.norm().item()
+    rms = b.norm().item() / b.numel() ** 0.5
+    for name in solo:
+        assert (packed[name] - solo[name]).abs().max().item() <= 10 * tolerance * max(rms, solo[name].abs().max().item()), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed == separate
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def packed_and_solo(dataset, tmp_path_factory):
+    """A pack of two cells (different lr and seed: a stacked [N, B] batch) and each cell alone."""
+    folder = tmp_path_factory.mktemp("pack")
+    cells = [cell(lr=0.02, seed=0), cell(lr=0.01, seed=1)]
+    packed = run(cells, dataset, folder / "pack.pt")
+    solos = [run([c], dataset, folder / f"solo{i}.pt") for i, c in enumerate(cells)]
+    return folder, cells, packed, [s[0] for s in solos]
+
+
+def test_packed_members_follow_their_solo_parameters_for_20_steps(packed_and_solo):
+    folder, cells, packed, solos = packed_and_solo
+    assert [r["steps"] for r in packed] == [20, 20] and solos[0]["steps"] == 20
+    for i in range(len(cells)):
+        assert_params_close(member_params(folder / "pack.pt", i), member_params(folder / f"solo{i}.pt", 0))
+
+
+def test_packed_members_match_solo_metrics_after_2_epochs(packed_and_solo):
+    _, cells, packed, solos = packed_and_solo
+    for result, solo, c in zip(packed, solos, cells):
+        assert {k: result[k] for k in c} == c  # the cell's own keys come back
+        assert result["status"] == "ok" and result["pack_size"] == 2 and solo["pack_size"] == 1
+        assert result["epochs_completed"] == 2 and len(result["curve"]) == 2
+        assert abs(result["train_loss"] - solo["train_loss"]) <= 0.01 * solo["train_loss"]
+        assert abs(result["test_loss"] - solo["test_loss"]) <= 0.01 * solo["test_loss"]
+        assert abs(result["test_acc"] - solo["test_acc"]) <= 0.5
+        assert abs(result["train_acc"] - solo["train_acc"]) <= 0.5
+    assert solos[0]["train_loss"] < math.log(10)  # it learned something
+    assert packed[0]["curve"][-1]["test_acc"] == packed[0]["test_acc"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"variant": "skipinit", "alpha_init": "0"},
+    {"variant": "fixup"},
+    {"variant": "batchnorm", "ghost_batch_size": 4},
+], ids=["skipinit", "fixup", "ghost-bn"])
+def test_every_variant_packs_like_solo(dataset, tmp_path, overrides):
+    """Scalar parameters (alpha, Fixup biases) and ghost batch norm under vmap, for a few steps."""
+    small = data.synthetic(train_size=48, test_size=20, seed=1)
+    cells = [cell(lr=0.02, seed=0, epochs=1, batch_size=16, **overrides), cell(lr=0.01, seed=1, epochs=1, batch_size=16, **overrides)]
+    run(cells, small, tmp_path / "pack.pt")
+    for i, c in enumerate(cells):
+        run([c], small, tmp_path / f"solo{i}.pt")
+        assert_params_close(member_params(tmp_path / "pack.pt", i), member_params(tmp_path / f"solo{i}.pt", 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence
+# ---------------------------------------------------------------------------------------------
+
+
+def test_diverged_member_is_recorded_at_its_step_while_its_pack_mate_goes_on(dataset, tmp_path):
+    healthy = cell(variant="unnormalized", lr=0.02, seed=0)
+    exploding = cell(variant="unnormalized", lr=1e4, seed=0)  # same seed: one shared batch, in_dims=None
+    lines = []
+    packed = run([exploding, healthy], dataset, tmp_path / "pack.pt", lines=lines)
+    solo_bad = run([exploding], dataset)[0]
+    solo_good = run([healthy], dataset, tmp_path / "solo.pt")[0]
+
+    assert solo_bad["diverged"] and solo_bad["status"] == "diverged"
+    assert isinstance(solo_bad["diverged_step"], int) and solo_bad["diverged_step"] >= 1
+    assert packed[0]["diverged"] and packed[0]["status"] == "diverged"
+    assert packed[0]["diverged_step"] == solo_bad["diverged_step"]
+    assert any("DIVERGED at step" in line for line in lines)
+
+    assert not packed[1]["diverged"] and packed[1]["status"] == "ok" and packed[1]["diverged_step"] is None
+    assert packed[1]["epochs_completed"] == 2 and packed[1]["steps"] == 20
+    assert abs(packed[1]["train_loss"] - solo_good["train_loss"]) <= 1e-3 * solo_good["train_loss"]
+    assert abs(packed[1]["test_acc"] - solo_good["test_acc"]) <= 0.5
+    assert_params_close(member_params(tmp_path / "pack.pt", 1), member_params(tmp_path / "solo.pt", 0))
+    frozen = train.load_checkpoint(tmp_path / "pack.pt")
+    assert frozen["alive"].tolist() == [False, True]
+
+
+def test_a_pack_that_diverges_entirely_stops_early(small):
+    results = run([cell(variant="unnormalized", lr=1e4, epochs=3)], small)
+    assert results[0]["status"] == "diverged" and results[0]["epochs_completed"] < 3
+    assert results[0]["curve"][-1]["test_acc"] is not None  # still evaluated once, at the stop
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume, corruption, determinism
+# ---------------------------------------------------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands in for a kill right after a checkpoint was written."""
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.synthetic(train_size=160, test_size=100, num_classes=10, seed=2)  # 5 steps per epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small, tmp_path_factory):
+    """A pack (stacked parameters, buffers and batches) trained 3 epochs without a break."""
+    path = tmp_path_factory.mktemp("full") / "ckpt.pt"
+    cells = [cell(epochs=3, lr=0.1, seed=0, dropout=0.2), cell(epochs=3, lr=0.05, seed=1, dropout=0.2)]
+    return cells, run(cells, small, path), train.load_checkpoint(path)
+
+
+def interrupted_checkpoint(cells, dataset, path, monkeypatch):
+    """Run until the first checkpoint is on disk, then 'kill' the process."""
+    real_save = train.save_checkpoint
+
+    def save_then_die(target, state):
+        real_save(target, state)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            run(cells, dataset, path)
+    assert train.load_checkpoint(path)["epoch"] == 1
+
+
+def assert_identical(results, expected, state, expected_state):
+    for got, want in zip(results, expected):
+        for key in ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "epochs_completed", "diverged_step"):
+            assert got[key] == want[key], key
+        assert [{k: v for k, v in p.items() if k != "seconds"} for p in got["curve"]] == \
+               [{k: v for k, v in p.items() if k != "seconds"} for p in want["curve"]]
+    assert torch.equal(state["params"], expected_state["params"])
+    assert torch.equal(state["momentum"], expected_state["momentum"])
+    for name, value in expected_state["buffers"].items():
+        assert torch.equal(state["buffers"][name], value), name
+
+
+def test_resume_after_a_kill_is_bit_identical_to_an_uninterrupted_run(small, uninterrupted, tmp_path, monkeypatch):
+    cells, expected, expected_state = uninterrupted
+    path = tmp_path / "ckpt.pt"
+    interrupted_checkpoint(cells, small, path, monkeypatch)
+    lines = []
+    results = run(cells, small, path, lines=lines)
+    assert any("resuming from checkpoint" in line and "epoch 1/3" in line for line in lines)
+    assert not any(line.startswith("epoch 1/3") for line in lines)  # epoch 1 was not trained again
+    assert_identical(results, expected, train.load_checkpoint(path), expected_state)
+
+
+def test_corrupt_checkpoint_is_reported_and_training_restarts_from_scratch(small, uninterrupted, tmp_path, monkeypatch):
+    cells, expected, expected_state = uninterrupted
+    path = tmp_path / "ckpt.pt"
+    interrupted_checkpoint(cells, small, path, monkeypatch)
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    lines = []
+    results = run(cells, small, path, lines=lines)
+    assert any("corrupt" in line and "starting from scratch" in line for line in lines)
+    assert any(line.startswith("epoch 1/3") for line in lines)
+    assert_identical(results, expected, train.load_checkpoint(path), expected_state)
+
+
+def test_checkpoint_of_another_pack_is_not_resumed(small, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    run([cell(epochs=1, lr=0.3)], small, path)
+    lines = []
+    results = run([cell(epochs=1, lr=0.1)], small, path, lines=lines)
+    assert any("belongs to another run" in line for line in lines)
+    assert results[0]["epochs_completed"] == 1 and results[0]["status"] == "ok"
+
+
+def test_truncated_or_foreign_checkpoints_raise_checkpoint_error(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    train.save_checkpoint(path, {"epoch": 1, "x": torch.arange(3)})
+    assert train.load_checkpoint(path)["epoch"] == 1
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(train.CheckpointError, match="checksum"):
+        train.load_checkpoint(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(train.CheckpointError):
+        train.load_checkpoint(path)
+
+
+def test_deterministic_cpu_runs_repeat_bit_for_bit(small):
+    c = cell(epochs=1, seed=3, lr=0.1, dropout=0.3)
+    first, second = run([c], small)[0], run([c], small)[0]
+    for key in ("test_acc", "test_loss", "train_loss", "train_acc"):
+        assert first[key] == second[key]
+    assert first["precision"] == "fp32" and first["device"] == "cpu" and first["torch_version"] == torch.__version__
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults, results, progress
+# ---------------------------------------------------------------------------------------------
+
+
+def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset, monkeypatch):
+    def out_of_memory(self, x, y):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train.PackTrainer, "step", out_of_memory)
+    lines = []
+    cells = [cell(lr=0.1), cell(lr=0.2)]
+    results = run(cells, dataset, lines=lines)
+    assert [r["status"] for r in results] == ["failed", "failed"]
+    for result, c in zip(results, cells):
+        assert result["lr"] == c["lr"] and result["diverged"] is False and result["test_acc"] is None
+        assert "out of memory" in result["error"] and "pack:" in result["error"] and "ghost_batch_size" in result["error"]
+    assert any("failed" in line for line in lines)
+
+
+def test_eval_every_leaves_gaps_but_always_evaluates_the_last_epoch(small):
+    options = train.EngineOptions(device="cpu", eval_every=2, threads=1)
+    result = run([cell(epochs=3)], small, options=options)[0]
+    assert [p["test_acc"] is None for p in result["curve"]] == [True, False, False]
+    assert [p["epoch"] for p in result["curve"]] == [1, 2, 3] and [p["step"] for p in result["curve"]] == [5, 10, 15]
+    assert result["test_acc"] == result["curve"][-1]["test_acc"] and result["images_per_second"] > 0
+
+
+def test_one_progress_line_per_epoch_per_cell(small):
+    lines = []
+    run([cell(epochs=1, lr=0.1, seed=0), cell(epochs=1, lr=0.05, seed=1)], small, lines=lines)
+    epoch_lines = [line for line in lines if line.startswith("epoch 1/1")]
+    assert len(epoch_lines) == 2
+    assert "lr=0.05 seed=1" in epoch_lines[1] and "img/s" in epoch_lines[1] and "ETA" in epoch_lines[1]
+
+
+def test_cells_of_a_pack_must_differ_only_in_lr_and_seed(dataset):
+    with pytest.raises(ValueError, match="batch_size"):
+        run([cell(batch_size=16), cell(batch_size=32)], dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules, SGD, augmentation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_halving_schedule_is_constant_for_half_the_budget_then_halves_every_twentieth():
+    total = 200
+    factors = [train.lr_factor("halving", step, total) for step in range(total)]
+    assert factors[0] == factors[99] == 1.0
+    assert factors[100] == factors[109] == 0.5
+    assert factors[110] == 0.25
+    assert factors[190] == factors[199] == 0.5**10
+
+
+def test_step_and_cosine_schedules():
+    total = 100
+    assert [train.lr_factor("step", s, total) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert train.lr_factor("cosine", 0, total) == 1.0
+    assert train.lr_factor("cosine", 50, total) == pytest.approx(0.5)
+    assert train.lr_factor("cosine", 99, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    table = train.lr_table("step", [0.1, 0.4], total, torch.device("cpu"))
+    assert table.shape == (total, 2) and table[60].tolist() == pytest.approx([0.01, 0.04])
+    with pytest.raises(ValueError):
+        train.lr_factor("linear", 0, total)
+
+
+def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
+    torch.manual_seed(0)
+    params, grads = torch.randn(2, 5), torch.randn(2, 5)
+    for nesterov in (False, True):
+        reference = params.clone().requires_grad_()
+        optimizer = torch.optim.SGD([reference], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov)
+        flat, buffer = params.clone(), torch.zeros(2, 5)
+        for _ in range(3):
+            reference.grad = grads.clone()
+            optimizer.step()
+            train.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov)
+        assert torch.allclose(flat, reference.detach(), atol=1e-6)
+    frozen, buffer = params.clone(), torch.zeros(2, 5)
+    bad = grads.clone()
+    bad[0] = float("nan")
+    train.sgd_step(frozen, bad, buffer, torch.tensor([0.1, 0.2]), torch.tensor([False, True]), 0.0, 0.9, False)
+    assert torch.equal(frozen[0], params[0]) and torch.equal(buffer[0], torch.zeros(5))
+    assert torch.allclose(frozen[1], params[1] - 0.2 * grads[1])
+
+
+def test_augment_crops_and_flips_exactly():
+    images = torch.arange(2 * 4 * 4 * 1, dtype=torch.uint8).view(2, 4, 4, 1)
+    padded = torch.zeros(2, 8, 8, 1, dtype=torch.uint8)
+    padded[:, 2:6, 2:6] = images  # a 2-pixel border for a 4 x 4 "image"
+    index, dy, dx = torch.tensor([1, 0]), torch.tensor([2, 0]), torch.tensor([2, 3])
+    plain = train.augment(padded, index, dy, dx, torch.tensor([False, False]), size=4)
+    assert plain.shape == (2, 4, 4, 1) and plain.dtype == torch.uint8
+    assert torch.equal(plain[0], images[1])  # offset (2, 2) is the uncropped image
+    assert torch.equal(plain[1], padded[0, 0:4, 3:7])  # shifted: zero rows on top
+    assert torch.equal(plain[1, :2], torch.zeros(2, 4, 1, dtype=torch.uint8))
+    flipped = train.augment(padded, index, dy, dx, torch.tensor([True, False]), size=4)
+    assert torch.equal(flipped[0], images[1].flip(1)) and torch.equal(flipped[1], plain[1])
+    stacked = train.augment(padded, index.expand(3, 2), dy.expand(3, 2), dx.expand(3, 2), torch.zeros(3, 2, dtype=torch.bool), size=4)
+    assert stacked.shape == (3, 2, 4, 4, 1) and torch.equal(stacked[2], plain)
+
+
+def test_epoch_plan_is_seeded_by_seed_and_epoch(dataset):
+    device = torch.device("cpu")
+    a, b = train.epoch_plan(50, 0, 1, device), train.epoch_plan(50, 0, 1, device)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["index"], train.epoch_plan(50, 0, 2, device)["index"])
+    assert not torch.equal(a["index"], train.epoch_plan(50, 1, 1, device)["index"])
+    assert sorted(a["index"].tolist()) == list(range(50))
+    assert 0 <= int(a["dy"].min()) and int(a["dx"].max()) <= 2 * train.PAD
+
+
+def test_normalize_layouts_and_values():
+    scale = 1 / (255 * torch.tensor(train.CIFAR_STD))
+    shift = -torch.tensor(train.CIFAR_MEAN) / torch.tensor(train.CIFAR_STD)
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    x = train.normalize(images, scale, shift, channels_last=True)
+    assert x.shape == (4, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(train.CIFAR_MEAN)[:, None, None]) / torch.tensor(train.CIFAR_STD)[:, None, None]
+    assert torch.allclose(x, expected, atol=1e-5)
+    assert train.normalize(images, scale, shift, channels_last=False).is_contiguous()
+    stacked = train.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)
+    assert stacked.shape == (2, 2, 3, 32, 32) and torch.allclose(stacked[1], expected[2:], atol=1e-5)
+
+
+def test_train_subset_is_balanced_and_smaller(small):
+    result = run([cell(epochs=1, train_subset=80)], small)[0]
+    assert result["steps"] == 80 // BATCH and result["status"] == "ok"
