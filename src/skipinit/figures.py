@@ -1,4 +1,16 @@
-"""Figures per experiment (seaborn; PNG and PDF), drawn from runs.parquet and curves.parquet alone."""
+"""Figures per experiment (PNG and PDF), drawn from runs.parquet and curves.parquet alone.
+
+One figure per experiment, its form set by the experiment's kind:
+
+- depth: test accuracy at the best lr against depth | test accuracy during training (best lr);
+- batch_size, imagenet: test accuracy at the best lr against batch size | that best lr against
+  batch size (the paper's Figure 3);
+- regularization, generic: test accuracy against lr | test accuracy during training (best lr).
+
+Accuracies are means over seeds with their standard deviation as error bars; diverged runs count
+as 0. The signal-propagation figure is the signal rule's; it is redrawn here only where it is
+missing or older than signal.parquet (results copied without it, or re-reported elsewhere).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +28,7 @@ from skipinit.fileio import atomic_path  # noqa: E402
 from skipinit.tables import summary  # noqa: E402
 
 FIGURE_FORMATS = ("png", "pdf")
+SIGNAL_FIGURE = "signal_propagation"
 
 
 def save(figure: plt.Figure, stem: Path) -> list[Path]:
@@ -30,57 +43,87 @@ def save(figure: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _accuracy_vs(frame: pd.DataFrame, x: str, axis: plt.Axes, logx: bool) -> None:
-    sns.lineplot(data=frame, x=x, y="test_acc_mean", hue="label", marker="o", ax=axis)
-    for _, row in frame.iterrows():
-        axis.errorbar(row[x], row["test_acc_mean"], yerr=row["test_acc_std"], color="gray", alpha=0.4, capsize=2)
-    if logx:
-        axis.set_xscale("log", base=2)
-    axis.set_ylabel("test accuracy (%) at best lr")
+def _per_model(table: pd.DataFrame, x: str, y: str, axis: plt.Axes, yerr: str | None = None) -> None:
+    """One line per model (label), in the order the table lists them, with optional error bars."""
+    colors = dict(zip(table["label"].unique(), sns.color_palette(n_colors=table["label"].nunique())))
+    for label, rows in table.groupby("label", sort=False):
+        rows = rows.sort_values(x)
+        axis.errorbar(
+            rows[x], rows[y], yerr=rows[yerr] if yerr else None, label=label, color=colors[label], marker="o", capsize=3
+        )
+    axis.set_xscale("log", base=2)
+    values = sorted(table[x].unique())
+    axis.set_xticks(values, labels=[f"{value:g}" for value in values], minor=False)
+    axis.minorticks_off()
+    axis.legend(fontsize="small")
+
+
+def _curves(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, axis: plt.Axes) -> None:
+    """Test accuracy per epoch of the cells at each group's best lr."""
+    keys = [column for column in ("label", "depth", "width", "batch_size") if column in table.columns]
+    best = table.merge(runs, left_on=[*keys, "best_lr"], right_on=[*keys, "lr"])
+    chosen = curves[curves["cell_id"].isin(best["cell_id"]) & curves["test_acc"].notna()]
+    if chosen.empty:
+        axis.text(0.5, 0.5, "no evaluated epochs", ha="center", transform=axis.transAxes)
+    else:
+        style = "depth" if chosen["depth"].nunique() > 1 else None
+        sns.lineplot(data=chosen, x="epoch", y="test_acc", hue="label", style=style, ax=axis, errorbar=None)
+    axis.set_title("test accuracy during training (best lr)")
+    axis.set_ylabel("test accuracy (%)")
 
 
 def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, kind: str) -> plt.Figure:
-    """Left: the experiment's headline plot for its kind; right: test accuracy curves of the best cells."""
+    """The experiment's two panels for its kind (see the module docstring)."""
     table = summary(runs, experiment, kind)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    order = list(dict.fromkeys(runs_of(runs, experiment)["label"]))  # models as the profile lists them
+    table = table.sort_values("label", key=lambda labels: labels.map(order.index), kind="stable")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    figure.suptitle(experiment if experiment == kind else f"{experiment} ({kind})")
     if table.empty:
-        left.text(0.5, 0.5, "no runs", ha="center")
+        for axis in (left, right):
+            axis.text(0.5, 0.5, "no runs", ha="center", transform=axis.transAxes)
     elif kind == "depth":
-        _accuracy_vs(table, "depth", left, logx=True)
-        left.set_xlabel("depth (layers)")
+        _per_model(table, "depth", "test_acc_mean", left, yerr="test_acc_std")
+        left.set(xlabel="depth (layers)", ylabel="test accuracy (%) at best lr")
+        _curves(runs_of(runs, experiment), curves, table, right)
     elif kind in ("batch_size", "imagenet"):
-        _accuracy_vs(table, "batch_size", left, logx=True)
-        left.set_xlabel("batch size")
-        twin = left.twinx()
-        sns.lineplot(data=table, x="batch_size", y="best_lr", hue="label", linestyle="--", marker="s", ax=twin, legend=False)
-        twin.set_yscale("log", base=2)
-        twin.set_ylabel("best learning rate (dashed)")
+        _per_model(table, "batch_size", "test_acc_mean", left, yerr="test_acc_std")
+        left.set(xlabel="batch size", ylabel="test accuracy (%) at best lr")
+        _per_model(table, "batch_size", "best_lr", right)
+        right.set_yscale("log", base=2)
+        right.set(xlabel="batch size", ylabel="best learning rate")
     else:
         scored = runs_of(runs, experiment).assign(test_acc=lambda f: f["test_acc"].fillna(0.0))
-        sns.lineplot(data=scored, x="lr", y="test_acc", hue="label", marker="o", errorbar="sd", ax=left)
+        sns.lineplot(
+            data=scored, x="lr", y="test_acc", hue="label", hue_order=order, marker="o", errorbar="sd", ax=left
+        )
         left.set_xscale("log", base=2)
-        left.set_ylabel("test accuracy (%)")
-    left.set_title(f"{experiment} ({kind})")
-    best = table.merge(runs_of(runs, experiment), left_on=[*_keys(table), "best_lr"], right_on=[*_keys(table), "lr"])
-    chosen = curves[curves["cell_id"].isin(best["cell_id"]) & curves["test_acc"].notna()]
-    if chosen.empty:
-        right.text(0.5, 0.5, "no evaluated epochs", ha="center")
-    else:
-        sns.lineplot(data=chosen, x="epoch", y="test_acc", hue="label", style="depth" if chosen["depth"].nunique() > 1 else None, ax=right, errorbar=None)
-    right.set_title("test accuracy during training (best lr)")
-    right.set_ylabel("test accuracy (%)")
+        left.set(xlabel="learning rate", ylabel="test accuracy (%)")
+        _curves(runs_of(runs, experiment), curves, table, right)
     figure.tight_layout()
     return figure
 
 
-def _keys(table: pd.DataFrame) -> list[str]:
-    return [column for column in ("label", "depth", "width", "batch_size") if column in table.columns]
+def redraw_signal_figure(results: Path) -> list[Path]:
+    """Figure 2 from signal.parquet, where the figure is missing or older than the table."""
+    table = results / "signal.parquet"
+    png = results / "figures" / f"{SIGNAL_FIGURE}.png"
+    if not table.exists() or (png.exists() and png.stat().st_mtime >= table.stat().st_mtime):
+        return []
+    from skipinit import signal  # torch, only when the figure has to be drawn
+
+    pdf = png.with_suffix(".pdf")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    signal.plot(pd.read_parquet(table), png, pdf)
+    return [png, pdf]
 
 
 def write_all(results: Path, experiments: dict) -> list[Path]:
     runs = pd.read_parquet(results / "runs.parquet")
     curves = pd.read_parquet(results / "curves.parquet")
-    written = []
+    written = redraw_signal_figure(results)
     for experiment, meta in experiments.items():
-        written += save(plot_experiment(runs, curves, experiment, meta.get("kind", "generic")), results / "figures" / experiment)
+        written += save(
+            plot_experiment(runs, curves, experiment, meta.get("kind", "generic")), results / "figures" / experiment
+        )
     return written

@@ -3,6 +3,10 @@
 The best learning rate of a (model, depth, batch size) group is the one with the highest
 mean final test accuracy over seeds; a diverged run counts as what it scored (NaN as 0),
 so an lr that diverges on some seeds is not picked for its lucky ones.
+
+Each experiment gets one table per format: Markdown and LaTeX in the paper's wide form
+(a row per model, a column per depth or batch size, cells `acc ± std (lr)`), and CSV in the
+long form (a row per group, every number), for machines.
 """
 
 from __future__ import annotations
@@ -21,17 +25,46 @@ GROUP_KEYS = {
     "imagenet": ["label", "batch_size"],
     "generic": ["label", "depth", "width", "batch_size"],
 }
+# The setting a kind varies, which becomes the wide table's columns.
+COLUMN_OF_KIND = {
+    "depth": "depth",
+    "batch_size": "batch_size",
+    "regularization": "batch_size",
+    "imagenet": "batch_size",
+}
+COLUMN_TITLES = {"depth": "depth {}", "batch_size": "batch {}"}
 TABLE_FORMATS = ("md", "tex", "csv")
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def best_lr_summary(runs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     """One row per group: the best lr, accuracy mean/std/count over seeds there, and how many runs diverged."""
     if runs.empty:
-        return pd.DataFrame(columns=[*group, "best_lr", "test_acc_mean", "test_acc_std", "seeds", "diverged_runs", "lrs_tried"])
+        return pd.DataFrame(
+            columns=[*group, "best_lr", "test_acc_mean", "test_acc_std", "seeds", "diverged_runs", "lrs_tried"]
+        )
     scored = runs.assign(score=runs["test_acc"].fillna(0.0))
-    per_lr = scored.groupby([*group, "lr"], dropna=False).agg(
-        test_acc_mean=("score", "mean"), test_acc_std=("score", "std"), seeds=("seed", "nunique"), diverged_runs=("diverged", "sum")
-    ).reset_index()
+    per_lr = (
+        scored.groupby([*group, "lr"], dropna=False)
+        .agg(
+            test_acc_mean=("score", "mean"),
+            test_acc_std=("score", "std"),
+            seeds=("seed", "nunique"),
+            diverged_runs=("diverged", "sum"),
+        )
+        .reset_index()
+    )
     best = per_lr.loc[per_lr.groupby(group, dropna=False)["test_acc_mean"].idxmax()].rename(columns={"lr": "best_lr"})
     best["lrs_tried"] = best.apply(lambda row: int((per_lr[group] == row[group]).all(axis=1).sum()), axis=1)
     best["test_acc_std"] = best["test_acc_std"].fillna(0.0)
@@ -42,28 +75,55 @@ def summary(runs: pd.DataFrame, experiment: str, kind: str) -> pd.DataFrame:
     return best_lr_summary(runs_of(runs, experiment), GROUP_KEYS.get(kind, GROUP_KEYS["generic"]))
 
 
-def paper_form(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Wide table as in the paper: rows are models, columns the varied setting, cells `acc +- std (lr)`."""
+def cell_text(row: pd.Series) -> str:
+    """`93.1 ± 0.2 (lr 0.1)`; no ± from one seed; `diverged` when every run at the best lr did (so at every lr)."""
+    if row["diverged_runs"] >= row["seeds"]:
+        return "diverged"
+    text = f"{row['test_acc_mean']:.1f}"
+    if row["seeds"] > 1:
+        text += f" ± {row['test_acc_std']:.1f}"
+    text += f" (lr {row['best_lr']:g}"
+    if row["diverged_runs"]:
+        text += f"; {int(row['diverged_runs'])}/{int(row['seeds'])} diverged"
+    return text + ")"
+
+
+def paper_form(frame: pd.DataFrame, kind: str, model_order: list[str] | None = None) -> pd.DataFrame:
+    """Wide table as in the paper: a row per model (in `model_order`), a column per value of the varied setting."""
     if frame.empty:
         return pd.DataFrame({"model": []})
-    column = {"depth": "depth", "batch_size": "batch_size", "imagenet": "batch_size"}.get(kind)
-    text = frame.apply(lambda r: f"{r.test_acc_mean:.1f} ± {r.test_acc_std:.1f} (lr {r.best_lr:g})", axis=1)
-    frame = frame.assign(cell=text)
+    frame = frame.assign(cell=frame.apply(cell_text, axis=1))
+    column = COLUMN_OF_KIND.get(kind)
     if column is None:
-        return frame[["label", "depth", "batch_size", "cell"]].rename(columns={"label": "model", "cell": "test accuracy % (best lr)"})
+        long = frame[["label", "depth", "width", "batch_size", "cell"]]
+        return long.rename(columns={"label": "model", "cell": "test accuracy % (best lr)"})
     wide = frame.pivot_table(index="label", columns=column, values="cell", aggfunc="first")
-    wide.columns = [f"{column} {value}" for value in wide.columns]
-    return wide.reset_index().rename(columns={"label": "model"})
+    wide = wide.reindex([label for label in (model_order or sorted(wide.index)) if label in wide.index])
+    wide.columns = [COLUMN_TITLES[column].format(value) for value in wide.columns]
+    return wide.fillna("-").reset_index().rename(columns={"label": "model"})
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
 def render(frame: pd.DataFrame, fmt: str, caption: str) -> str:
     if fmt == "md":
         return f"{caption}\n\n" + frame.to_markdown(index=False) + "\n"
     if fmt == "tex":
-        return frame.to_latex(index=False, caption=caption, escape=True) + "\n"
+        return frame.to_latex(index=False, caption=latex_escape(caption), escape=True).replace("±", r"$\pm$") + "\n"
     if fmt == "csv":
         return frame.to_csv(index=False)
     raise ValueError(f"unknown table format {fmt!r}")
+
+
+def caption_of(experiment: str, meta: dict, frame: pd.DataFrame) -> str:
+    seeds = sorted(frame["seeds"].astype(int).unique()) if not frame.empty else []
+    spread = "from a single seed" if seeds == [1] else f"mean ± std over {'/'.join(map(str, seeds)) or 'the'} seeds"
+    return (
+        f"{experiment}: final test accuracy in percent, {spread}, at the best learning rate (in brackets); "
+        f"diverged runs count as 0. {meta.get('description', '')}"
+    ).strip()
 
 
 def write_all(results: Path, experiments: dict) -> list[Path]:
@@ -73,11 +133,10 @@ def write_all(results: Path, experiments: dict) -> list[Path]:
     for experiment, meta in experiments.items():
         kind = meta.get("kind", "generic")
         frame = summary(runs, experiment, kind)
-        caption = f"{experiment}: final test accuracy (%), mean ± std over seeds at the best learning rate. {meta.get('description', '')}".strip()
+        model_order = list(dict.fromkeys(runs_of(runs, experiment)["label"]))  # as the profile lists them
+        caption = caption_of(experiment, meta, frame)
         for fmt in TABLE_FORMATS:
             path = results / "tables" / f"{experiment}.{fmt}"
-            content = render(frame if fmt == "csv" else paper_form(frame, kind), fmt, caption)
-            write_text(path, content)
+            write_text(path, render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption))
             written.append(path)
     return written
-

@@ -14,11 +14,11 @@ rule figure:
         "results/{name}/logs/figure/{experiment}.log",
     benchmark:
         "results/{name}/benchmarks/figure/{experiment}.tsv"
+    conda:
+        "../envs/skipinit.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/skipinit.yaml"
     shell:
         "python -m skipinit report --results results/{wildcards.name} --only figures "
         "--experiment {wildcards.experiment} > {log} 2>&1"
@@ -40,11 +40,35 @@ rule table:
         "results/{name}/logs/table/{experiment}.log",
     benchmark:
         "results/{name}/benchmarks/table/{experiment}.tsv"
+    conda:
+        "../envs/skipinit.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/skipinit.yaml"
     shell:
         "python -m skipinit report --results results/{wildcards.name} --only tables "
         "--experiment {wildcards.experiment} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        unpack(claims_inputs),
+    output:
+        json="results/{name}/claims.json",
+        md=report(
+            "results/{name}/claims.md",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        "results/{name}/logs/claims.log",
+    benchmark:
+        "results/{name}/benchmarks/claims.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m skipinit report --results results/{wildcards.name} --only claims "
+        "--claims-config {input.claims:q} > {log} 2>&1"

@@ -1,0 +1,362 @@
+"""Each claim check on hand-made results where the claim holds, where it fails, and where the data cannot decide it."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from skipinit import claims
+from test_tables import EXPERIMENTS, batch_runs, depth_runs, run_row, runs_frame, signal_frame, write_results
+
+CLAIMS_FILE = REPO / "config" / "claims.yaml"
+SPEC = claims.load_spec(CLAIMS_FILE)
+CLAIM = {claim["id"]: claim for claim in SPEC["claims"]}
+
+
+def judge(claim_id: str, frame: pd.DataFrame, **overrides) -> tuple[str, dict]:
+    """Run one claim's check with the thresholds of config/claims.yaml (and `overrides`)."""
+    claim = CLAIM[claim_id]
+    params = {**claim["params"], **overrides}
+    if claim["data"] != claims.SIGNAL:
+        params = {"models": SPEC["models"], **params}
+    return claims.CHECKS[claim["check"]](frame, params)
+
+
+# --- signal ---------------------------------------------------------------------------------------
+
+
+def noisy(frame: pd.DataFrame, seed: int = 0, spread: float = 0.1) -> pd.DataFrame:
+    """Three seeds of `frame`, each variance scaled by up to +-`spread` at random."""
+    rng = np.random.default_rng(seed)
+    copies = []
+    for index in range(3):
+        scale = lambda: 1 + rng.uniform(-spread, spread, len(frame))  # noqa: E731
+        copies.append(
+            frame.assign(seed=index, skip_var=frame["skip_var"] * scale(), branch_var=frame["branch_var"] * scale())
+        )
+    return pd.concat(copies, ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "claim_id",
+    [
+        "signal-unnormalized-doubles",
+        "signal-bn-skip-linear",
+        "signal-bn-branch-unit",
+        "signal-conv-bn-skip-linear",
+        "signal-bn-downscales-branch",
+    ],
+)
+def test_signal_claims_hold_on_the_papers_laws(claim_id):
+    verdict, evidence = judge(claim_id, noisy(signal_frame()))
+    assert verdict == "reproduced", evidence
+    assert evidence["reason"]
+
+
+def test_unnormalized_growth_slower_than_doubling_is_not_reproduced():
+    signal = signal_frame()
+    signal.loc[signal["model"] == "linear-unnormalized", "skip_var"] = 1.5 ** (signal["block"] - 1)
+    verdict, evidence = judge("signal-unnormalized-doubles", signal)
+    assert verdict == "not_reproduced"
+    assert evidence["worst_block"] == 20 and evidence["worst_ratio"] == pytest.approx(0.75**19)
+
+
+def test_bn_skip_path_growing_quadratically_is_not_reproduced():
+    signal = signal_frame()
+    signal.loc[signal["model"] == "linear-batchnorm", "skip_var"] = signal["block"].astype(float) ** 2
+    assert judge("signal-bn-skip-linear", signal)[0] == "not_reproduced"
+
+
+def test_shrinking_conv_skip_path_is_not_linear_growth():
+    signal = signal_frame()
+    signal.loc[signal["model"] == "conv-batchnorm", "skip_var"] = 100.0 / signal["block"]
+    verdict, evidence = judge("signal-conv-bn-skip-linear", signal)
+    assert verdict == "not_reproduced" and evidence["slope"] < 0
+
+
+def test_branch_as_large_as_skip_path_is_not_downscaled():
+    signal = signal_frame()
+    conv = signal["model"] == "conv-batchnorm"
+    signal.loc[conv, "branch_var"] = signal.loc[conv, "skip_var"]
+    verdict, evidence = judge("signal-bn-downscales-branch", signal)
+    assert verdict == "not_reproduced"
+    assert evidence["linear-batchnorm"]["exponent"] == pytest.approx(0.5)
+    assert evidence["conv-batchnorm"]["exponent"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_shallow_or_missing_signal_nets():
+    shallow = signal_frame().query("block <= 6").assign(depth=6)
+    verdict, evidence = judge("signal-bn-skip-linear", shallow)
+    assert verdict == "inconclusive" and "6 blocks, fewer than the 10" in evidence["reason"]
+    assert judge("signal-bn-downscales-branch", shallow)[0] == "inconclusive"
+    for claim_id in ("signal-unnormalized-doubles", "signal-conv-bn-skip-linear", "signal-bn-downscales-branch"):
+        assert judge(claim_id, claims.NO_SIGNAL)[0] == "not_run"
+
+
+# --- depth ------------------------------------------------------------------------------------------
+
+
+def deep_runs(
+    unnormalized_acc: float | None = None, scaled_acc: float | None = None, lrs=(0.05, 0.1), seeds=(0,), depth=100
+) -> pd.DataFrame:
+    """Every depth-study model at `depth`: BN and SkipInit (alpha <= 1/sqrt(d)) train; the rest diverge unless given an accuracy."""
+    rows = []
+    for lr in lrs:
+        for seed in seeds:
+            rows += [
+                run_row(88, depth=depth, lr=lr, seed=seed, variant="batchnorm"),
+                run_row(87, depth=depth, lr=lr, seed=seed, variant="skipinit", alpha_init=0),
+                run_row(86, depth=depth, lr=lr, seed=seed, variant="skipinit", alpha_init="1/sqrt(d)"),
+                run_row(0, depth=depth, lr=lr, seed=seed, variant="skipinit", alpha_init=1, diverged=True),
+                run_row(
+                    unnormalized_acc or 0,
+                    depth=depth,
+                    lr=lr,
+                    seed=seed,
+                    variant="unnormalized",
+                    diverged=unnormalized_acc is None,
+                ),
+                run_row(scaled_acc or 0, depth=depth, lr=lr, seed=seed, variant="scaled", diverged=scaled_acc is None),
+            ]
+    return runs_frame(rows)
+
+
+def test_depth_failure_reproduced_when_unnormalized_nets_diverge():
+    verdict, evidence = judge("depth-unnormalized-fails", deep_runs())
+    assert verdict == "reproduced", evidence
+    assert evidence["depth"] == 100 and evidence["unnormalized"]["diverged_runs"] == 2
+    assert evidence["batchnorm"]["test_acc"] == 88
+
+
+def test_depth_failure_not_reproduced_when_an_unnormalized_net_trains():
+    verdict, evidence = judge("depth-unnormalized-fails", deep_runs(unnormalized_acc=60))
+    assert verdict == "not_reproduced" and "unnormalized trains" in evidence["reason"]
+
+
+def test_near_chance_accuracy_counts_as_failing():
+    assert judge("depth-scaled-fails", deep_runs(scaled_acc=12))[0] == "reproduced"
+    assert judge("depth-scaled-fails", deep_runs(scaled_acc=40))[0] == "not_reproduced"
+
+
+def test_depth_failure_undecided_when_too_shallow_too_few_lrs_or_seeds():
+    verdict, evidence = judge("depth-unnormalized-fails", deep_runs(depth=16))
+    assert verdict == "inconclusive" and evidence["reason"] == "no run at depth >= 100 (deepest: 16)"
+    verdict, evidence = judge("depth-unnormalized-fails", deep_runs(lrs=(0.1,)), min_lrs=3)
+    assert verdict == "inconclusive" and "only 1 learning rate(s) tried (need 3)" in evidence["reason"]
+    verdict, evidence = judge("depth-unnormalized-fails", deep_runs(), min_seeds=2)
+    assert verdict == "inconclusive" and evidence["reason"] == "fewer than 2 seeds (1)"
+
+
+def test_depth_claims_not_run_without_depth_runs():
+    empty = runs_frame([]).reindex(columns=depth_runs().columns)
+    for claim_id in ("depth-unnormalized-fails", "depth-skipinit-matches-bn", "depth-small-alpha-trains"):
+        assert judge(claim_id, empty)[0] == "not_run"
+
+
+def test_small_alpha_trains_unless_it_does_not():
+    assert judge("depth-small-alpha-trains", deep_runs())[0] == "reproduced"
+    runs = deep_runs()
+    runs.loc[runs["alpha_init"] == "1/sqrt(d)", "test_acc"] = 11.0
+    verdict, evidence = judge("depth-small-alpha-trains", runs)
+    assert verdict == "not_reproduced" and "skipinit_isqrtd fails" in evidence["reason"]
+
+
+def test_skipinit_matches_bn_at_every_depth_within_the_gap():
+    verdict, evidence = judge("depth-skipinit-matches-bn", depth_runs())
+    assert verdict == "reproduced"
+    assert evidence["depths"]["100"]["gap_pp"] == pytest.approx(1.0)
+    assert evidence["skipinit_test_acc_at_largest_depth"] == pytest.approx(90.1)
+    runs = depth_runs()
+    runs.loc[(runs["variant"] == "skipinit") & (runs["depth"] == 100), "test_acc"] -= 5
+    verdict, evidence = judge("depth-skipinit-matches-bn", runs)
+    assert verdict == "not_reproduced" and "depth 100" in evidence["reason"]
+    verdict, _ = judge("depth-skipinit-matches-bn", depth_runs().query("variant != 'skipinit'"))
+    assert verdict == "inconclusive"
+
+
+# --- regularization ---------------------------------------------------------------------------------
+
+
+def regularization_runs(no_l2_acc: float, dropout_acc: float, epochs: int = 20) -> pd.DataFrame:
+    settings = dict(batch_size=64, epochs=epochs, experiments=("regularization",))
+    return runs_frame(
+        [
+            run_row(92, variant="batchnorm", **settings),
+            run_row(90, variant="skipinit", **settings),
+            run_row(no_l2_acc, variant="skipinit", weight_decay=0, **settings),
+            run_row(dropout_acc, variant="skipinit", dropout=0.2, **settings),
+        ]
+    )
+
+
+def test_skipinit_without_l2_trains_slightly_worse():
+    verdict, evidence = judge("regularization-no-l2-trains", regularization_runs(no_l2_acc=89, dropout_acc=91))
+    assert verdict == "reproduced" and evidence["batch_sizes"]["64"]["drop_pp"] == 1
+    assert (
+        judge("regularization-no-l2-trains", regularization_runs(no_l2_acc=80, dropout_acc=91))[0] == "not_reproduced"
+    )
+    assert (
+        judge("regularization-no-l2-trains", regularization_runs(no_l2_acc=92, dropout_acc=91))[0] == "not_reproduced"
+    )
+    verdict, evidence = judge(
+        "regularization-no-l2-trains", regularization_runs(no_l2_acc=89, dropout_acc=91, epochs=2)
+    )
+    assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
+
+
+def test_dropout_shrinks_the_batchnorm_edge():
+    verdict, evidence = judge("regularization-dropout-closes-gap", regularization_runs(no_l2_acc=89, dropout_acc=91.5))
+    assert verdict == "reproduced"
+    assert evidence["lead_over_plain_pp"] == 2 and evidence["lead_over_regularized_pp"] == 0.5
+    assert (
+        judge("regularization-dropout-closes-gap", regularization_runs(no_l2_acc=89, dropout_acc=89))[0]
+        == "not_reproduced"
+    )
+    assert (
+        judge("regularization-dropout-closes-gap", regularization_runs(no_l2_acc=89, dropout_acc=91.5, epochs=2))[0]
+        == "inconclusive"
+    )
+
+
+# --- batch size ---------------------------------------------------------------------------------------
+
+
+def batch_sweep(
+    best: dict[tuple[str, int], float],
+    accuracy: dict[tuple[str, int], float] | None = None,
+    lrs=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8),
+) -> pd.DataFrame:
+    """BN and SkipInit per batch size, accuracy peaking at the given best lr (peak accuracy 90 unless given)."""
+    rows = []
+    for (variant, batch), best_lr in best.items():
+        peak = (accuracy or {}).get((variant, batch), 90.0)
+        rows += [
+            run_row(
+                peak - 3 * abs(math.log2(lr / best_lr)),
+                variant=variant,
+                batch_size=batch,
+                lr=lr,
+                experiments=("batch_size",),
+            )
+            for lr in lrs
+        ]
+    return runs_frame(rows)
+
+
+def test_small_batch_parity():
+    assert judge("batch-small-similar", batch_runs())[0] == "reproduced"
+    far_apart = batch_sweep({("batchnorm", 64): 0.4, ("skipinit", 64): 0.05})
+    verdict, evidence = judge("batch-small-similar", far_apart)
+    assert verdict == "not_reproduced" and evidence["batch_sizes"]["64"]["lr_ratio_range"] == [8, 8]
+    worse = batch_sweep({("batchnorm", 64): 0.1, ("skipinit", 64): 0.1}, accuracy={("skipinit", 64): 85})
+    assert judge("batch-small-similar", worse)[0] == "not_reproduced"
+
+
+def test_small_batch_parity_undecided_at_the_edge_of_the_lr_grid():
+    verdict, evidence = judge("batch-small-similar", batch_sweep({("batchnorm", 64): 0.8, ("skipinit", 64): 0.4}))
+    assert verdict == "inconclusive"
+    assert "batchnorm: best lr 0.8 is at the edge of the grid [0.025, 0.8]" in evidence["reason"]
+    one_lr = batch_sweep({("batchnorm", 64): 0.1, ("skipinit", 64): 0.1}, lrs=(0.1,))
+    verdict, evidence = judge("batch-small-similar", one_lr)
+    assert verdict == "inconclusive" and "only one learning rate tried (0.1)" in evidence["reason"]
+    verdict, evidence = judge("batch-small-similar", batch_sweep({("batchnorm", 512): 0.1, ("skipinit", 512): 0.1}))
+    assert verdict == "inconclusive" and "no batch size <= 128" in evidence["reason"]
+
+
+def test_edge_of_the_grid_can_still_refute_similar_lrs():
+    """SkipInit's optimum is >= 0.8 (the top of the grid) while BN's is 0.05: at least 16x apart, whatever lies beyond."""
+    verdict, evidence = judge("batch-small-similar", batch_sweep({("batchnorm", 64): 0.05, ("skipinit", 64): 0.8}))
+    assert verdict == "not_reproduced"
+    assert evidence["batch_sizes"]["64"]["lr_ratio_range"] == [0, 0.0625]
+
+
+def test_large_batch_advantage():
+    verdict, evidence = judge("batch-large-bn-wins", batch_runs())
+    assert verdict == "reproduced", evidence
+    assert evidence["batch_size"] == 256 and evidence["lr_ratio_range"] == [4, 4]
+    same = batch_sweep({("batchnorm", 512): 0.1, ("skipinit", 512): 0.1})
+    assert judge("batch-large-bn-wins", same)[0] == "not_reproduced"
+    edge = batch_sweep({("batchnorm", 512): 0.8, ("skipinit", 512): 0.1}, accuracy={("batchnorm", 512): 92})
+    verdict, evidence = judge("batch-large-bn-wins", edge)
+    assert verdict == "inconclusive" and "batchnorm: best lr 0.8 is at the edge" in evidence["reason"]
+    verdict, evidence = judge("batch-large-bn-wins", batch_sweep({("batchnorm", 64): 0.4, ("skipinit", 64): 0.1}))
+    assert verdict == "inconclusive" and "no batch size >= 256" in evidence["reason"]
+
+
+# --- ImageNet -----------------------------------------------------------------------------------------
+
+
+def imagenet_runs(accuracies: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
+    """BN, regularized SkipInit and Fixup ResNet-50-V2 accuracies per batch size."""
+    rows = []
+    for batch, (bn, skipinit, fixup) in accuracies.items():
+        settings = dict(arch="resnet50_v2", depth=50, batch_size=batch, experiments=("imagenet",))
+        rows += [
+            run_row(bn, variant="batchnorm", **settings),
+            run_row(skipinit, variant="skipinit", dropout=0.2, **settings),
+            run_row(fixup, variant="fixup", **settings),
+        ]
+    return runs_frame(rows)
+
+
+def test_imagenet_competitive_then_beaten():
+    holds = {256: (76.0, 75.5, 75.8), 1024: (76.0, 75.2, 75.5), 4096: (75.0, 72.0, 73.0)}
+    assert judge("imagenet-competitive", imagenet_runs(holds))[0] == "reproduced"
+    fixup_far_behind = {**holds, 256: (76.0, 75.5, 70.0)}
+    verdict, evidence = judge("imagenet-competitive", imagenet_runs(fixup_far_behind))
+    assert verdict == "not_reproduced" and "batch 256: fixup" in evidence["reason"]
+    verdict, evidence = judge("imagenet-competitive", imagenet_runs({256: (76.0, 75.5, 75.8)}))
+    assert verdict == "inconclusive"
+    assert judge("imagenet-competitive", runs_frame([]).reindex(columns=depth_runs().columns))[0] == "not_run"
+
+
+# --- the claims file, claims.json and claims.md ------------------------------------------------------
+
+
+def test_claims_file_covers_the_paper_and_names_known_checks():
+    assert len(CLAIM) >= 10
+    assert {claim["check"] for claim in SPEC["claims"]} <= set(claims.CHECKS)
+    for claim in SPEC["claims"]:
+        assert {"id", "statement", "source", "data", "check", "params", "paper_value"} <= set(claim), claim["id"]
+
+
+def test_unknown_check_is_refused_with_one_line(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(
+        "models: {}\nclaims:\n  - {id: x, statement: s, source: t, data: depth, check: guess, params: {}, paper_value: null}\n"
+    )
+    with pytest.raises(ValueError, match="claim x names check 'guess'; known: "):
+        claims.load_spec(bad)
+
+
+def test_write_produces_claims_json_and_markdown(tmp_path):
+    write_results(tmp_path, pd.concat([depth_runs(), batch_runs()], ignore_index=True), EXPERIMENTS, signal_frame())
+    claims.write(tmp_path, CLAIMS_FILE)
+    verdicts = json.loads((tmp_path / "claims.json").read_text())
+    assert [v["id"] for v in verdicts] == list(CLAIM)
+    for v in verdicts:
+        assert {"id", "statement", "source", "verdict", "evidence", "paper_value"} <= set(v)
+        assert v["verdict"] in claims.VERDICTS and v["evidence"]["reason"], v
+    by_id = {v["id"]: v for v in verdicts}
+    assert by_id["depth-skipinit-matches-bn"]["verdict"] == "reproduced"
+    assert by_id["depth-skipinit-matches-bn"]["paper_value"] == 94.3
+    assert by_id["depth-skipinit-matches-bn"]["evidence"]["experiments"] == ["depth"]
+    assert by_id["regularization-no-l2-trains"]["verdict"] == "not_run"
+    assert by_id["signal-bn-skip-linear"]["figures"] == ["figures/signal_propagation.png"]
+    markdown = (tmp_path / "claims.md").read_text()
+    assert "| id | claim | verdict | key evidence | paper value | source | figures |" in markdown
+    assert (
+        "[depth](figures/depth.png)" in markdown and "[signal_propagation](figures/signal_propagation.png)" in markdown
+    )
+    assert markdown.count("\n### ") == len(verdicts)
+
+
+def test_without_signal_parquet_signal_claims_are_not_run(tmp_path):
+    write_results(tmp_path, depth_runs(), {"depth": EXPERIMENTS["depth"]})
+    claims.write(tmp_path, CLAIMS_FILE)
+    verdicts = {v["id"]: v for v in json.loads((tmp_path / "claims.json").read_text())}
+    assert verdicts["signal-unnormalized-doubles"]["verdict"] == "not_run"
+    assert verdicts["signal-unnormalized-doubles"]["figures"] == []

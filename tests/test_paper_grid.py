@@ -1,0 +1,54 @@
+"""config/paper.yaml plans the paper's grid: the job counts of a dry run, computed by hand here."""
+
+import re
+import time
+
+import pytest
+
+from conftest import copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+
+# Training runs of the paper profile (pack: 1, so one job each), counted from its grids.
+DEPTH = 3 * 7 * 7 * 3  # depths 16/100/1000 x 7 models x lrs 2^-6..2^0 x 3 seeds
+BATCH_SIZE = 9 * 3 * 12 * 3  # batch sizes 2^4..2^12 x (BN, SkipInit, SkipInit + dropout) x lrs 2^-8..2^3 x 3 seeds
+# Regularization: 5 models at batch 64 on the batch-size study's lr grid and seeds; its batch norm,
+# SkipInit and SkipInit + dropout cells are the batch-size study's at batch 64 and train once.
+REGULARIZATION = 5 * 12 * 3 - 3 * 12 * 3
+IMAGENET = 3 * 3 * 6 * 1  # batch sizes 256/1024/4096 x (BN, Fixup, SkipInit + dropout) x lrs 2^-4..2^1 x 1 seed
+EXPERIMENTS = 4  # depth, batch_size, regularization, imagenet: one figure and one table job each
+SELF_CONTAINED = ("data_source=synthetic", "dataset=synthetic")  # the CIFAR archive need not exist here
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The dry run's `Job stats:` table as {rule: count}."""
+    table = output.split("Job stats:", 1)[1]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("paper"))
+
+
+def dry_run(workdir, *config: str) -> tuple[dict[str, int], float]:
+    start = time.monotonic()
+    result = snakemake(
+        "-n", "--configfile", "config/paper.yaml", "--config", *SELF_CONTAINED, *config, "--quiet", "rules", cwd=workdir
+    )
+    return job_counts(result.stdout + result.stderr), time.monotonic() - start
+
+
+def test_paper_profile_plans_every_training_run_once(workdir):
+    counts, seconds = dry_run(workdir)
+    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION == 1485
+    assert counts["figure"] == counts["table"] == EXPERIMENTS
+    assert counts["aggregate"] == counts["signal"] == counts["prepare_data"] == 1
+    assert seconds < 60, f"planning the paper grid took {seconds:.0f} s"
+
+
+def test_imagenet_root_adds_the_imagenet_runs(workdir, tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split).mkdir(parents=True)
+    counts, _ = dry_run(workdir, f"imagenet={{root: {tmp_path / 'imagenet'}}}")
+    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION + IMAGENET

@@ -1,0 +1,244 @@
+"""Tables and figures in the paper's form, and `python -m skipinit report` rebuilding every output from Parquet alone."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from skipinit import aggregate, figures, grid, tables
+from skipinit.claims import VERDICTS
+
+
+def run_row(test_acc: float, diverged: bool = False, experiments: tuple = ("depth",), **settings) -> dict:
+    """One runs.parquet row: a cell from `settings` and its result (a diverged run has no accuracy)."""
+    cell = grid.make_cell({"dataset": "synthetic", "epochs": 20, **settings})
+    return {
+        "cell_id": grid.cell_id(cell),
+        **cell,
+        "net": grid.net_slug(cell),
+        "model": grid.model_slug(cell),
+        "label": grid.model_label(cell),
+        "experiments": list(experiments),
+        "status": "diverged" if diverged else "ok",
+        "diverged": diverged,
+        "diverged_step": 3 if diverged else None,
+        "error": None,
+        "test_acc": math.nan if diverged else test_acc,
+        "test_loss": math.nan if diverged else 1.0,
+        "train_loss": math.nan if diverged else 0.5,
+        "train_acc": math.nan if diverged else test_acc,
+        "epochs_completed": cell["epochs"],
+        "steps": 100,
+        "wall_seconds": 1.0,
+        "images_per_second": 1000.0,
+        "pack_size": 1,
+        "device": "cpu",
+        "precision": "fp32",
+        "torch_version": "test",
+        "git_commit": "test",
+        "dataset_sha256": "0" * 64,
+    }
+
+
+def runs_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def curves_of(runs: pd.DataFrame) -> pd.DataFrame:
+    """Two evaluated epochs per run, ending at its final accuracy."""
+    identity = ["cell_id", *grid.CELL_KEYS, "net", "model", "label"]
+    rows = [
+        {
+            **run[identity].to_dict(),
+            "epoch": epoch,
+            "step": 50 * epoch,
+            "lr_now": run["lr"],
+            "train_loss": 1.0,
+            "train_acc": 50.0,
+            "test_loss": 1.0,
+            "test_acc": run["test_acc"] * epoch / 2,
+            "seconds": float(epoch),
+        }
+        for _, run in runs.iterrows()
+        for epoch in (1, 2)
+    ]
+    return pd.DataFrame(rows)
+
+
+def depth_runs() -> pd.DataFrame:
+    """Depths 16 and 100, two lrs, two seeds: BN and SkipInit train, the unnormalized net diverges at depth 100."""
+    rows = []
+    for depth in (16, 100):
+        for lr in (0.05, 0.1):
+            for seed in (0, 1):
+                bonus = 1.0 if lr == 0.1 else 0.0
+                rows.append(run_row(90 + bonus + seed * 0.2, depth=depth, lr=lr, seed=seed, variant="batchnorm"))
+                rows.append(run_row(89 + bonus + seed * 0.2, depth=depth, lr=lr, seed=seed, variant="skipinit"))
+                rows.append(
+                    run_row(80 + bonus, depth=depth, lr=lr, seed=seed, variant="unnormalized", diverged=depth == 100)
+                )
+    return runs_frame(rows)
+
+
+def test_depth_table_has_a_row_per_model_and_a_column_per_depth():
+    runs = depth_runs()
+    frame = tables.summary(runs, "depth", "depth")
+    wide = tables.paper_form(frame, "depth", model_order=["BatchNorm", "SkipInit (alpha=0)", "Unnormalized"])
+    assert list(wide.columns) == ["model", "depth 16", "depth 100"]
+    assert list(wide["model"]) == ["BatchNorm", "SkipInit (alpha=0)", "Unnormalized"]
+    bn = wide.set_index("model").loc["BatchNorm", "depth 100"]
+    assert bn == "91.1 ± 0.1 (lr 0.1)"  # mean of 91.0 and 91.2 at the best lr, with it
+    assert wide.set_index("model").loc["Unnormalized", "depth 100"] == "diverged"
+    assert wide.set_index("model").loc["Unnormalized", "depth 16"] == "81.0 ± 0.0 (lr 0.1)"
+
+
+def test_one_seed_has_no_spread_and_partial_divergence_is_counted():
+    runs = runs_frame(
+        [
+            run_row(70, lr=0.1, seed=0),
+            run_row(60, lr=0.2, seed=0),
+            run_row(0, lr=0.2, seed=1, diverged=True),
+            run_row(75, lr=0.1, seed=1),
+        ]
+    )
+    row = tables.best_lr_summary(runs, ["label"]).iloc[0]
+    assert tables.cell_text(row) == "72.5 ± 3.5 (lr 0.1)"
+    single = tables.best_lr_summary(runs[runs["seed"] == 0], ["label"]).iloc[0]
+    assert tables.cell_text(single) == "70.0 (lr 0.1)"
+    shaky = tables.best_lr_summary(runs[runs["lr"] == 0.2], ["label"]).iloc[0]
+    assert tables.cell_text(shaky) == "30.0 ± 42.4 (lr 0.2; 1/2 diverged)"
+
+
+def test_latex_escapes_text_and_typesets_plus_minus():
+    frame = tables.paper_form(tables.summary(depth_runs(), "depth", "depth"), "depth")
+    tex = tables.render(frame, "tex", "depth_study: accuracy in % & more")
+    assert r"$\pm$" in tex and "±" not in tex
+    assert r"depth\_study: accuracy in \% \& more" in tex
+    assert r"\begin{tabular}" in tex
+
+
+def test_regularization_and_imagenet_tables_have_a_column_per_batch_size():
+    rows = [
+        run_row(acc, batch_size=batch, variant=variant, weight_decay=wd, experiments=("regularization",))
+        for batch, acc in ((64, 90), (1024, 80))
+        for variant, wd in (("batchnorm", 5e-4), ("skipinit", 0.0))
+    ]
+    frame = tables.summary(runs_frame(rows), "regularization", "regularization")
+    wide = tables.paper_form(frame, "regularization")
+    assert list(wide.columns) == ["model", "batch 64", "batch 1024"]
+    assert set(wide["model"]) == {"BatchNorm", "SkipInit (alpha=0), no L2"}
+
+
+def batch_runs() -> pd.DataFrame:
+    """Batch sizes 16 and 256 with a 6-point lr grid: BN's optimal lr grows faster with batch size, and wins at 256."""
+    rows = []
+    for batch, bn_best, si_best, si_peak in ((16, 0.05, 0.05, 90), (256, 0.4, 0.1, 87)):
+        for lr in (0.025, 0.05, 0.1, 0.2, 0.4, 0.8):
+            for variant, best, peak in (("batchnorm", bn_best, 90), ("skipinit", si_best, si_peak)):
+                rows.append(
+                    run_row(
+                        peak - 3 * abs(np.log2(lr / best)),
+                        batch_size=batch,
+                        lr=lr,
+                        variant=variant,
+                        experiments=("batch_size",),
+                    )
+                )
+    return runs_frame(rows)
+
+
+def test_batch_size_figure_has_accuracy_and_best_lr_panels():
+    runs = batch_runs()
+    figure = figures.plot_experiment(runs, curves_of(runs), "batch_size", "batch_size")
+    accuracy, best_lr = figure.axes[:2]
+    assert accuracy.get_xlabel() == "batch size" and "accuracy" in accuracy.get_ylabel()
+    assert best_lr.get_ylabel() == "best learning rate"
+    lines = {container.get_label(): container.lines[0] for container in best_lr.containers}
+    assert set(lines) == {"BatchNorm", "SkipInit (alpha=0)"}
+    assert list(lines["BatchNorm"].get_ydata()) == [0.05, 0.4]
+    assert list(lines["SkipInit (alpha=0)"].get_ydata()) == [0.05, 0.1]
+
+
+def test_depth_figure_draws_accuracy_against_depth_and_curves():
+    runs = depth_runs()
+    figure = figures.plot_experiment(runs, curves_of(runs), "depth", "depth")
+    accuracy, curves = figure.axes[:2]
+    assert accuracy.get_xlabel() == "depth (layers)"
+    assert curves.get_ylabel() == "test accuracy (%)" and curves.get_lines()
+
+
+def signal_frame() -> pd.DataFrame:
+    """Figure 2's laws, exactly: unnormalized 2^(l-1); BN skip l, branch 1; conv BN skip 1 + (l-1)/2, branch 1/2."""
+    rows = []
+    for block in range(1, 21):
+        rows.append(
+            {
+                "model": "linear-unnormalized",
+                "skip_var": 2.0 ** (block - 1),
+                "branch_var": 2.0 ** (block - 1),
+                "bn_moving_var": math.nan,
+            }
+        )
+        rows.append(
+            {"model": "linear-batchnorm", "skip_var": float(block), "branch_var": 1.0, "bn_moving_var": float(block)}
+        )
+        rows.append(
+            {
+                "model": "conv-batchnorm",
+                "skip_var": 1 + (block - 1) / 2,
+                "branch_var": 0.5,
+                "bn_moving_var": 1 + (block - 1) / 2,
+            }
+        )
+        rows[-3:] = [{**row, "block": block} for row in rows[-3:]]
+    return pd.DataFrame(rows).assign(depth=20, seed=0)[
+        ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+    ]
+
+
+def write_results(folder, runs: pd.DataFrame, experiments: dict, signal: pd.DataFrame | None = None) -> None:
+    """A results folder as the workflow leaves it: runs/curves Parquet with their metadata (and signal.parquet)."""
+    aggregate.write(runs, curves_of(runs), folder / "runs.parquet", folder / "curves.parquet", experiments)
+    if signal is not None:
+        signal.to_parquet(folder / "signal.parquet", index=False)
+
+
+EXPERIMENTS = {
+    "depth": {"kind": "depth", "description": "hand-made"},
+    "batch_size": {"kind": "batch_size", "description": "hand-made"},
+}
+
+
+@pytest.mark.slow
+def test_report_rebuilds_figures_tables_and_claims_from_parquet_alone(tmp_path):
+    """`make tables RESULTS=<dir>`: no training, no Snakemake, only the Parquet files."""
+    write_results(tmp_path, pd.concat([depth_runs(), batch_runs()], ignore_index=True), EXPERIMENTS, signal_frame())
+    command = [
+        sys.executable,
+        "-m",
+        "skipinit",
+        "report",
+        "--results",
+        str(tmp_path),
+        "--claims-config",
+        str(REPO / "config" / "claims.yaml"),
+    ]
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
+    expected = [
+        f"figures/{name}.{ext}" for name in (*EXPERIMENTS, "signal_propagation") for ext in figures.FIGURE_FORMATS
+    ]
+    expected += [f"tables/{name}.{ext}" for name in EXPERIMENTS for ext in tables.TABLE_FORMATS] + [
+        "claims.json",
+        "claims.md",
+    ]
+    for relative in expected:
+        assert (tmp_path / relative).stat().st_size > 0, relative
+    verdicts = {claim["id"]: claim["verdict"] for claim in json.loads((tmp_path / "claims.json").read_text())}
+    assert set(verdicts.values()) <= set(VERDICTS)
+    assert verdicts["signal-bn-skip-linear"] == "reproduced"
+    assert verdicts["imagenet-competitive"] == "not_run"
