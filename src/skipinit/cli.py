@@ -45,6 +45,9 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from skipinit import gpus
+
+    gpus.claim_gpu(args.device)  # before CUDA starts: concurrent jobs on a multi-GPU machine each take their own GPU
     from skipinit import data, train
 
     cells = json.loads(args.cells)
