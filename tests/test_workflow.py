@@ -17,6 +17,7 @@ def test_smoke_profile_writes_every_artifact(smoke_run):
     workdir, _ = smoke_run
     results = workdir / "results" / "smoke"
     expected = ["runs.parquet", "curves.parquet", "signal.parquet", "figures/signal_propagation.png", "figures/signal_propagation.pdf"]
+    expected += ["claims.json", "claims.md"]
     expected += [f"figures/depth.{ext}" for ext in ("png", "pdf")] + [f"tables/depth.{ext}" for ext in ("md", "tex", "csv")]
     for relative in expected:
         path = results / relative

@@ -1,5 +1,4 @@
 import json
-import os
 import re
 import shlex
 import sys
@@ -7,17 +6,19 @@ import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# Jobs run `python -m skipinit`: the interpreter that runs Snakemake (the venv's, unless
-# --sdm conda activates another) importing the package from this checkout, also where it
-# is not pip-installed (a conda env, a cluster node).
+# Jobs run `python -m skipinit`: the interpreter that runs Snakemake (unless --sdm conda
+# activates the env of workflow/envs/), importing the package from this checkout, also
+# where it is not pip-installed (a conda env, a cluster node).
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+_uses_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+_interpreter = "" if _uses_conda else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from skipinit import grid
 from skipinit.config import ConfigError, check_config
@@ -101,7 +102,7 @@ def report_targets():
         targets += expand(f"{RESULTS}/tables/{{experiment}}.{{ext}}", experiment=EXPERIMENTS, ext=("md", "tex", "csv"))
     if signal_models():
         targets += [f"{RESULTS}/signal.parquet", f"{RESULTS}/figures/signal_propagation.png"]
-    return targets
+    return targets + claims_targets()
 
 
 def source_files():

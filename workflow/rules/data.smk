@@ -16,5 +16,4 @@ rule prepare_data:
     params:
         source=data_source_flags(),
     shell:
-        "python -m skipinit prepare-data {params.source} "
-        "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
+        "python -m skipinit prepare-data {params.source} " "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
