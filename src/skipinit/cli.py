@@ -51,6 +51,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import data, train
 
     cells = json.loads(args.cells)
+    if any(cell["arch"] != "wrn" for cell in cells):
+        raise SystemExit(
+            "error: ImageNet training (arch resnet50_v2) is not implemented yet: the engine trains CIFAR "
+            "Wide-ResNets only. The paper profile plans these cells so their cost shows in `snakemake -n`; "
+            "leave imagenet.root unset to skip them."
+        )
     options = train.EngineOptions(
         device=args.device, precision=args.precision, compile=args.compile, channels_last=args.channels_last,
         deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss, threads=args.threads,

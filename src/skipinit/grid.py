@@ -132,11 +132,13 @@ def experiment_cells(config: dict) -> dict[str, list[dict]]:
             continue  # ImageNet runs only where an ImageNet folder is configured
         grid = spec.get("grid", {})
         keys = list(grid)
+        # ImageNet cells train on the ImageNet folder, whatever the profile's CIFAR dataset.
+        source = {"dataset": "imagenet"} if spec.get("kind") == "imagenet" else {}
         cells = []
         for values in itertools.product(*(grid[key] for key in keys)):
             point = dict(zip(keys, values))
             for model in spec.get("models", [{}]):
-                cells.append(make_cell(base, spec.get("training", {}), point, model))
+                cells.append(make_cell(base, source, spec.get("training", {}), point, model))
         experiments[name] = cells
     return experiments
 

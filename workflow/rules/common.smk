@@ -47,7 +47,7 @@ EXPERIMENTS = list(config["experiments"])
 
 wildcard_constraints:
     name=re.escape(NAME),
-    dataset=re.escape(config["dataset"]),
+    dataset=f"{re.escape(config['dataset'])}|imagenet",
     net="[^/]+",
     model="[^/]+",
     hyper="[^/]+",
@@ -70,6 +70,13 @@ def pack_results():
 
 def dataset_file():
     return f"resources/datasets/{config['dataset']}.npz"
+
+
+def training_data(wildcards):
+    """A pack's data: the canonical CIFAR file, or the ImageNet folder for ImageNet cells."""
+    if wildcards.dataset == "imagenet":
+        return config["imagenet"]["root"]
+    return dataset_file()
 
 
 def plan_json():

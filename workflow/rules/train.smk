@@ -1,6 +1,6 @@
 rule train:
     input:
-        data=dataset_file(),
+        data=training_data,
     output:
         "results/{name}/cells/{dataset}/{net}/{model}/{hyper}/{members}/result.json",
     log:
