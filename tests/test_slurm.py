@@ -75,8 +75,7 @@ def failure(args, returncode: int, output: str, cwd: Path) -> str:
 
 
 def no_gpu_overrides() -> list[str]:
-    """This cluster's limits on top of the profile: no GRES (gpu 0); one CPU per (group) job,
-    so that the 2-CPU node runs two jobs at once.
+    """This GRES-less cluster: the profile with train:gpu=0.
 
     A command-line --set-resources replaces the profile's whole list, so it is rebuilt
     from the profile with only train:gpu changed.
@@ -84,7 +83,7 @@ def no_gpu_overrides() -> list[str]:
     profile = yaml.safe_load((REPO / PROFILE / "config.yaml").read_text())
     resources = [f"{rule}:{name}={0 if (rule, name) == ('train', 'gpu') else value}"
                  for rule, values in profile["set-resources"].items() for name, value in values.items()]
-    return ["--set-resources", *resources, "--cores", "1"]
+    return ["--set-resources", *resources]
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -163,11 +162,14 @@ def test_smoke_run_through_slurm_matches_a_local_run(slurm_smoke, request):
     assert "rule_aggregate" in kinds.values(), kinds
     assert not re.search(r"^localrule (train|aggregate):", output, re.MULTILINE)
     # SLURM's accounting knows every job, and each completed.
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "--format=JobID,State", "-j", ",".join(map(str, submitted))],
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "--format=JobID,State,AllocCPUS,Timelimit", "-j", ",".join(map(str, submitted))],
                            capture_output=True, text=True, check=True).stdout
-    states = dict(line.split("|", 1) for line in sacct.splitlines() if line)
-    assert {int(job_id) for job_id in states} == set(submitted), sacct
-    assert set(states.values()) == {"COMPLETED"}, sacct
+    rows = {int(line.split("|")[0]): line.split("|")[1:] for line in sacct.splitlines() if line}
+    assert set(rows) == set(submitted), sacct
+    assert {state for state, _, _ in rows.values()} == {"COMPLETED"}, sacct
+    # A group runs its 6 cells one after another: one cell's CPU, 6 x 120 minutes.
+    groups = [rows[slurm_id] for slurm_id, kind in kinds.items() if kind.startswith("group_train")]
+    assert all(cpus == "1" and limit == "12:00:00" for _, cpus, limit in groups), sacct
     for job_log in submitted.values():  # the plugin's job logs (kept with --slurm-keep-successful-logs)
         assert Path(job_log).is_file(), job_log
 

@@ -14,6 +14,8 @@ rule train:
         gpu=config["resources"]["gpu"],
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],
+        # One training process: SLURM group jobs run theirs one after another (profile: train_jobs=1 per job).
+        train_jobs=1,
     params:
         cells=pack_cells,
         checkpoint="results/{name}/checkpoints/{dataset}/{net}/{model}/{hyper}/{members}.pt",
