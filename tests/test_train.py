@@ -61,26 +61,35 @@ def assert_params_close(packed: dict, solo: dict, tolerance=1e-4):
 # ---------------------------------------------------------------------------------------------
 
 
+def packed_run(mode, cells, dataset, path, lines=None):
+    """Train `cells` as one pack, packed by channel stacking (the default) or by torch.vmap."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "PACKING", mode)
+        return run(cells, dataset, path, lines=lines)
+
+
 @pytest.fixture(scope="module")
 def packed_and_solo(dataset, tmp_path_factory):
-    """A pack of two cells (different lr and seed: a stacked [N, B] batch) and each cell alone."""
+    """A pack of two cells (different lr and seed: each member its own batch) and each cell alone."""
     folder = tmp_path_factory.mktemp("pack")
     cells = [cell(lr=0.02, seed=0), cell(lr=0.01, seed=1)]
-    packed = run(cells, dataset, folder / "pack.pt")
-    solos = [run([c], dataset, folder / f"solo{i}.pt") for i, c in enumerate(cells)]
-    return folder, cells, packed, [s[0] for s in solos]
+    packed = {mode: packed_run(mode, cells, dataset, folder / f"{mode}.pt") for mode in ("channels", "vmap")}
+    solos = [run([c], dataset, folder / f"solo{i}.pt")[0] for i, c in enumerate(cells)]
+    return folder, cells, packed, solos
 
 
-def test_packed_members_follow_their_solo_parameters_for_20_steps(packed_and_solo):
+@pytest.mark.parametrize("mode", ["channels", "vmap"])
+def test_packed_members_follow_their_solo_parameters_for_20_steps(packed_and_solo, mode):
     folder, cells, packed, solos = packed_and_solo
-    assert [r["steps"] for r in packed] == [20, 20] and solos[0]["steps"] == 20
+    assert [r["steps"] for r in packed[mode]] == [20, 20] and solos[0]["steps"] == 20
     for i in range(len(cells)):
-        assert_params_close(member_params(folder / "pack.pt", i), member_params(folder / f"solo{i}.pt", 0))
+        assert_params_close(member_params(folder / f"{mode}.pt", i), member_params(folder / f"solo{i}.pt", 0))
 
 
-def test_packed_members_match_solo_metrics_after_2_epochs(packed_and_solo):
+@pytest.mark.parametrize("mode", ["channels", "vmap"])
+def test_packed_members_match_solo_metrics_after_2_epochs(packed_and_solo, mode):
     _, cells, packed, solos = packed_and_solo
-    for result, solo, c in zip(packed, solos, cells):
+    for result, solo, c in zip(packed[mode], solos, cells):
         assert {k: result[k] for k in c} == c  # the cell's own keys come back
         assert result["status"] == "ok" and result["pack_size"] == 2 and solo["pack_size"] == 1
         assert result["epochs_completed"] == 2 and len(result["curve"]) == 2
@@ -89,22 +98,47 @@ def test_packed_members_match_solo_metrics_after_2_epochs(packed_and_solo):
         assert abs(result["test_acc"] - solo["test_acc"]) <= 0.5
         assert abs(result["train_acc"] - solo["train_acc"]) <= 0.5
     assert solos[0]["train_loss"] < math.log(10)  # it learned something
-    assert packed[0]["curve"][-1]["test_acc"] == packed[0]["test_acc"]
+    assert packed[mode][0]["curve"][-1]["test_acc"] == packed[mode][0]["test_acc"]
 
 
+@pytest.mark.parametrize("mode", ["channels", "vmap"])
 @pytest.mark.parametrize("overrides", [
     {"variant": "skipinit", "alpha_init": "0"},
     {"variant": "fixup"},
     {"variant": "batchnorm", "ghost_batch_size": 4},
 ], ids=["skipinit", "fixup", "ghost-bn"])
-def test_every_variant_packs_like_solo(dataset, tmp_path, overrides):
-    """Scalar parameters (alpha, Fixup biases) and ghost batch norm under vmap, for a few steps."""
+def test_every_variant_packs_like_solo(tmp_path, overrides, mode):
+    """Scalar parameters (alpha, Fixup gains and biases) and ghost batch norm, packed, for 3 steps."""
     small = data.synthetic(train_size=48, test_size=20, seed=1)
     cells = [cell(lr=0.02, seed=0, epochs=1, batch_size=16, **overrides), cell(lr=0.01, seed=1, epochs=1, batch_size=16, **overrides)]
-    run(cells, small, tmp_path / "pack.pt")
+    lines = []
+    packed_run(mode, cells, small, tmp_path / "pack.pt", lines=lines)
+    assert not any("packing unavailable" in line for line in lines)
     for i, c in enumerate(cells):
         run([c], small, tmp_path / f"solo{i}.pt")
         assert_params_close(member_params(tmp_path / "pack.pt", i), member_params(tmp_path / f"solo{i}.pt", 0))
+
+
+def test_channel_packing_refuses_a_model_it_would_get_wrong(monkeypatch):
+    """A container that mixes channels fails the construction-time check; vmap takes over."""
+    real_build = train.build_model
+
+    class ChannelMixer(torch.nn.Module):
+        def forward(self, x):
+            return x + x.mean(dim=1, keepdim=True)  # couples every member's channels when stacked
+
+    def build_with_mixer(cell, num_classes):
+        model = real_build(cell, num_classes)
+        model.stem = torch.nn.Sequential(model.stem, ChannelMixer())
+        return model
+
+    monkeypatch.setattr(train, "build_model", build_with_mixer)
+    lines = []
+    members = train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), log=lines.append)
+    assert members.mode == "vmap" and any("packing unavailable" in line for line in lines)
+    assert train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu")).mode == "vmap"
+    monkeypatch.setattr(train, "build_model", real_build)
+    assert train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu")).mode == "channels"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,8 +400,9 @@ def test_normalize_layouts_and_values():
     expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(train.CIFAR_MEAN)[:, None, None]) / torch.tensor(train.CIFAR_STD)[:, None, None]
     assert torch.allclose(x, expected, atol=1e-5)
     assert train.normalize(images, scale, shift, channels_last=False).is_contiguous()
-    stacked = train.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)
-    assert stacked.shape == (2, 2, 3, 32, 32) and torch.allclose(stacked[1], expected[2:], atol=1e-5)
+    stacked = train.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)  # 2 members x 2 images
+    assert stacked.shape == (2, 6, 32, 32) and stacked.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(stacked[1, 3:], expected[3], atol=1e-5) and torch.allclose(stacked[0, :3], expected[0], atol=1e-5)
 
 
 def test_train_subset_is_balanced_and_smaller(small):

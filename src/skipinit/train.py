@@ -158,23 +158,146 @@ def augment(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: tor
 
 
 def normalize(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 [..., H, W, C] -> float32 [..., C, H, W], per-channel CIFAR mean/std normalization.
+    """uint8 [B, H, W, C] -> float32 [B, C, H, W]; uint8 [N, B, H, W, C] -> channel-stacked [B, N*C, H, W].
 
-    The HWC source makes a [B, C, H, W] batch channels_last for free. A stacked [N, B, ...] batch
-    is laid out as [B, H, W, N, C] in memory, so that vmap's grouped convolution (which merges the
-    member and channel dims) sees a channels_last [B, N*C, H, W] tensor without a copy.
+    Per-channel CIFAR mean/std normalization. The HWC source makes the result channels_last for
+    free; a stacked batch is laid out [B, H, W, N, C] in memory, so member n's channels are
+    n*C..n*C+C-1 of a channels_last tensor (what the packed, grouped convolutions read).
     """
     x = torch.addcmul(shift, images.float(), scale)
-    if x.dim() == 4:
-        x = x.permute(0, 3, 1, 2)
-    else:
-        x = x.permute(1, 2, 3, 0, 4).contiguous().permute(3, 0, 4, 1, 2)
+    if x.dim() == 5:
+        members, batch, height, width, channels = x.shape
+        x = x.permute(1, 2, 3, 0, 4).reshape(batch, height, width, members * channels)
+    x = x.permute(0, 3, 1, 2)
     return x if channels_last else x.contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# Channel packing: the members side by side in the channel dimension
+# --------------------------------------------------------------------------------------------
+#
+# A pack of N networks runs as one network on channel-stacked tensors [B, N*C, ...], member n
+# owning channels n*C..(n+1)*C-1: a conv becomes a grouped conv (groups x N), a BN one BN over
+# N*C channels (per-channel statistics, so exactly per member), the classifier a batched matmul,
+# and ReLU, pooling, dropout and residual additions act on every channel alike. Each kernel is
+# the member's own, run once for all members: no vmap, no per-op batching overhead.
+
+
+class PackedConv2d(nn.Module):
+    """N convolutions as one grouped convolution; weight [N, O, I, kh, kw], bias [N, O]."""
+
+    def __init__(self, conv: nn.Conv2d, weight: nn.Parameter, bias: nn.Parameter | None, members: int):
+        super().__init__()
+        self.weight, self.bias, self.members = weight, bias, members
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.reshape(-1, *self.weight.shape[2:])
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups * self.members)
+
+
+class PackedBatchNorm(nn.Module):
+    """N batch norms as one over N*C channels; running statistics land in the stacked [N, C] buffers."""
+
+    def __init__(self, norm: nn.Module, state: dict[str, torch.Tensor | None]):
+        super().__init__()
+        self.weight, self.bias = state["weight"], state["bias"]  # [N, C] parameters, or None
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, state[name])  # [N, C], [N, C], [N], or None
+        self.momentum, self.eps, self.track_running_stats = norm.momentum, norm.eps, norm.track_running_stats
+        # A subclass (ghost batch norm) keeps its own forward, run on the packed state.
+        self.subclass = norm if type(norm) not in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.reshape(-1)
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        mean = None if self.running_mean is None else self.running_mean.view(-1)
+        var = None if self.running_var is None else self.running_var.view(-1)
+        if self.subclass is not None:
+            state = {"weight": weight, "bias": bias, "running_mean": mean, "running_var": var, "num_batches_tracked": self.num_batches_tracked}
+            return torch.func.functional_call(self.subclass, {k: v for k, v in state.items() if v is not None}, (x,))
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)  # as nn.BatchNorm does (momentum is set, so only a counter)
+        batch_statistics = self.training or mean is None
+        if self.training and not self.track_running_stats:
+            mean = var = None
+        return F.batch_norm(x, mean, var, weight, bias, batch_statistics, self.momentum, self.eps)
+
+
+class PackedLinear(nn.Module):
+    """N linear layers as one batched matmul: [B, N*C] -> [B, N*K]; weight [N, K, C], bias [N, K]."""
+
+    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, members: int):
+        super().__init__()
+        self.weight, self.bias, self.members = weight, bias, members
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        per_member = x.reshape(batch, self.members, -1).transpose(0, 1)  # [N, B, C]
+        if self.bias is None:
+            out = torch.bmm(per_member, self.weight.transpose(1, 2))
+        else:
+            out = torch.baddbmm(self.bias[:, None, :], per_member, self.weight.transpose(1, 2))
+        return out.transpose(0, 1).reshape(batch, -1)
+
+
+class PackedScalar(nn.Module):
+    """A learnable scalar per member (SkipInit's alpha, Fixup's gain or bias) over its channels."""
+
+    def __init__(self, value: nn.Parameter, members: int, multiply: bool):
+        super().__init__()
+        self.value, self.members, self.multiply = value, members, multiply
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_channel = self.value.repeat_interleave(x.shape[1] // self.members)
+        per_channel = per_channel.view(1, -1, *([1] * (x.dim() - 2)))
+        return x * per_channel if self.multiply else x + per_channel
+
+
+def pack_leaf(name: str, module: nn.Module, leaves: dict, buffers: dict, members: int) -> nn.Module | None:
+    """The channel-packed stand-in for one leaf module, the module itself if it holds no state, or None."""
+    from skipinit.models import ScalarBias, ScalarGain
+
+    own = [n for n, _ in module.named_parameters(recurse=False)] + [n for n, _ in module.named_buffers(recurse=False)]
+    if not own:
+        return module  # ReLU, pooling, flatten, dropout, identity: the same on every channel
+    get = lambda key: leaves.get(f"{name}.{key}", buffers.get(f"{name}.{key}"))  # noqa: E731
+    if type(module) is nn.Conv2d and module.padding_mode == "zeros":
+        return PackedConv2d(module, get("weight"), get("bias"), members)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is not None:
+        keys = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        return PackedBatchNorm(module, {key: get(key) for key in keys})
+    if type(module) is nn.Linear:
+        return PackedLinear(get("weight"), get("bias"), members)
+    if type(module) in (ScalarGain, ScalarBias):
+        return PackedScalar(get("gain" if type(module) is ScalarGain else "bias"), members, type(module) is ScalarGain)
+    return None
+
+
+def pack_channels(model: nn.Module, leaves: dict, buffers: dict, members: int) -> nn.Module | None:
+    """A copy of `model` whose leaf modules run all members on channel-stacked tensors (None: can't).
+
+    Containers keep their own forward (sequencing, residual additions, scaling), which acts on
+    every channel alike. `leaves` and `buffers` hold the stacked [N, ...] state by module path.
+    """
+    packed = copy.deepcopy(model).to("meta")
+    for name, module in list(packed.named_modules()):
+        if not name or next(module.children(), None) is not None:
+            continue
+        replacement = pack_leaf(name, module, leaves, buffers, members)
+        if replacement is None:
+            return None
+        parent, _, child = name.rpartition(".")
+        setattr(packed.get_submodule(parent) if parent else packed, child, replacement)
+    return packed
 
 
 # --------------------------------------------------------------------------------------------
 # Members: models, flat parameter buffer, forward
 # --------------------------------------------------------------------------------------------
+
+PACKING = "auto"  # auto (channels, else vmap) | channels | vmap: how packs of several members run
 
 
 def build_model(cell: dict, num_classes: int) -> nn.Module:
@@ -192,23 +315,23 @@ def build_model(cell: dict, num_classes: int) -> nn.Module:
 
 
 class Members:
-    """The models of a pack as one flat parameter buffer, with a batched (or plain) forward.
+    """The models of a pack as one flat parameter buffer, with one forward for all of them.
 
-    `params`, `grads` and `momentum` are [N, P] tensors; the modules' parameters are views of
-    `params` and their `.grad`s views of `grads`. `buffers` maps each BN buffer name to a stacked
-    [N, ...] tensor (packed) or the module's own buffer (a pack of one).
+    `params`, `grads` and `momentum` are [N, P] tensors (a row per member); the parameters the
+    forward uses are views of `params` and their `.grad`s views of `grads`. `buffers` maps each BN
+    buffer name to a stacked [N, ...] tensor (the module's own buffer for a pack of one).
+    `mode`: 'plain' (one member: the module itself), 'channels' (see pack_channels) or 'vmap'
+    (`functional_call` under `torch.vmap`: the fallback for modules channel packing can't express).
     """
 
-    def __init__(self, cells: list[dict], num_classes: int, device: torch.device):
+    def __init__(self, cells: list[dict], num_classes: int, device: torch.device, log: Callable[[str], None] = print):
         models = []
         for cell in cells:
             torch.manual_seed(int(cell["seed"]))
             models.append(build_model(cell, num_classes))
         self.size = len(models)
-        self.packed = self.size > 1
-        named = list(models[0].named_parameters())
         self.layout, offset = [], 0
-        for name, param in named:
+        for name, param in models[0].named_parameters():
             self.layout.append((name, tuple(param.shape), offset))
             offset += param.numel()
         self.params = torch.zeros((self.size, offset), device=device)
@@ -217,46 +340,94 @@ class Members:
         with torch.no_grad():
             for row, model in enumerate(models):
                 self.params[row] = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).to(device)
-        if self.packed:
-            self.module = copy.deepcopy(models[0]).to("meta")  # a skeleton: functional_call supplies all state
-            self.leaves = {name: nn.Parameter(self._view(self.params, offset, shape)) for name, shape, offset in self.layout}
-            self.buffers = {name: torch.stack([m.get_buffer(name) for m in models]).to(device) for name, _ in models[0].named_buffers()}
-        else:
+        if self.size == 1:
+            self.mode = "plain"
             self.module = models[0].to(device)
             self.leaves = dict(self.module.named_parameters())
             for name, shape, offset in self.layout:
-                self.leaves[name].data = self._view(self.params, offset, shape)
+                self.leaves[name].data = self.member_view(self.params, offset, shape, 0)
             self.buffers = dict(self.module.named_buffers())
+        else:
+            self.leaves = {name: nn.Parameter(self.stacked_view(self.params, offset, shape)) for name, shape, offset in self.layout}
+            self.buffers = {name: torch.stack([m.get_buffer(name) for m in models]).to(device) for name, _ in models[0].named_buffers()}
+            self.mode, self.module = "vmap", copy.deepcopy(models[0]).to("meta")  # vmap: a skeleton, functional_call supplies state
+            if PACKING in ("auto", "channels"):
+                packed = pack_channels(models[0], self.leaves, self.buffers, self.size)
+                problem = "a module it cannot pack" if packed is None else self.check_packing(packed, models[0], device)
+                if problem is None:
+                    self.mode, self.module = "channels", packed
+                else:
+                    log(f"channel packing unavailable ({problem}); packing with torch.vmap instead")
         for name, shape, offset in self.layout:
-            self.leaves[name].grad = self._view(self.grads, offset, shape)
+            self.leaves[name].grad = self.stacked_view(self.grads, offset, shape) if self.size > 1 else self.member_view(self.grads, offset, shape, 0)
 
-    def _view(self, flat: torch.Tensor, offset: int, shape: tuple) -> torch.Tensor:
-        numel = math.prod(shape)
-        if self.packed:
-            return flat[:, offset:offset + numel].view(self.size, *shape)
-        return flat[0, offset:offset + numel].view(shape)
+    def stacked_view(self, flat: torch.Tensor, offset: int, shape: tuple) -> torch.Tensor:
+        return flat[:, offset:offset + math.prod(shape)].view(self.size, *shape)
+
+    def member_view(self, flat: torch.Tensor, offset: int, shape: tuple, member: int) -> torch.Tensor:
+        return flat[member, offset:offset + math.prod(shape)].view(shape)
+
+    @torch.no_grad()
+    def check_packing(self, packed: nn.Module, model: nn.Module, device: torch.device) -> str | None:
+        """Compare the packed forward with each member's own (eval mode, perturbed parameters).
+
+        A guard against a model whose containers do something channel-dependent: the members'
+        parameters get a seeded perturbation (so zero-initialized layers are exercised too), and
+        are restored exactly afterwards. TF32 is off meanwhile, so float32 agrees to ~1e-6.
+        """
+        generator = torch.Generator(device=device).manual_seed(0)
+        saved = self.params.clone()
+        tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        reference = copy.deepcopy(model).to(device).eval()
+        packed.eval()
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            self.params.add_(0.05 * torch.randn(self.params.shape, generator=generator, device=device))
+            x = torch.randn((2, 3, 32, 32), generator=generator, device=device)
+            got = packed(torch.cat([x] * self.size, dim=1))
+            got = got.view(2, self.size, -1).transpose(0, 1)
+            for member in range(self.size):
+                state = {name: self.member_view(self.params, offset, shape, member) for name, shape, offset in self.layout}
+                state.update({name: value[member] for name, value in self.buffers.items()})
+                want = torch.func.functional_call(reference, state, (x,))
+                error = (got[member] - want).abs().max().item()
+                if not error <= 1e-4 * (1.0 + want.abs().max().item()):
+                    return f"member {member} differs from its own network by {error:.3g}"
+        finally:
+            self.params.copy_(saved)
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+            packed.train()
+        return None
 
     def train(self, mode: bool = True) -> None:
         self.module.train(mode)
 
     def forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Logits [N, B, classes]. `shared`: x is one [B, ...] batch for every member."""
-        if not self.packed:
+        """Logits [N, B, classes] from one batch [B, C, H, W] (`shared`) or channel-stacked [B, N*C, H, W]."""
+        if self.mode == "plain":
             return self.module(x).unsqueeze(0)
+        if self.mode == "channels":
+            if shared:
+                stacked = torch.cat([x] * self.size, dim=1)
+                x = stacked.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else stacked
+            out = self.module(x)
+            return out.view(out.shape[0], self.size, -1).transpose(0, 1)
+        if not shared:
+            x = x.view(x.shape[0], self.size, -1, *x.shape[2:]).transpose(0, 1)  # [N, B, C, H, W]
         call = lambda params, buffers, inputs: torch.func.functional_call(self.module, (params, buffers), (inputs,))  # noqa: E731
         batched = torch.func.vmap(call, in_dims=(0, 0, None if shared else 0), randomness="different")
         return batched(self.leaves, self.buffers, x)
 
     def stacked_buffers(self) -> dict[str, torch.Tensor]:
         """Buffers with the member dim (added for a pack of one), for checkpoints."""
-        return {name: (b if self.packed else b.unsqueeze(0)).detach().cpu().clone() for name, b in self.buffers.items()}
+        return {name: (b if self.size > 1 else b.unsqueeze(0)).detach().cpu().clone() for name, b in self.buffers.items()}
 
     @torch.no_grad()
     def load_state(self, params: torch.Tensor, momentum: torch.Tensor, buffers: dict[str, torch.Tensor]) -> None:
         self.params.copy_(params)
         self.momentum.copy_(momentum)
         for name, value in buffers.items():
-            self.buffers[name].copy_(value if self.packed else value[0])
+            self.buffers[name].copy_(value if self.size > 1 else value[0])
 
 
 def member_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,10 +525,6 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 class ProgressBar:
     """A minimal bar over steps on stderr, drawn only for a terminal (log files stay clean)."""
 
@@ -407,6 +574,9 @@ def engine_settings(options: EngineOptions, device: torch.device):
 # --------------------------------------------------------------------------------------------
 
 
+DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
+
+
 class PackTrainer:
     """Everything one pack needs on the device: data, members, schedule, divergence state."""
 
@@ -450,13 +620,15 @@ class PackTrainer:
 
         self.seeds = [int(cell["seed"]) for cell in self.config]
         self.shared = len(set(self.seeds)) == 1  # one batch serves every member
-        self.members = Members(self.config, dataset.num_classes, self.device)
+        self.members = Members(self.config, dataset.num_classes, self.device, log)
         self.lrs = lr_table(first["schedule"], [float(c["lr"]) for c in self.config], self.total_steps, self.device)
         self.weight_decay, self.momentum = float(first["weight_decay"]), float(first["momentum"])
         self.nesterov = bool(first["nesterov"])
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.diverged_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
         self.threshold = float(options.divergence_loss)
+        self.alive_host = torch.ones(self.size, dtype=torch.bool, pin_memory=self.device.type == "cuda")
+        self.alive_copied: torch.cuda.Event | None = None
 
         self.epoch, self.step_count = 0, 0
         self.curves: list[list[dict]] = [[] for _ in cells]
@@ -518,19 +690,40 @@ class PackTrainer:
         correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
         bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
         start = time.perf_counter()
+        steps = 0
         for k in range(self.steps_per_epoch):
             x, y = self.batch(plan, k)
             losses, correct = self.step(x, y)
             loss_sum += losses
             correct_sum += correct
+            steps += 1
             bar.update(k + 1)
+            if steps % DIVERGENCE_POLL_STEPS == 0 and self.all_diverged_lately():
+                break  # every member has diverged: the rest of the budget would change nothing
         lr_now = self.lrs[self.step_count - 1].tolist()
-        losses = (loss_sum / self.steps_per_epoch).tolist()  # the one sync of the epoch
-        accuracy = (100.0 * correct_sum.double() / (self.steps_per_epoch * self.batch_size)).tolist()
+        losses = (loss_sum / steps).tolist()  # the one sync of the epoch
+        accuracy = (100.0 * correct_sum.double() / (steps * self.batch_size)).tolist()
         seconds = time.perf_counter() - start
         bar.close()
         self.train_seconds += seconds
         return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds}
+
+    def all_diverged_lately(self) -> bool:
+        """Whether every member had diverged a few steps ago, asked without waiting for the device.
+
+        On the CPU the flags are simply read. On CUDA the flags travel to pinned host memory by a
+        non-blocking copy; its value is read only once its event reports completion, so the step
+        loop never stalls (the answer is a few steps stale, which only delays the early stop).
+        """
+        if self.device.type != "cuda":
+            return not bool(self.alive.any())
+        if self.alive_copied is not None and not self.alive_copied.query():
+            return False
+        finished = self.alive_copied is not None and not bool(self.alive_host.any())
+        self.alive_host.copy_(self.alive, non_blocking=True)
+        self.alive_copied = torch.cuda.Event()
+        self.alive_copied.record()
+        return finished
 
     @torch.no_grad()
     def evaluate(self) -> tuple[list[float], list[float]]:
@@ -660,26 +853,26 @@ class PackTrainer:
 
 
 class CompiledOrEager:
-    """`torch.compile(fn)`, falling back to `fn` (with one log line) if compilation fails."""
+    """`torch.compile(fn)`, falling back to `fn` for good (with one log line) if compiling fails.
+
+    Compilation happens before the compiled code runs, so a failed attempt has changed no state.
+    """
 
     def __init__(self, fn: Callable, log: Callable[[str], None], what: str):
         self.fn, self.log, self.what = fn, log, what
         self.compiled = torch.compile(fn)
-        self.tried = False
 
-    def __call__(self, *args, **kwargs):
-        if self.compiled is None:
-            return self.fn(*args, **kwargs)
-        try:
-            result = self.compiled(*args, **kwargs)
-            self.tried = True
-            return result
-        except Exception as error:
-            if is_out_of_memory(error) or self.tried:
-                raise
-            self.log(f"torch.compile of the {self.what} failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); running it eagerly")
-            self.compiled = None
-            return self.fn(*args, **kwargs)
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:
+                if not type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                    raise  # a real error in the computation, not in compiling it
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                self.log(f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it eagerly")
+                self.compiled = None
+        return self.fn(*args)
 
 
 def check_pack(cells: list[dict]) -> None:

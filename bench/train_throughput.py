@@ -1,0 +1,244 @@
+"""Training throughput: the engine (`skipinit.train`) against plain PyTorch, on the same device.
+
+--mode cell  : one cell. The engine (data on the device, batched augmentation, channels_last,
+               bf16 autocast on CUDA) against a reference written as a user would: torchvision's
+               CIFAR10 dataset + DataLoader with workers + transforms.v2 (RandomCrop(32, padding=4),
+               RandomHorizontalFlip, ToImage/ToDtype/Normalize), fp32, NCHW, no compile, and
+               torch.optim.SGD. Same model (wide_resnet), batch size, device. Prints images/s.
+--mode sweep : an lr sweep of --cells cells as one packed engine run against the same cells trained
+               one after another by the engine. Prints cells/hour (a "cell" = --steps steps).
+
+Warm-up steps are excluded from every timing. --repeats > 1 alternates the contenders and reports
+the median, which is what to use on a shared machine. The last line is always `ratio=<engine/ref>`.
+
+    PYTHONPATH=src .venv/bin/python bench/train_throughput.py --mode cell --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from skipinit import data, train  # noqa: E402
+from skipinit.grid import make_cell  # noqa: E402
+from skipinit.models import wide_resnet  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine
+# ------------------------------------------------------------------------------------------------
+
+
+def engine_cells(args, count: int, dataset) -> list[dict]:
+    steps_per_epoch = len(dataset.train_labels) // args.batch_size
+    epochs = (args.warmup + args.steps) // steps_per_epoch + 2  # the lr table must cover every timed step
+    lrs = [0.1 * 2.0 ** -k for k in range(count)] if count > 1 else [0.1]
+    return [make_cell({"depth": args.depth, "width": args.width, "batch_size": args.batch_size, "epochs": epochs, "lr": lr, "seed": 0})
+            for lr in lrs]
+
+
+def time_engine(args, cells: list[dict], dataset) -> float:
+    """Seconds for --steps training steps of the engine (a pack when several cells), after warm-up."""
+    options = train.EngineOptions(device=args.device, precision=args.precision, compile=args.compile,
+                                  channels_last=not args.no_channels_last, threads=args.threads)
+    with train.engine_settings(options, torch.device(train.resolve_device(args.device))):
+        trainer = train.PackTrainer(cells, dataset, options, log=lambda line: None)
+        batches = engine_batches(trainer)
+        for _ in range(args.warmup):
+            trainer.step(*next(batches))
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            losses, _ = trainer.step(*next(batches))
+        losses.sum().item()  # waits for the device
+        return time.perf_counter() - start
+
+
+def engine_batches(trainer):
+    epoch = 0
+    while True:
+        plan = trainer.plans(epoch)
+        for k in range(trainer.steps_per_epoch):
+            yield trainer.batch(plan, k)
+        epoch += 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference: plain PyTorch as a user would write it
+# ------------------------------------------------------------------------------------------------
+
+
+def write_cifar_pickles(dataset, root: Path) -> None:
+    """The canonical arrays in the official CIFAR-10 python format (5 train batches, test_batch, meta)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def dump(name, images, labels):
+        with open(folder / name, "wb") as handle:
+            rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # the official layout: CHW rows
+            pickle.dump({"data": rows, "labels": [int(v) for v in labels], "batch_label": name}, handle)
+
+    for i, part in enumerate(np.array_split(np.arange(len(dataset.train_labels)), 5)):
+        dump(f"data_batch_{i + 1}", dataset.train_images[part], dataset.train_labels[part])
+    dump("test_batch", dataset.test_images, dataset.test_labels)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": list(dataset.classes)}, handle)
+
+
+def reference_dataset(root: str, official: bool):
+    from torchvision.datasets import CIFAR10
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([
+        v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(train.CIFAR_MEAN, train.CIFAR_STD),
+    ])
+
+    class LocalCIFAR10(CIFAR10):
+        """CIFAR10 reading our re-encoded batches: their md5s are not the official ones."""
+
+        meta = {**CIFAR10.meta, "md5": None}
+
+        def _check_integrity(self) -> bool:
+            return True
+
+    cls = CIFAR10 if official else LocalCIFAR10
+    return cls(root=root, train=True, download=False, transform=transform)
+
+
+def time_reference(args, root: str, official: bool) -> float:
+    """Seconds for --steps steps of the plain PyTorch loop, after warm-up (workers already running)."""
+    device = train.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loader = torch.utils.data.DataLoader(
+        reference_dataset(root, official), batch_size=args.batch_size, shuffle=True, drop_last=True,
+        num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda",
+    )
+    torch.manual_seed(0)
+    model = wide_resnet(args.depth, args.width, "batchnorm").to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+
+    def step():
+        x, y = next(stream)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    loss.item()
+    seconds = time.perf_counter() - start
+    del stream, loader  # stop the workers before the next contender runs
+    return seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# Modes
+# ------------------------------------------------------------------------------------------------
+
+
+def describe(args) -> str:
+    device = train.resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (f"device={name} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
+            f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} load={os.getloadavg()[0]:.2f}")
+
+
+def run_cell(args, dataset) -> float:
+    images = args.steps * args.batch_size
+    engine, reference = [], []
+    with tempfile.TemporaryDirectory(prefix="skipinit-bench-") as scratch:
+        root, official = args.cifar_root, args.cifar_root is not None
+        if not official:
+            write_cifar_pickles(dataset, Path(scratch))
+            root = scratch
+        cells = engine_cells(args, 1, dataset)
+        for repeat in range(args.repeats):
+            engine.append(images / time_engine(args, cells, dataset))
+            reference.append(images / time_reference(args, root, official))
+            print(f"repeat {repeat + 1}: engine {engine[-1]:.1f} img/s, reference {reference[-1]:.1f} img/s", flush=True)
+    e, r = statistics.median(engine), statistics.median(reference)
+    print(f"engine images/s: {e:.1f}")
+    print(f"reference images/s: {r:.1f}  (DataLoader workers={args.workers}, transforms.v2, fp32, NCHW, torch.optim.SGD)")
+    return e / r
+
+
+def run_sweep(args, dataset) -> float:
+    cells = engine_cells(args, args.cells, dataset)
+    if args.distinct_seeds:
+        cells = [dict(cell, seed=i) for i, cell in enumerate(cells)]
+    packed, sequential = [], []
+    for repeat in range(args.repeats):
+        packed.append(len(cells) / time_engine(args, cells, dataset) * 3600)
+        sequential.append(len(cells) / sum(time_engine(args, [cell], dataset) for cell in cells) * 3600)
+        print(f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h, sequential {sequential[-1]:.0f} cells/h", flush=True)
+    p, s = statistics.median(packed), statistics.median(sequential)
+    per_cell_images = args.steps * args.batch_size
+    print(f"packed cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members)")
+    print(f"sequential cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s)")
+    return p / s
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", help="canonical .npz (default: a synthetic 5000-image set built in memory)")
+    parser.add_argument("--cifar-root", help="a folder holding the official cifar-10-batches-py, for the reference")
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--width", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the clock starts")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"), help="engine precision (bf16 acts on CUDA only)")
+    parser.add_argument("--compile", action="store_true", help="engine with torch.compile")
+    parser.add_argument("--no-channels-last", action="store_true", help="engine in NCHW")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both contenders")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="reference DataLoader workers")
+    parser.add_argument("--mode", choices=("cell", "sweep"), default="cell")
+    parser.add_argument("--cells", type=int, default=8, help="sweep: cells in the pack")
+    parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    if args.dataset:
+        dataset = data.load_canonical(args.dataset)
+    else:
+        dataset = data.synthetic(train_size=5000, test_size=1000, seed=0)
+    print(describe(args), f"mode={args.mode}", flush=True)
+    ratio = run_cell(args, dataset) if args.mode == "cell" else run_sweep(args, dataset)
+    print(f"ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
