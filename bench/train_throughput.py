@@ -228,14 +228,16 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=("cell", "sweep"), default="cell")
     parser.add_argument("--cells", type=int, default=8, help="sweep: cells in the pack")
     parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
+    parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
+    train.PACKING = args.packing
 
     if args.dataset:
         dataset = data.load_canonical(args.dataset)
     else:
         dataset = data.synthetic(train_size=5000, test_size=1000, seed=0)
-    print(describe(args), f"mode={args.mode}", flush=True)
+    print(describe(args), f"mode={args.mode}", f"packing={args.packing}" if args.mode == "sweep" else "", flush=True)
     ratio = run_cell(args, dataset) if args.mode == "cell" else run_sweep(args, dataset)
     print(f"ratio={ratio:.3f}")
 

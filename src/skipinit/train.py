@@ -11,20 +11,27 @@ Design, in the order a step runs:
   worker processes, and a resumed run redraws the same order without saved RNG state.
 - **Members.** Each member's model is built after `torch.manual_seed(cell seed)`, so its
   initialization equals the same cell trained alone. All parameters of all members live in one
-  flat `[N, P]` buffer (one row per member), and the models' parameters are views into it; so are
-  the gradients, so autograd accumulates straight into the flat gradient buffer.
-- **Forward.** One member (pack of one): the module itself, no vmap, no overhead. Several members:
-  `torch.func.functional_call` under `torch.vmap` over the stacked parameters *and* BN buffers
-  (`in_dims=0`, so the in-place running-stat updates land in each member's own buffers), with
-  `randomness="different"` for dropout. Members that share a seed share the batch (`in_dims=None`);
-  otherwise every member gets its own augmented batch (`[N, B, ...]`). The loss is the sum of the
-  members' mean cross-entropies, so one backward gives each member exactly its own gradient.
-- **Update.** SGD with momentum (optionally Nesterov) and L2 weight decay written as a handful of
+  flat `[N, P]` buffer (one row per member), and the parameters the forward uses are views into it;
+  so are the gradients, so autograd accumulates straight into the flat gradient buffer.
+- **Forward.** One member (pack of one): the module itself, no packing machinery. Several members:
+  *channel packing* (see `pack_channels`): the members run side by side in the channel dimension,
+  a conv becoming one grouped conv, a BN one BN over N*C channels (running statistics updated in
+  place in the stacked buffers), the classifier a batched matmul, dropout drawing independent
+  masks per member. This is what `torch.vmap` over `functional_call` would compute, minus vmap's
+  per-op batching rules (its batch-norm rule alone made a packed step ~1.6x slower on CPU); every
+  pack is checked against each member's own network at construction, and vmap (stacked
+  parameters and BN buffers with `in_dims=0`, `randomness="different"`) remains the fallback for a
+  model channel packing cannot express. Members that share a seed share the batch; otherwise every
+  member gets its own augmented batch. The loss is the sum of the members' mean cross-entropies,
+  so one backward gives each member exactly its own gradient.
+- **Update.** SGD with momentum (optionally Nesterov) and L2 weight decay (added to the gradient of
+  every parameter, BN scales and biases and SkipInit's alpha included) written as a handful of
   whole-buffer tensor ops on `[N, P]`, with the learning rate a per-member column. A member whose
   loss is non-finite or above `divergence_loss` stops updating: `torch.where` keeps its parameters
   and momentum, and the first bad step is recorded on the device; nothing is read back per step.
 - **Epoch end.** One host sync reads the epoch's summed losses and accuracies; evaluation on the
-  full test set; one log line per member; an atomic, checksummed checkpoint.
+  full test set (or the cell's class-balanced `test_subset`); one log line per member; an atomic
+  checkpoint with an embedded sha256, from which a killed run resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -251,7 +258,8 @@ class PackedScalar(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         per_channel = self.value.repeat_interleave(x.shape[1] // self.members)
-        per_channel = per_channel.view(1, -1, *([1] * (x.dim() - 2)))
+        # In x's dtype, as a 0-dim scalar would be in the member's own network (bf16 stays bf16).
+        per_channel = per_channel.view(1, -1, *([1] * (x.dim() - 2))).to(x.dtype)
         return x * per_channel if self.multiply else x + per_channel
 
 
@@ -516,7 +524,8 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     message = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+    patterns = ("out of memory", "can't allocate memory", "alloc_failed")  # CUDA, CPU allocator, cuBLAS/cuDNN
+    return isinstance(error, RuntimeError) and any(pattern in message for pattern in patterns)
 
 
 def format_seconds(seconds: float) -> str:
@@ -900,15 +909,19 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset, options: EngineOpti
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
     Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
-    full test set), train_loss/train_acc (mean over the last epoch's steps), diverged,
-    diverged_step (0-based global step of the first non-finite or too-large loss), status
-    ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps, wall_seconds (this pack, all
-    sessions), images_per_second (the *pack's* training throughput: images of all members per
-    second of training, evaluation excluded), device, torch_version, precision (effective),
-    pack_size and curve (per-epoch points; test_* None where not evaluated).
+    full test set, percent / mean cross-entropy), train_loss/train_acc (mean over the last epoch's
+    steps), diverged, diverged_step (0-based global step of the first non-finite or too-large
+    loss, else None), status ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps,
+    wall_seconds (this pack, all sessions), images_per_second (the *pack's* training throughput:
+    images of all members together per second of training, evaluation excluded), device,
+    torch_version, precision (effective: fp32 on CPU), pack_size and curve (per epoch: epoch,
+    step, lr at the epoch's last step, train/test metrics with test_* None where not evaluated,
+    seconds = wall seconds since the pack started).
 
-    Divergence never raises; an out-of-memory error marks every member 'failed' with a hint.
-    With `checkpoint`, the state is saved atomically after every epoch and resumed on restart.
+    Divergence never raises: the member stops updating and the others go on; a pack whose members
+    have all diverged stops early. An out-of-memory error marks every member 'failed', with a
+    hint, and returns normally. With `checkpoint`, the state is saved atomically after every epoch
+    and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
     """
     device = resolve_device(options.device)
     precision = "bf16" if device.type == "cuda" and options.precision == "bf16" else "fp32"
