@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.skipinit-installed
 CORES ?= all
 PROFILE ?= config/config.yaml
-RESULTS ?= results/reference/gpu
+RESULTS ?= results/reference/default
 TORCH_PACKAGES := ^(torch|torchvision|triton|nvidia-.*|cuda-.*)==
 
 .PHONY: run test smoke tables lint install clean-env

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -242,3 +243,22 @@ def test_report_rebuilds_figures_tables_and_claims_from_parquet_alone(tmp_path):
     assert set(verdicts.values()) <= set(VERDICTS)
     assert verdicts["signal-bn-skip-linear"] == "reproduced"
     assert verdicts["imagenet-competitive"] == "not_run"
+
+
+@pytest.mark.slow
+def test_make_tables_rebuilds_the_committed_reference_results(tmp_path):
+    """The committed CPU reference re-reports without training, to the verdicts its profile can decide."""
+    reference = REPO / "results" / "reference" / "default"
+    for name in ("runs.parquet", "curves.parquet", "signal.parquet"):
+        shutil.copy2(reference / name, tmp_path / name)
+    command = [sys.executable, "-m", "skipinit", "report", "--results", str(tmp_path), "--claims-config", str(REPO / "config" / "claims.yaml")]
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
+    for name in ("depth", "batch_size", "regularization"):
+        for relative in (f"figures/{name}.png", f"figures/{name}.pdf", f"tables/{name}.md", f"tables/{name}.tex", f"tables/{name}.csv"):
+            assert (tmp_path / relative).stat().st_size > 0, relative
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert len(claims) >= 10 and all(claim["evidence"] for claim in claims)
+    verdicts = {claim["id"]: claim["verdict"] for claim in claims}
+    signal_claims = [claim for claim in verdicts if claim.startswith("signal-")]
+    assert signal_claims and all(verdicts[claim] == "reproduced" for claim in signal_claims)
+    assert verdicts["depth-unnormalized-fails"] == "reproduced"
