@@ -127,3 +127,22 @@ def test_balanced_subset_takes_classes_in_turn():
     subset = data.balanced_subset(labels, 30)
     assert np.bincount(labels[subset]).tolist() == [10, 10, 10]
     assert data.balanced_subset(labels, 0).tolist() == list(range(100))
+
+
+def test_truncated_or_altered_archive_is_refused_naming_the_file(tmp_path):
+    top = tmp_path / "cifar10-jpeg"
+    write_image_folder(top)
+    archive = tmp_path / "mini.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(top, arcname="cifar10-jpeg")
+    content = archive.read_bytes()
+    from skipinit.fileio import sha256_file
+
+    (tmp_path / "SHA256SUMS").write_text(f"{sha256_file(archive)}  mini.tar.gz\n")
+    assert data.from_image_folder(archive).train_images.shape[0] == 9  # listed and intact
+    archive.write_bytes(content[: len(content) // 2])
+    with pytest.raises(IntegrityError, match=r"mini\.tar\.gz does not match its sha256 in .*SHA256SUMS"):
+        data.from_image_folder(archive)
+    (tmp_path / "SHA256SUMS").unlink()  # no checksum list: the archive itself is found truncated
+    with pytest.raises(IntegrityError, match=r"mini\.tar\.gz is truncated or corrupt"):
+        data.from_image_folder(archive)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skipinit.fileio import write_json
+from skipinit.fileio import IntegrityError, write_json
 
 log = logging.getLogger("skipinit")
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
@@ -39,6 +39,8 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
         dataset = data.prepare(args.source, args.path, download=args.download, synthetic_options=options)
     except data.DataNotFoundError as error:
         raise SystemExit(f"error: {error}. " + data.remedies(args.name, args.source, args.path)) from None
+    except IntegrityError as error:
+        raise SystemExit(f"error: {error}") from None
     provenance = {**dataset.provenance, "dataset": args.name, "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels)}
     digest = data.save_canonical(type(dataset)(**{**dataset.__dict__, "provenance": provenance}), args.out)
     log.info("wrote %s (%d train, %d test images, sha256 %s)", args.out, len(dataset.train_labels), len(dataset.test_labels), digest)

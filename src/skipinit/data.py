@@ -12,11 +12,12 @@ import json
 import os
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from skipinit.fileio import atomic_path, sha256_file, verify_checksum, write_checksum
+from skipinit.fileio import IntegrityError, atomic_path, sha256_file, verify_checksum, write_checksum
 
 SOURCES = ("cifar10", "imagefolder", "synthetic")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -133,10 +134,13 @@ def from_image_folder(path: str | os.PathLike) -> CanonicalDataset:
     if not path.exists():
         raise DataNotFoundError(f"{path} does not exist")
     if path.is_file():
-        source_digest = sha256_file(path)
+        source_digest = verify_listed_checksum(path)
         with tempfile.TemporaryDirectory(prefix="skipinit-extract-") as scratch:
-            with tarfile.open(path) as archive:
-                archive.extractall(scratch, filter="data")
+            try:
+                with tarfile.open(path) as archive:
+                    archive.extractall(scratch, filter="data")
+            except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+                raise IntegrityError(f"{path} is truncated or corrupt ({error}); restore the archive, then rerun the same command") from None
             root = _find_split_root(Path(scratch))
             dataset = _read_image_folder(root)
     else:
@@ -145,6 +149,21 @@ def from_image_folder(path: str | os.PathLike) -> CanonicalDataset:
         dataset = _read_image_folder(root)
     provenance = {"source": "imagefolder", "path": str(path), "source_sha256": source_digest}
     return dataclasses.replace(dataset, provenance=provenance)
+
+
+def verify_listed_checksum(path: Path) -> str:
+    """The archive's sha256, checked against a `SHA256SUMS` beside it when that lists the archive."""
+    digest = sha256_file(path)
+    sums = path.parent / "SHA256SUMS"
+    if sums.exists():
+        listed = dict(reversed(line.split(maxsplit=1)) for line in sums.read_text().splitlines() if line.strip())
+        expected = listed.get(path.name) or listed.get(f"*{path.name}")
+        if expected and expected != digest:
+            raise IntegrityError(
+                f"{path} does not match its sha256 in {sums} ({digest[:12]}... != {expected[:12]}...): "
+                "it is truncated or altered; restore the archive, then rerun the same command"
+            )
+    return digest
 
 
 def synthetic(train_size: int = 512, test_size: int = 256, num_classes: int = 10, seed: int = 0) -> CanonicalDataset:
