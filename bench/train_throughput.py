@@ -170,9 +170,10 @@ def time_reference(args, root: str, official: bool) -> float:
 
 def describe(args) -> str:
     device = train.resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    threads = args.threads or torch.get_num_threads()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {threads} threads)"
     return (f"device={name} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
-            f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} load={os.getloadavg()[0]:.2f}")
+            f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}")
 
 
 def run_cell(args, dataset) -> float:

@@ -17,8 +17,9 @@ Design, in the order a step runs:
   *channel packing* (see `pack_channels`): the members run side by side in the channel dimension,
   a conv becoming one grouped conv, a BN one BN over N*C channels (running statistics updated in
   place in the stacked buffers), the classifier a batched matmul, dropout drawing independent
-  masks per member. This is what `torch.vmap` over `functional_call` would compute, minus vmap's
-  per-op batching rules (its batch-norm rule alone made a packed step ~1.6x slower on CPU); every
+  masks per member. This is what `torch.vmap` over `functional_call` computes, minus vmap's
+  per-op batching rules (batch norm becomes an unfused normalize, multiply and add, forward and
+  backward: vmap packing was 1.3x slower on CPU at 8 members, bench/RESULTS.md); every
   pack is checked against each member's own network at construction, and vmap (stacked
   parameters and BN buffers with `in_dims=0`, `randomness="different"`) remains the fallback for a
   model channel packing cannot express. Members that share a seed share the batch; otherwise every
@@ -715,7 +716,7 @@ class PackTrainer:
         seconds = time.perf_counter() - start
         bar.close()
         self.train_seconds += seconds
-        return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds}
+        return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds, "steps": steps}
 
     def all_diverged_lately(self) -> bool:
         """Whether every member had diverged a few steps ago, asked without waiting for the device.
@@ -814,7 +815,7 @@ class PackTrainer:
             self.wall_seconds = session_wall0 + time.perf_counter() - session_start
             session_epochs += 1
             eta = (time.perf_counter() - session_start) / session_epochs * (self.epochs - self.epoch)
-            rate = self.size * self.steps_per_epoch * self.batch_size / metrics["seconds"]
+            rate = self.size * metrics["steps"] * self.batch_size / metrics["seconds"]
             diverged_at = self.diverged_at.tolist()
             for i in range(self.size):
                 point = {
