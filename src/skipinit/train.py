@@ -791,7 +791,11 @@ class PackTrainer:
                 return "different dataset"
             if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
                 return "different model layout"
-            if tuple(state["params"].shape) != tuple(self.members.params.shape) or set(state["buffers"]) != set(self.members.buffers):
+            buffers = self.members.stacked_buffers()
+            if (tuple(state["params"].shape) != tuple(self.members.params.shape)
+                    or tuple(state["momentum"].shape) != tuple(self.members.momentum.shape)
+                    or {k: tuple(v.shape) for k, v in state["buffers"].items()} != {k: tuple(v.shape) for k, v in buffers.items()}
+                    or tuple(state["alive"].shape) != (self.size,) or tuple(state["diverged_at"].shape) != (self.size,)):
                 return "different parameter or buffer shapes"
             if not 0 <= int(state["epoch"]) <= self.epochs:
                 return f"epoch {state['epoch']} outside 0..{self.epochs}"
