@@ -91,11 +91,10 @@ def cmd_signal(args: argparse.Namespace) -> None:
         inputs = data.standardized(data.load_canonical(args.dataset).test_images[: args.batch_size])
     frames = []
     for model in args.models:
-        depth = args.linear_depth if model.startswith("linear") else args.conv_depth
-        for seed in args.seeds:
-            options = {"width": args.linear_width} if model.startswith("linear") else {"width": args.conv_width}
-            frames.append(signal.measure(model, depth, seed, inputs=None if model.startswith("linear") else inputs, batch_size=args.batch_size, **options))
-            log.info("signal: %s depth %d seed %d done", model, depth, seed)
+        linear = model.startswith("linear")
+        depth, width = (args.linear_depth, args.linear_width) if linear else (args.conv_depth, args.conv_width)
+        frames.append(signal.study([model], [depth], args.seeds, inputs, width=width, batch_size=args.batch_size))
+        log.info("signal: %s at depth %d, seeds %s done", model, depth, args.seeds)
     import pandas as pd
 
     frame = pd.concat(frames, ignore_index=True)
