@@ -70,8 +70,21 @@ def test_missing_dataset_path_names_remedies(tmp_path):
 
 
 def test_pack_that_does_not_divide_the_sweep():
-    message = refused(lambda c: c.update(pack=3))
+    def four_lrs_in_packs_of_three(config):
+        config["experiments"]["depth"]["grid"]["lr"] = [0.05, 0.1, 0.2, 0.4]
+        config["pack"] = 3
+
+    message = refused(four_lrs_in_packs_of_three)
     assert "pack=3 does not divide the lr x seed sweep" in message
+
+
+def test_pack_larger_than_a_sweep_packs_the_whole_sweep():
+    from skipinit.grid import all_cells, packs
+
+    config = copy.deepcopy(GOOD)
+    config["pack"] = 8
+    check_config(config)
+    assert sorted(len(members) for members in packs(all_cells(config), 8).values()) == [2, 2]  # two depths, 2 lrs each
 
 
 def test_imagenet_root_without_train_and_val(tmp_path):

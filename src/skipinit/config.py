@@ -83,7 +83,11 @@ def check_imagenet(config: dict) -> None:
 
 
 def check_packing(config: dict) -> None:
-    """`pack` must divide every lr x seed sweep, so that no pack is a ragged leftover."""
+    """`pack` must divide every lr x seed sweep larger than it, so that no pack is a ragged leftover.
+
+    A sweep of at most `pack` cells is one pack: a profile can pack 8 learning rates of one
+    study and 4 of another.
+    """
     from skipinit.grid import all_cells, cell_id
 
     pack = config.get("pack", 1)
@@ -96,8 +100,11 @@ def check_packing(config: dict) -> None:
         shared = cell_id(cell).rsplit("/", 1)[0]
         sweeps[shared] = sweeps.get(shared, 0) + 1
     for shared, size in sweeps.items():
-        if size % pack:
-            raise ConfigError(f"pack={pack} does not divide the lr x seed sweep of {shared} ({size} cells); choose a divisor of {size}, or pack: 1")
+        if size > pack and size % pack:
+            raise ConfigError(
+                f"pack={pack} does not divide the lr x seed sweep of {shared} ({size} cells); "
+                f"choose a divisor of {size}, at least {size}, or pack: 1"
+            )
 
 
 def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
