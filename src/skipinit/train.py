@@ -48,7 +48,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ from torch import nn
 from skipinit.data import CanonicalDataset, balanced_subset
 from skipinit.fileio import atomic_path
 from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+
+if TYPE_CHECKING:
+    from skipinit.imagenet import ImageNetFolder
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -87,7 +90,8 @@ class EngineOptions:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed threads; CPU runs repeat bit for bit
     eval_every: int = 1  # evaluate on the full test set every k epochs (and always at the last epoch)
     divergence_loss: float = 1e3  # a cell whose training loss is non-finite or above this has diverged
-    threads: int | None = None  # torch.set_num_threads on CPU
+    threads: int | None = None  # torch.set_num_threads on CPU; also the ImageNet loader's worker processes
+    image_size: int = 224  # ImageNet crop in pixels (evaluation resizes to 8/7 of it first); 32 x 32 data keep their size
 
 
 class CheckpointError(RuntimeError):
@@ -190,8 +194,9 @@ def normalization(mean: tuple[float, ...], std: tuple[float, ...], device: torch
 # Data sources: where a trainer's batches come from
 # --------------------------------------------------------------------------------------------
 #
-# `OnDeviceData` below serves the canonical 32 x 32 datasets. A source offers `num_classes`,
-# `num_train`, `num_test`, `steps_per_epoch`, `shared` (the members share a seed, hence one batch), `fingerprint` (what
+# `OnDeviceData` below serves the canonical 32 x 32 datasets; `skipinit.imagenet.ImageNetStream`
+# an ImageNet folder read from disk. Both offer `num_classes`, `num_train`, `num_test`,
+# `steps_per_epoch`, `shared` (the members share a seed, hence one batch), `fingerprint` (what
 # a checkpoint must have been trained on), `train_batches(epoch)`: the epoch's `steps_per_epoch`
 # batches, drawn from (cell seed, epoch) alone so that a resumed run redraws them, and
 # `test_batches()`. A batch is the normalized float inputs on the device with their labels:
@@ -252,7 +257,11 @@ class OnDeviceData:
 
 
 def data_source(dataset, cells: list[dict], options: EngineOptions, device: torch.device):
-    """The batches for `dataset`: a CanonicalDataset held on the device."""
+    """The batches for `dataset`: a CanonicalDataset held on the device, or an ImageNetFolder streamed from disk."""
+    from skipinit.imagenet import ImageNetFolder, ImageNetStream
+
+    if isinstance(dataset, ImageNetFolder):
+        return ImageNetStream(dataset, cells, options, device)
     return OnDeviceData(dataset, cells, options, device)
 
 
@@ -666,7 +675,7 @@ DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether ev
 class PackTrainer:
     """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
 
-    def __init__(self, cells: list[dict], dataset: CanonicalDataset, options: EngineOptions,
+    def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
                  log: Callable[[str], None] = print):
         if not cells:
             raise ValueError("train_pack needs at least one cell")
@@ -949,7 +958,7 @@ def failed_results(cells: list[dict], error: BaseException, device: str, precisi
     } for cell in cells]
 
 
-def train_pack(cells: list[dict], dataset: CanonicalDataset, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
+def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
                log: Callable[[str], None] = print) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
