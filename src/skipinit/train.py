@@ -4,11 +4,14 @@ A *pack* is a list of cells that differ only in learning rate and seed (see `gri
 
 Design, in the order a step runs:
 
-- **Data on the device.** The canonical uint8 images are copied to the device once, zero-padded
-  by 4 pixels. Each epoch draws, from a `torch.Generator` seeded by (cell seed, epoch), a
-  permutation, crop offsets and flips for the whole training set; a step then crops, flips and
-  gathers its batch with one advanced-indexing op and normalizes it. No per-sample Python, no
-  worker processes, and a resumed run redraws the same order without saved RNG state.
+- **Data.** The trainer reads its batches from a data source, whose epoch is a function of
+  (cell seed, epoch) alone, so a resumed run redraws the same batches without saved RNG state.
+  The canonical 32 x 32 datasets (`OnDeviceData`) are copied to the device once, zero-padded by
+  4 pixels; each epoch draws, from a `torch.Generator`, a permutation, crop offsets and flips for
+  the whole training set, and a step crops, flips and gathers its batch with one advanced-indexing
+  op and normalizes it: no per-sample Python, no worker processes. ImageNet, too large for the
+  device, streams from its image folder (`skipinit.imagenet.ImageNetStream`): DataLoader workers
+  decode, crop and flip uint8 batches, the device normalizes them.
 - **Members.** Each member's model is built after `torch.manual_seed(cell seed)`, so its
   initialization equals the same cell trained alone. All parameters of all members live in one
   flat `[N, P]` buffer (one row per member), and the parameters the forward uses are views into it;
