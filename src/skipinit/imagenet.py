@@ -187,7 +187,7 @@ def seed_worker(parts: tuple[int, ...], worker: int) -> None:
 
 
 class ImageNetStream:
-    """Batches of an ImageNetFolder, decoded by `options.threads` worker processes and normalized on the device."""
+    """Batches of an ImageNetFolder, decoded by `options.threads` worker processes (none: by this one), normalized on the device."""
 
     def __init__(self, folder: ImageNetFolder, cells: list[dict], options: EngineOptions, device: torch.device):
         seeds = sorted({int(cell["seed"]) for cell in cells})

@@ -965,6 +965,9 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
                log: Callable[[str], None] = print) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
+    `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
+    (streamed from disk, `options.image_size` px crops).
+
     Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
     full test set, percent / mean cross-entropy), train_loss/train_acc (mean over the last epoch's
     steps), diverged, diverged_step (0-based global step of the first non-finite or too-large
