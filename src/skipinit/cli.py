@@ -53,15 +53,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import data, train
 
     cells = json.loads(args.cells)
-    if any(cell["arch"] != "wrn" for cell in cells):
-        raise SystemExit(
-            "error: ImageNet training (arch resnet50_v2) is not implemented yet: the engine trains CIFAR "
-            "Wide-ResNets only. The paper profile plans these cells so their cost shows in `snakemake -n`; "
-            "leave imagenet.root unset to skip them."
-        )
     options = train.EngineOptions(
         device=args.device, precision=args.precision, compile=args.compile, channels_last=args.channels_last,
-        deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss, threads=args.threads,
+        deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss,
+        threads=args.threads, image_size=args.image_size,
     )
     request = {"cells": cells, "options": dataclasses.asdict(options)}
     finished = Path(f"{args.checkpoint}.done.json")
@@ -71,12 +66,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         log.info("pack already finished; restoring its recorded result from %s", finished)
         write_json(args.out, json.loads(finished.read_text())["results"])
         return
-    dataset = data.load_canonical(args.dataset)
+    if cells[0]["dataset"] == "imagenet":  # a pack shares its dataset (train.check_pack)
+        from skipinit import imagenet
+
+        try:
+            dataset = imagenet.ImageNetFolder(args.dataset)
+        except imagenet.ImageNetLayoutError as error:
+            raise SystemExit(f"error: {error}") from None
+        dataset_sha256 = dataset.sha256  # of the sorted file names and sizes: hashing 150 GB of contents per job would not pay
+    else:
+        dataset = data.load_canonical(args.dataset)
+        dataset_sha256 = dataset.provenance.get("canonical_sha256")
     results = train.train_pack(cells, dataset, options, checkpoint=args.checkpoint, log=lambda line: log.info("%s", line))
     commit = git_commit()
     for result in results:
         result["git_commit"] = commit
-        result["dataset_sha256"] = dataset.provenance.get("canonical_sha256")
+        result["dataset_sha256"] = dataset_sha256
     write_json(finished, {**request, "results": results})
     write_json(args.out, results)
     Path(args.checkpoint).unlink(missing_ok=True)
@@ -152,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one pack of cells (one cell when pack=1)")
     train.add_argument("--cells", required=True, help="JSON list of cell dicts")
-    train.add_argument("--dataset", required=True, help="canonical .npz")
+    train.add_argument("--dataset", required=True, help="canonical .npz, or the ImageNet folder for imagenet cells")
     train.add_argument("--out", required=True, help="result.json")
     train.add_argument("--checkpoint", required=True)
     train.add_argument("--device", default="auto")
@@ -162,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False)
     train.add_argument("--eval-every", type=int, default=1)
     train.add_argument("--divergence-loss", type=float, default=1e3)
-    train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--threads", type=int, default=None, help="CPU threads; also the ImageNet loader's worker processes")
+    train.add_argument("--image-size", type=int, default=224, help="ImageNet crop in pixels (evaluation resizes to 8/7 of it)")
     train.set_defaults(func=cmd_train)
 
     sig = commands.add_parser("signal", help="signal propagation at initialization (Figure 2)")

@@ -77,9 +77,25 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
 
 
 def check_imagenet(config: dict) -> None:
+    """imagenet.root, when set, holds train/ and val/ with the same class folders (class names only: cheap), and
+    every pack of ImageNet cells shares one seed (one input pipeline per job)."""
     root = (config.get("imagenet") or {}).get("root")
-    if root and not all((Path(root) / split).is_dir() for split in ("train", "val")):
+    if not root:
+        return
+    if not all((Path(root) / split).is_dir() for split in ("train", "val")):
         raise ConfigError(f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null")
+    from skipinit.grid import all_cells, packs
+    from skipinit.imagenet import ImageNetLayoutError, class_folders
+
+    try:
+        class_folders(root)
+    except ImageNetLayoutError as error:
+        raise ConfigError(f"imagenet.root: {error}") from None
+    pack = config.get("pack", 1)
+    for key, members in packs(all_cells(config), pack).items():
+        if members[0]["dataset"] == "imagenet" and len({member["seed"] for member in members}) > 1:
+            raise ConfigError(f"pack={pack} puts ImageNet cells of different seeds into one job ({key}); an ImageNet pack "
+                              "reads one input pipeline, so its members must share a seed: use pack: 1 or a divisor of the lr grid")
 
 
 def check_packing(config: dict) -> None:

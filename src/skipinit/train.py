@@ -4,11 +4,14 @@ A *pack* is a list of cells that differ only in learning rate and seed (see `gri
 
 Design, in the order a step runs:
 
-- **Data on the device.** The canonical uint8 images are copied to the device once, zero-padded
-  by 4 pixels. Each epoch draws, from a `torch.Generator` seeded by (cell seed, epoch), a
-  permutation, crop offsets and flips for the whole training set; a step then crops, flips and
-  gathers its batch with one advanced-indexing op and normalizes it. No per-sample Python, no
-  worker processes, and a resumed run redraws the same order without saved RNG state.
+- **Data.** The trainer reads its batches from a data source, whose epoch is a function of
+  (cell seed, epoch) alone, so a resumed run redraws the same batches without saved RNG state.
+  The canonical 32 x 32 datasets (`OnDeviceData`) are copied to the device once, zero-padded by
+  4 pixels; each epoch draws, from a `torch.Generator`, a permutation, crop offsets and flips for
+  the whole training set, and a step crops, flips and gathers its batch with one advanced-indexing
+  op and normalizes it: no per-sample Python, no worker processes. ImageNet, too large for the
+  device, streams from its image folder (`skipinit.imagenet.ImageNetStream`): DataLoader workers
+  decode, crop and flip uint8 batches, the device normalizes them.
 - **Members.** Each member's model is built after `torch.manual_seed(cell seed)`, so its
   initialization equals the same cell trained alone. All parameters of all members live in one
   flat `[N, P]` buffer (one row per member), and the parameters the forward uses are views into it;
@@ -48,7 +51,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,6 +61,9 @@ from torch import nn
 from skipinit.data import CanonicalDataset, balanced_subset
 from skipinit.fileio import atomic_path
 from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+
+if TYPE_CHECKING:
+    from skipinit.imagenet import ImageNetFolder
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -87,7 +93,8 @@ class EngineOptions:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed threads; CPU runs repeat bit for bit
     eval_every: int = 1  # evaluate on the full test set every k epochs (and always at the last epoch)
     divergence_loss: float = 1e3  # a cell whose training loss is non-finite or above this has diverged
-    threads: int | None = None  # torch.set_num_threads on CPU
+    threads: int | None = None  # torch.set_num_threads on CPU; also the ImageNet loader's worker processes
+    image_size: int = 224  # ImageNet crop in pixels (evaluation resizes to 8/7 of it first); 32 x 32 data keep their size
 
 
 class CheckpointError(RuntimeError):
@@ -178,6 +185,87 @@ def normalize(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, ch
         x = x.permute(1, 2, 3, 0, 4).reshape(batch, height, width, members * channels)
     x = x.permute(0, 3, 1, 2)
     return x if channels_last else x.contiguous()
+
+
+def normalization(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) for `normalize`: uint8 pixel p becomes (p / 255 - mean) / std."""
+    std_tensor = torch.tensor(std, device=device)
+    return 1.0 / (255.0 * std_tensor), -torch.tensor(mean, device=device) / std_tensor
+
+
+# --------------------------------------------------------------------------------------------
+# Data sources: where a trainer's batches come from
+# --------------------------------------------------------------------------------------------
+#
+# `OnDeviceData` below serves the canonical 32 x 32 datasets; `skipinit.imagenet.ImageNetStream`
+# an ImageNet folder read from disk. Both offer `num_classes`, `num_train`, `num_test`,
+# `steps_per_epoch`, `shared` (the members share a seed, hence one batch), `fingerprint` (what
+# a checkpoint must have been trained on), `train_batches(epoch)`: the epoch's `steps_per_epoch`
+# batches, drawn from (cell seed, epoch) alone so that a resumed run redraws them, and
+# `test_batches()`. A batch is the normalized float inputs on the device with their labels:
+# [B, C, H, W] and [B] when shared, else channel-stacked [B, N*C, H, W] (see `normalize`) and [N, B].
+
+
+class OnDeviceData:
+    """A canonical dataset (uint8 32 x 32 images) held on the device and augmented there: no workers."""
+
+    def __init__(self, dataset: CanonicalDataset, cells: list[dict], options: EngineOptions, device: torch.device):
+        first = cells[0]
+        self.device, self.channels_last = device, options.channels_last
+        self.batch_size = int(first["batch_size"])
+        self.seeds = [int(cell["seed"]) for cell in cells]
+        self.shared = len(set(self.seeds)) == 1
+        self.test_chunk = max(100, 4096 // len(cells))
+        self.num_classes = dataset.num_classes
+        subset = balanced_subset(dataset.train_labels, int(first["train_subset"]))
+        self.train_images = pad_images(dataset.train_images[subset], device)
+        self.train_labels = torch.from_numpy(np.asarray(dataset.train_labels)[subset]).long().to(device)
+        test = balanced_subset(dataset.test_labels, int(first.get("test_subset", 0)))
+        self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(device)
+        self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(device)
+        self.num_train, self.num_test = len(subset), len(test)
+        self.steps_per_epoch = self.num_train // self.batch_size  # the last partial batch is dropped
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.num_train} training images")
+        self.scale, self.shift = normalization(CIFAR_MEAN, CIFAR_STD, device)
+        self.fingerprint = {
+            "train": self.num_train, "test": self.num_test, "classes": dataset.num_classes,
+            "sha256": dataset.provenance.get("canonical_sha256") or dataset.provenance.get("source_sha256"),
+        }
+
+    def plans(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The epoch's plan: [n] tensors when every member shares a seed, else [N, n]."""
+        seeds = self.seeds[:1] if self.shared else self.seeds
+        plans = [epoch_plan(self.num_train, seed, epoch, self.device) for seed in seeds]
+        if self.shared:
+            return plans[0]
+        return {key: torch.stack([plan[key] for plan in plans]) for key in plans[0]}
+
+    def batch(self, plan: dict[str, torch.Tensor], step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented, normalized inputs and labels of one step: [B, ...] shared or [N, B, ...]."""
+        window = slice(step_in_epoch * self.batch_size, (step_in_epoch + 1) * self.batch_size)
+        index = plan["index"][..., window]
+        images = augment(self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window])
+        return normalize(images, self.scale, self.shift, self.channels_last), self.train_labels[index]
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.plans(epoch)
+        for step_in_epoch in range(self.steps_per_epoch):
+            yield self.batch(plan, step_in_epoch)
+
+    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.num_test, self.test_chunk):
+            window = slice(start, start + self.test_chunk)
+            yield normalize(self.test_images[window], self.scale, self.shift, self.channels_last), self.test_labels[window]
+
+
+def data_source(dataset, cells: list[dict], options: EngineOptions, device: torch.device):
+    """The batches for `dataset`: a CanonicalDataset held on the device, or an ImageNetFolder streamed from disk."""
+    from skipinit.imagenet import ImageNetFolder, ImageNetStream
+
+    if isinstance(dataset, ImageNetFolder):
+        return ImageNetStream(dataset, cells, options, device)
+    return OnDeviceData(dataset, cells, options, device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,16 +399,16 @@ PACKING = "auto"  # auto (channels, else vmap) | channels | vmap: how packs of s
 
 def build_model(cell: dict, num_classes: int) -> nn.Module:
     """The cell's network, on the CPU (initialization does not depend on the device)."""
-    from skipinit.models import wide_resnet
+    from skipinit.models import resnet50_v2, wide_resnet
 
-    if cell["arch"] != "wrn":
-        raise ValueError(f"arch={cell['arch']!r} is not supported by the training engine (only 'wrn')")
     alpha = cell["alpha_init"]
     alpha = "1/sqrt(d)" if str(alpha).replace(" ", "") == "1/sqrt(d)" else float(alpha)
-    return wide_resnet(
-        int(cell["depth"]), int(cell["width"]), cell["variant"], num_classes,
-        alpha_init=alpha, ghost_batch_size=int(cell["ghost_batch_size"]) or None, dropout=float(cell["dropout"]),
-    )
+    settings = {"alpha_init": alpha, "ghost_batch_size": int(cell["ghost_batch_size"]) or None, "dropout": float(cell["dropout"])}
+    if cell["arch"] == "wrn":
+        return wide_resnet(int(cell["depth"]), int(cell["width"]), cell["variant"], num_classes, **settings)
+    if cell["arch"] == "resnet50_v2":
+        return resnet50_v2(cell["variant"], num_classes, **settings)
+    raise ValueError(f"arch={cell['arch']!r} is not supported by the training engine; allowed: wrn, resnet50_v2")
 
 
 class Members:
@@ -588,9 +676,10 @@ DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether ev
 
 
 class PackTrainer:
-    """Everything one pack needs on the device: data, members, schedule, divergence state."""
+    """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
 
-    def __init__(self, cells: list[dict], dataset: CanonicalDataset, options: EngineOptions, log: Callable[[str], None] = print):
+    def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
+                 log: Callable[[str], None] = print):
         if not cells:
             raise ValueError("train_pack needs at least one cell")
         self.cells = [dict(cell) for cell in cells]
@@ -609,28 +698,12 @@ class PackTrainer:
         self.use_bf16 = self.device.type == "cuda" and options.precision == "bf16"
         self.precision = "bf16" if self.use_bf16 else "fp32"
 
-        subset = balanced_subset(dataset.train_labels, int(first["train_subset"]))
-        self.train_images = pad_images(dataset.train_images[subset], self.device)
-        self.train_labels = torch.from_numpy(np.asarray(dataset.train_labels)[subset]).long().to(self.device)
-        test = balanced_subset(dataset.test_labels, int(first.get("test_subset", 0)))
-        self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(self.device)
-        self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(self.device)
-        self.num_train = len(subset)
-        self.steps_per_epoch = self.num_train // self.batch_size  # the last partial batch is dropped
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.num_train} training images")
+        self.data = data_source(dataset, self.config, options, self.device)
+        self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.epochs * self.steps_per_epoch
-        std = torch.tensor(CIFAR_STD, device=self.device)
-        self.scale = 1.0 / (255.0 * std)
-        self.shift = -torch.tensor(CIFAR_MEAN, device=self.device) / std
-        self.fingerprint = {
-            "train": self.num_train, "test": len(self.test_labels), "classes": dataset.num_classes,
-            "sha256": dataset.provenance.get("canonical_sha256") or dataset.provenance.get("source_sha256"),
-        }
-
         self.seeds = [int(cell["seed"]) for cell in self.config]
-        self.shared = len(set(self.seeds)) == 1  # one batch serves every member
-        self.members = Members(self.config, dataset.num_classes, self.device, log)
+        self.shared = self.data.shared  # one batch serves every member
+        self.members = Members(self.config, self.data.num_classes, self.device, log)
         self.lrs = lr_table(first["schedule"], [float(c["lr"]) for c in self.config], self.total_steps, self.device)
         self.weight_decay, self.momentum = float(first["weight_decay"]), float(first["momentum"])
         self.nesterov = bool(first["nesterov"])
@@ -647,23 +720,6 @@ class PackTrainer:
         if options.compile:
             self.loss_fn = CompiledOrEager(self.forward_losses, log, "forward")
             self.update_fn = CompiledOrEager(sgd_step, log, "SGD update")
-
-    # ---- data ---------------------------------------------------------------------------
-
-    def plans(self, epoch: int) -> dict[str, torch.Tensor]:
-        """The epoch's plan: [n] tensors when every member shares a seed, else [N, n]."""
-        seeds = self.seeds[:1] if self.shared else self.seeds
-        plans = [epoch_plan(self.num_train, seed, epoch, self.device) for seed in seeds]
-        if self.shared:
-            return plans[0]
-        return {key: torch.stack([plan[key] for plan in plans]) for key in plans[0]}
-
-    def batch(self, plan: dict[str, torch.Tensor], step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augmented, normalized inputs and labels of one step: [B, ...] shared or [N, B, ...]."""
-        window = slice(step_in_epoch * self.batch_size, (step_in_epoch + 1) * self.batch_size)
-        index = plan["index"][..., window]
-        images = augment(self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window])
-        return normalize(images, self.scale, self.shift, self.options.channels_last), self.train_labels[index]
 
     # ---- steps ----------------------------------------------------------------------------
 
@@ -695,14 +751,12 @@ class PackTrainer:
         """One epoch of every member; reads the device once, at the end."""
         torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
         self.members.train(True)
-        plan = self.plans(epoch)
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
         bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
         start = time.perf_counter()
         steps = 0
-        for k in range(self.steps_per_epoch):
-            x, y = self.batch(plan, k)
+        for k, (x, y) in enumerate(self.data.train_batches(epoch)):
             losses, correct = self.step(x, y)
             loss_sum += losses
             correct_sum += correct
@@ -739,13 +793,11 @@ class PackTrainer:
     def evaluate(self) -> tuple[list[float], list[float]]:
         """Mean test loss and accuracy (percent) of every member on the full test set."""
         self.members.train(False)
-        count = len(self.test_labels)
-        chunk = max(100, 4096 // self.size)
+        count = self.data.num_test
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
-        for start in range(0, count, chunk):
-            x = normalize(self.test_images[start:start + chunk], self.scale, self.shift, self.options.channels_last)
-            losses, correct = self.loss_fn(x, self.test_labels[start:start + chunk], True)
+        for x, y in self.data.test_batches():
+            losses, correct = self.loss_fn(x, y, True)
             loss_sum += losses.double() * x.shape[0]
             correct_sum += correct
         self.members.train(True)
@@ -755,7 +807,7 @@ class PackTrainer:
 
     def state(self) -> dict:
         return {
-            "cells": self.cells, "fingerprint": self.fingerprint, "layout": [list(entry) for entry in self.members.layout],
+            "cells": self.cells, "fingerprint": self.data.fingerprint, "layout": [list(entry) for entry in self.members.layout],
             "epoch": self.epoch, "step": self.step_count,
             "params": self.members.params.detach().cpu().clone(), "momentum": self.members.momentum.cpu().clone(),
             "buffers": self.members.stacked_buffers(), "alive": self.alive.cpu().clone(), "diverged_at": self.diverged_at.cpu().clone(),
@@ -787,7 +839,7 @@ class PackTrainer:
         try:
             if state["cells"] != self.cells:
                 return "different cells"
-            if state["fingerprint"] != self.fingerprint:
+            if state["fingerprint"] != self.data.fingerprint:
                 return "different dataset"
             if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
                 return "different model layout"
@@ -909,9 +961,12 @@ def failed_results(cells: list[dict], error: BaseException, device: str, precisi
     } for cell in cells]
 
 
-def train_pack(cells: list[dict], dataset: CanonicalDataset, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
+def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
                log: Callable[[str], None] = print) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
+
+    `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
+    (streamed from disk, `options.image_size` px crops).
 
     Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
     full test set, percent / mean cross-entropy), train_loss/train_acc (mean over the last epoch's
