@@ -74,9 +74,7 @@ def time_engine(args, cells: list[dict], dataset) -> float:
 def engine_batches(trainer):
     epoch = 0
     while True:
-        plan = trainer.plans(epoch)
-        for k in range(trainer.steps_per_epoch):
-            yield trainer.batch(plan, k)
+        yield from trainer.data.train_batches(epoch)
         epoch += 1
 
 
