@@ -30,6 +30,24 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
+class Killed(Exception):
+    """Stands for a kill -9 right after a checkpoint was written."""
+
+
+def kill_after_first_checkpoint(monkeypatch, train_module, start_training) -> None:
+    """Run `start_training()` until its first checkpoint is on disk, then 'kill' it."""
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(target, state):
+        real_save(target, state)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            start_training()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The smoke profile run once end to end through Snakemake; tests read its outputs."""

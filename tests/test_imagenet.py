@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import kill_after_first_checkpoint
 from skipinit import cli, data, imagenet, train
 from skipinit.config import ConfigError, check_config
 from skipinit.grid import make_cell
@@ -178,19 +179,7 @@ def test_resnet50_v2_trains_two_epochs_with_a_cifar_shaped_result(trained, name)
 def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder, trained, tmp_path, monkeypatch):
     cells, expected, expected_state = trained["skipinit"]  # dropout too: its masks must be redrawn alike
     path = tmp_path / "ckpt.pt"
-    real_save = train.save_checkpoint
-
-    class Killed(Exception):
-        pass
-
-    def save_then_die(target, state):
-        real_save(target, state)
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train, "save_checkpoint", save_then_die)
-        with pytest.raises(Killed):
-            train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None)
+    kill_after_first_checkpoint(monkeypatch, train, lambda: train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None))
     assert train.load_checkpoint(path)["epoch"] == 1
     lines = []
     results = train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lines.append)

@@ -15,6 +15,7 @@ import math
 import pytest
 import torch
 
+from conftest import kill_after_first_checkpoint
 from skipinit import data, train
 from skipinit.grid import make_cell
 
@@ -180,10 +181,6 @@ def test_a_pack_that_diverges_entirely_stops_early(dataset):
 # ---------------------------------------------------------------------------------------------
 
 
-class Killed(Exception):
-    """Stands in for a kill right after a checkpoint was written."""
-
-
 @pytest.fixture(scope="module")
 def small():
     return data.synthetic(train_size=160, test_size=100, num_classes=10, seed=2)  # 5 steps per epoch
@@ -199,16 +196,7 @@ def uninterrupted(small, tmp_path_factory):
 
 def interrupted_checkpoint(cells, dataset, path, monkeypatch):
     """Run until the first checkpoint is on disk, then 'kill' the process."""
-    real_save = train.save_checkpoint
-
-    def save_then_die(target, state):
-        real_save(target, state)
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train, "save_checkpoint", save_then_die)
-        with pytest.raises(Killed):
-            run(cells, dataset, path)
+    kill_after_first_checkpoint(monkeypatch, train, lambda: run(cells, dataset, path))
     assert train.load_checkpoint(path)["epoch"] == 1
 
 
