@@ -94,3 +94,16 @@ def test_imagenet_root_without_train_and_val(tmp_path):
 
 def test_unknown_signal_model():
     assert "signal.models contains 'linear-layernorm'" in refused(lambda c: c["signal"].update(models=["linear-layernorm"]))
+
+
+@pytest.mark.parametrize("micro_batch, ghost, message", [
+    (12, 0, "micro_batch=12 does not divide batch_size=64"),
+    (16, 32, "micro_batch=16 is not a multiple of ghost_batch_size=32"),
+])
+def test_micro_batch_must_split_batches_into_whole_ghost_batches(micro_batch, ghost, message):
+    def change(config):
+        config["micro_batch"] = micro_batch
+        config["training"].update(batch_size=64)
+        config["experiments"]["depth"]["models"] = [{"variant": "batchnorm", "ghost_batch_size": ghost}] if ghost else [{"variant": "skipinit"}]
+
+    assert message in refused(change)

@@ -38,6 +38,7 @@ def run_row(test_acc: float, diverged: bool = False, experiments: tuple = ("dept
         "wall_seconds": 1.0,
         "images_per_second": 1000.0,
         "pack_size": 1,
+        "micro_batch": cell["batch_size"],
         "device": "cpu",
         "precision": "fp32",
         "torch_version": "test",

@@ -33,7 +33,8 @@ RUNS_SCHEMA = pa.schema(
      ("experiments", pa.list_(pa.string())), ("status", pa.string()), ("diverged", pa.bool_()), ("diverged_step", pa.int64()),
      ("error", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()), ("train_loss", pa.float64()),
      ("train_acc", pa.float64()), ("epochs_completed", pa.int64()), ("steps", pa.int64()), ("wall_seconds", pa.float64()),
-     ("images_per_second", pa.float64()), ("pack_size", pa.int64()), ("device", pa.string()), ("precision", pa.string()),
+     ("images_per_second", pa.float64()), ("pack_size", pa.int64()), ("micro_batch", pa.int64()), ("device", pa.string()),
+     ("precision", pa.string()),
      ("torch_version", pa.string()), ("git_commit", pa.string()), ("dataset_sha256", pa.string())]
 )
 CURVES_SCHEMA = pa.schema(

@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     options = train.EngineOptions(
         device=args.device, precision=args.precision, compile=args.compile, channels_last=args.channels_last,
         deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss,
-        threads=args.threads, image_size=args.image_size,
+        threads=args.threads, image_size=args.image_size, micro_batch=args.micro_batch,
     )
     request = {"cells": cells, "options": dataclasses.asdict(options)}
     finished = Path(f"{args.checkpoint}.done.json")
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--divergence-loss", type=float, default=1e3)
     train.add_argument("--threads", type=int, default=None, help="CPU threads; also the ImageNet loader's worker processes")
     train.add_argument("--image-size", type=int, default=224, help="ImageNet crop in pixels (evaluation resizes to 8/7 of it)")
+    train.add_argument("--micro-batch", type=int, default=0, help="examples per forward/backward; larger batches accumulate gradients (0: whole batch)")
     train.set_defaults(func=cmd_train)
 
     sig = commands.add_parser("signal", help="signal propagation at initialization (Figure 2)")

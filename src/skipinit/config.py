@@ -123,6 +123,25 @@ def check_packing(config: dict) -> None:
             )
 
 
+def check_micro_batch(config: dict) -> None:
+    """`micro_batch` must split every batch it applies to evenly, and into whole ghost batches."""
+    from skipinit.grid import all_cells
+
+    micro = int(config.get("micro_batch", 0))
+    if micro < 0:
+        raise ConfigError(f"micro_batch={micro} must be 0 (whole batches) or a positive number of examples")
+    if micro == 0:
+        return
+    for cell in all_cells(config).values():
+        batch, ghost = int(cell["batch_size"]), int(cell["ghost_batch_size"])
+        if batch <= micro:
+            continue
+        if batch % micro:
+            raise ConfigError(f"micro_batch={micro} does not divide batch_size={batch}; choose a divisor of every batch size above it, or micro_batch: 0")
+        if ghost and micro % ghost:
+            raise ConfigError(f"micro_batch={micro} is not a multiple of ghost_batch_size={ghost}; choose a multiple, or micro_batch: 0")
+
+
 def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
     """All semantic checks; raises ConfigError with one line."""
     check_data(config, workdir)
@@ -137,4 +156,5 @@ def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
         if model not in SIGNAL_MODELS:
             raise ConfigError(f"signal.models contains {model!r}; allowed: {', '.join(SIGNAL_MODELS)}")
     check_packing(config)
+    check_micro_batch(config)
     check_imagenet(config)

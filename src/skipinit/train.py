@@ -95,6 +95,7 @@ class EngineOptions:
     divergence_loss: float = 1e3  # a cell whose training loss is non-finite or above this has diverged
     threads: int | None = None  # torch.set_num_threads on CPU; also the ImageNet loader's worker processes
     image_size: int = 224  # ImageNet crop in pixels (evaluation resizes to 8/7 of it first); 32 x 32 data keep their size
+    micro_batch: int = 0  # examples per forward/backward (0: the whole batch); see PackTrainer.step
 
 
 class CheckpointError(RuntimeError):
@@ -672,6 +673,15 @@ def engine_settings(options: EngineOptions, device: torch.device):
 # --------------------------------------------------------------------------------------------
 
 
+def micro_batch_size(batch_size: int, micro_batch: int) -> int:
+    """Examples per forward/backward: `micro_batch` where it splits the batch evenly, else the whole batch."""
+    if micro_batch <= 0 or micro_batch >= batch_size:
+        return batch_size
+    if batch_size % micro_batch:
+        raise ValueError(f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0")
+    return micro_batch
+
+
 DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
 
 
@@ -697,6 +707,7 @@ class PackTrainer:
         self.batch_size = int(first["batch_size"])
         self.use_bf16 = self.device.type == "cuda" and options.precision == "bf16"
         self.precision = "bf16" if self.use_bf16 else "fp32"
+        self.micro_batch = micro_batch_size(self.batch_size, options.micro_batch)
 
         self.data = data_source(dataset, self.config, options, self.device)
         self.steps_per_epoch = self.data.steps_per_epoch
@@ -734,11 +745,20 @@ class PackTrainer:
         return member_losses(logits, y)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward, divergence check and SGD update of every member; no host sync."""
+        """Forward, backward, divergence check and SGD update of every member; no host sync.
+
+        A batch larger than `micro_batch` runs as equal micro-batches whose gradients accumulate in
+        the flat gradient buffer, each scaled by 1/chunks: the mean loss of the whole batch, in the
+        memory of one micro-batch. Batch norm then normalizes over each micro-batch (and updates its
+        running statistics once per micro-batch), as a ghost batch norm of that size would.
+        """
         self.members.grads.zero_()
-        losses, correct = self.loss_fn(x, y, self.shared)
-        losses.sum().backward()
-        losses = losses.detach()
+        chunks = self.batch_size // self.micro_batch
+        losses, correct = 0.0, 0
+        for inputs, labels in zip(x.split(self.micro_batch), y.split(self.micro_batch, dim=-1)):
+            part_losses, part_correct = self.loss_fn(inputs, labels, self.shared)
+            (part_losses.sum() / chunks).backward()
+            losses, correct = losses + part_losses.detach() / chunks, correct + part_correct
         bad = ~torch.isfinite(losses) | (losses > self.threshold)
         self.diverged_at = torch.where(bad & self.alive, self.step_count, self.diverged_at)
         self.alive &= ~bad
@@ -913,7 +933,7 @@ class PackTrainer:
                 "epochs_completed": self.epoch, "steps": self.step_count,
                 "wall_seconds": self.wall_seconds, "images_per_second": rate,
                 "device": device_name, "torch_version": torch.__version__, "precision": self.precision,
-                "pack_size": self.size, "curve": [dict(point) for point in curve],
+                "pack_size": self.size, "micro_batch": self.micro_batch, "curve": [dict(point) for point in curve],
             })
         return results
 
@@ -957,7 +977,7 @@ def failed_results(cells: list[dict], error: BaseException, device: str, precisi
         **cell, "test_acc": None, "test_loss": None, "train_loss": None, "train_acc": None,
         "diverged": False, "diverged_step": None, "status": "failed", "error": message,
         "epochs_completed": 0, "steps": 0, "wall_seconds": None, "images_per_second": None,
-        "device": device, "torch_version": torch.__version__, "precision": precision, "pack_size": len(cells), "curve": [],
+        "device": device, "torch_version": torch.__version__, "precision": precision, "pack_size": len(cells), "micro_batch": None, "curve": [],
     } for cell in cells]
 
 

@@ -92,6 +92,7 @@ def engine_flags():
         f"--eval-every {config['eval_every']}",
         f"--divergence-loss {config['divergence_loss']}",
         f"--threads {config['threads']}",
+        f"--micro-batch {config['micro_batch']}",
     ]
     for key in ("compile", "channels_last", "deterministic"):
         flags.append(f"--{'' if config[key] else 'no-'}{key.replace('_', '-')}")
