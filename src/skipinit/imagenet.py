@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from skipinit.data import DataNotFoundError, balanced_subset
-from skipinit.train import EngineOptions, derive_seed, normalization, normalize
+from skipinit.train import EngineOptions, derive_seed, full_batches, normalization, normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -205,9 +205,7 @@ class ImageNetStream:
         self.train_indices = balanced_subset(folder.labels["train"], int(first["train_subset"]))
         self.test_indices = balanced_subset(folder.labels["val"], int(first["test_subset"]))
         self.num_train, self.num_test = len(self.train_indices), len(self.test_indices)
-        self.steps_per_epoch = self.num_train // self.batch_size  # the last partial batch is dropped
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.num_train} training images of {folder.root}")
+        self.steps_per_epoch = full_batches(self.num_train, self.batch_size, f"training images of {folder.root}")
         self.scale, self.shift = normalization(IMAGENET_MEAN, IMAGENET_STD, device)
         self.fingerprint = {
             "train": self.num_train, "test": self.num_test, "classes": self.num_classes,

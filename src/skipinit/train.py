@@ -207,6 +207,13 @@ def normalization(mean: tuple[float, ...], std: tuple[float, ...], device: torch
 # [B, C, H, W] and [B] when shared, else channel-stacked [B, N*C, H, W] (see `normalize`) and [N, B].
 
 
+def full_batches(num_images: int, batch_size: int, what: str) -> int:
+    """Steps per epoch: the last partial batch is dropped, so every step sees `batch_size` examples."""
+    if num_images < batch_size:
+        raise ValueError(f"batch_size={batch_size} exceeds the {num_images} {what}")
+    return num_images // batch_size
+
+
 class OnDeviceData:
     """A canonical dataset (uint8 32 x 32 images) held on the device and augmented there: no workers."""
 
@@ -225,9 +232,7 @@ class OnDeviceData:
         self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(device)
         self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(device)
         self.num_train, self.num_test = len(subset), len(test)
-        self.steps_per_epoch = self.num_train // self.batch_size  # the last partial batch is dropped
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {self.num_train} training images")
+        self.steps_per_epoch = full_batches(self.num_train, self.batch_size, "training images")
         self.scale, self.shift = normalization(CIFAR_MEAN, CIFAR_STD, device)
         self.fingerprint = {
             "train": self.num_train, "test": self.num_test, "classes": dataset.num_classes,
