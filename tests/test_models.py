@@ -12,6 +12,7 @@ from skipinit.models import (
     ScalarGain,
     count_residual_blocks,
     linear_resnet,
+    lr_multipliers,
     resnet50_v2,
     resolve_alpha,
     single_stage_resnet,
@@ -157,6 +158,18 @@ def test_fixup_initialization():
     assert all(p.any() for n, p in model.named_parameters() if n.endswith("gain"))
     assert not any(p.any() for n, p in model.named_parameters() if n.endswith("bias"))
     assert not model(torch.randn(2, 3, 32, 32)).any()
+
+
+def test_fixup_alone_trains_its_scalars_and_classifier_bias_at_a_tenth_of_the_lr():
+    """The Fixup authors' rule: every parameter named bias or scale (our gain) in a group at lr / 10."""
+    for model in (wide_resnet(16, 1, "fixup"), resnet50_v2("fixup")):
+        multipliers = lr_multipliers(model)
+        biases_and_gains = {name for name, _ in model.named_parameters() if name.endswith(("bias", "gain"))}
+        assert set(multipliers) == biases_and_gains and set(multipliers.values()) == {0.1}
+        assert f"head.{len(model.head) - 1}.bias" in multipliers  # the classifier's bias
+        assert all(param.dim() == 0 for name, param in model.named_parameters() if name in multipliers and "head" not in name)
+    for variant in set(VARIANTS) - {"fixup"}:
+        assert lr_multipliers(wide_resnet(10, 1, variant)) == {}  # SkipInit's alpha trains at the full rate
 
 
 def test_scaled_variant_divides_block_output_by_sqrt2():

@@ -120,6 +120,29 @@ def test_every_variant_packs_like_solo(tmp_path, overrides, mode):
         assert_params_close(member_params(tmp_path / "pack.pt", i), member_params(tmp_path / f"solo{i}.pt", 0))
 
 
+def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_groups(dataset, tmp_path):
+    """The engine against a textbook loop: torch.optim.SGD, every bias and scale in a group at lr / 10.
+
+    Same initialization, batches and schedule; only the update rule is written independently.
+    """
+    fixup = cell(variant="fixup", epochs=1, lr=0.05)  # 10 steps
+    run([fixup], dataset, tmp_path / "engine.pt")
+    torch.manual_seed(fixup["seed"])
+    model = train.build_model(fixup, dataset.num_classes)
+    named = dict(model.named_parameters())
+    slow = [p for n, p in named.items() if n.endswith(("bias", "gain"))]  # Fixup's code: names with "bias" or "scale"
+    fast = [p for n, p in named.items() if not n.endswith(("bias", "gain"))]
+    optimizer = torch.optim.SGD([{"params": fast, "lr": 0.05}, {"params": slow, "lr": 0.005}], momentum=0.9, weight_decay=5e-4)
+    batches = train.OnDeviceData(dataset, [fixup], DETERMINISTIC, torch.device("cpu")).train_batches(0)
+    for step, (x, y) in enumerate(batches):
+        for group, base in zip(optimizer.param_groups, (0.05, 0.005)):
+            group["lr"] = base * train.lr_factor("halving", step, 10)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert_params_close(member_params(tmp_path / "engine.pt", 0), {n: p.detach() for n, p in named.items()}, tolerance=1e-5)
+
+
 def test_channel_packing_refuses_a_model_it_would_get_wrong(monkeypatch):
     """A container that mixes channels fails the construction-time check; vmap takes over."""
     real_build = train.build_model
@@ -373,6 +396,16 @@ def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
             optimizer.step()
             train.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov)
         assert torch.allclose(flat, reference.detach(), atol=1e-6)
+    scale = torch.tensor([1.0, 0.1, 1.0, 0.1, 1.0])  # columns 1 and 3 train like a param group at lr / 10
+    columns = [params[:, j].clone().requires_grad_() for j in range(5)]
+    optimizer = torch.optim.SGD([{"params": [c], "lr": 0.1 * float(scale[j])} for j, c in enumerate(columns)], momentum=0.9, weight_decay=0.01)
+    flat, buffer = params.clone(), torch.zeros(2, 5)
+    for _ in range(3):
+        for j, column in enumerate(columns):
+            column.grad = grads[:, j].clone()
+        optimizer.step()
+        train.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, False, scale)
+    assert torch.allclose(flat, torch.stack([c.detach() for c in columns], dim=1), atol=1e-6)
     frozen, buffer = params.clone(), torch.zeros(2, 5)
     bad = grads.clone()
     bad[0] = float("nan")

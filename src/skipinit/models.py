@@ -12,7 +12,8 @@ layers the small helpers below put into ``preact``, ``branch`` and ``shortcut``:
 - ``fixup`` (Zhang et al., 2019): scalar biases (init 0) before every conv, activation and
   the classifier, a scalar multiplier (init 1) at the end of every branch, the last conv of
   every branch zero-initialized, the other branch convs scaled by d^(-1/(2m-2)) (d residual
-  blocks, m convs per branch) and a zero-initialized classifier.
+  blocks, m convs per branch) and a zero-initialized classifier. As in its authors' code, the
+  scalars and the classifier's bias train at a tenth of the learning rate (`lr_multipliers`).
 
 Initialization: convs He-normal with fan_in, as in the PyTorch WRN reference code (fan_in
 preserves the variance of the forward signal, which the signal study relies on); conv
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup")
+FIXUP_SCALAR_LR = 0.1  # Fixup's scalar biases and multipliers train at a tenth of the learning rate
 
 
 def count_residual_blocks(depth: int) -> int:
@@ -131,8 +133,9 @@ class ResidualBlock(nn.Module):
 class ResNet(nn.Module):
     """stem -> stages of residual blocks -> head (final pre-activation, pooling, dropout, classifier)."""
 
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], head: nn.Module):
+    def __init__(self, stem: nn.Module, stages: list[nn.Module], head: nn.Module, variant: str):
         super().__init__()
+        self.variant = variant
         self.stem = stem
         self.stages = nn.Sequential(*stages)
         self.head = head
@@ -238,7 +241,19 @@ def _resnet(
         nn.init.zeros_(classifier.weight)
         nn.init.zeros_(classifier.bias)
         head.append(ScalarBias())
-    return ResNet(stem, built_stages, nn.Sequential(*head, classifier))
+    return ResNet(stem, built_stages, nn.Sequential(*head, classifier), variant)
+
+
+def lr_multipliers(model: nn.Module) -> dict[str, float]:
+    """Learning-rate multipliers by parameter name; a parameter not named trains at the full rate.
+
+    Fixup's authors train every bias and scale (its scalar biases and multipliers, and the
+    classifier's bias) at a tenth of the learning rate, which keeps large learning rates stable
+    (Zhang et al., 2019, official code). Every other variant, SkipInit's alpha included, uses one rate.
+    """
+    if getattr(model, "variant", None) != "fixup":
+        return {}
+    return {name: FIXUP_SCALAR_LR for name, param in model.named_parameters() if param.dim() == 0 or name.endswith("bias")}
 
 
 def wide_resnet(

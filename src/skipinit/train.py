@@ -30,7 +30,8 @@ Design, in the order a step runs:
   so one backward gives each member exactly its own gradient.
 - **Update.** SGD with momentum (optionally Nesterov) and L2 weight decay (added to the gradient of
   every parameter, BN scales and biases and SkipInit's alpha included) written as a handful of
-  whole-buffer tensor ops on `[N, P]`, with the learning rate a per-member column. A member whose
+  whole-buffer tensor ops on `[N, P]`, with the learning rate a per-member column, times a
+  per-parameter row where the model asks for one (Fixup's scalars, `models.lr_multipliers`). A member whose
   loss is non-finite or above `divergence_loss` stops updating: `torch.where` keeps its parameters
   and momentum, and the first bad step is recorded on the device; nothing is read back per step.
 - **Epoch end.** One host sync reads the epoch's summed losses and accuracies; evaluation on the
@@ -61,6 +62,7 @@ from torch import nn
 from skipinit.data import CanonicalDataset, balanced_subset
 from skipinit.fileio import atomic_path
 from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+from skipinit.models import lr_multipliers
 
 if TYPE_CHECKING:
     from skipinit.imagenet import ImageNetFolder
@@ -421,7 +423,8 @@ class Members:
     """The models of a pack as one flat parameter buffer, with one forward for all of them.
 
     `params`, `grads` and `momentum` are [N, P] tensors (a row per member); the parameters the
-    forward uses are views of `params` and their `.grad`s views of `grads`. `buffers` maps each BN
+    forward uses are views of `params` and their `.grad`s views of `grads`. `lr_scale` is the [P]
+    learning-rate multiplier of every parameter entry, or None where all are 1. `buffers` maps each BN
     buffer name to a stacked [N, ...] tensor (the module's own buffer for a pack of one).
     `mode`: 'plain' (one member: the module itself), 'channels' (see pack_channels) or 'vmap'
     (`functional_call` under `torch.vmap`: the fallback for modules channel packing can't express).
@@ -437,6 +440,12 @@ class Members:
         for name, param in models[0].named_parameters():
             self.layout.append((name, tuple(param.shape), offset))
             offset += param.numel()
+        multipliers = lr_multipliers(models[0])
+        self.lr_scale = None
+        if multipliers:
+            self.lr_scale = torch.ones(offset, device=device)
+            for name, shape, start in self.layout:
+                self.lr_scale[start:start + math.prod(shape)] = multipliers.get(name, 1.0)
         self.params = torch.zeros((self.size, offset), device=device)
         self.grads = torch.zeros_like(self.params)
         self.momentum = torch.zeros_like(self.params)
@@ -543,19 +552,22 @@ def member_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 @torch.no_grad()
 def sgd_step(params: torch.Tensor, grads: torch.Tensor, momentum_buffer: torch.Tensor, lr: torch.Tensor, active: torch.Tensor,
-             weight_decay: float, momentum: float, nesterov: bool) -> None:
+             weight_decay: float, momentum: float, nesterov: bool, lr_scale: torch.Tensor | None = None) -> None:
     """One SGD step on [N, P] buffers with per-member lr [N]; members not `active` keep their state.
 
     As torch.optim.SGD (dampening 0): g = grad + weight_decay * p (L2 on *all* parameters, BN
     scales/biases and SkipInit's alpha included), buf = momentum * buf + g, d = g + momentum * buf
-    (Nesterov) or buf, p -= lr * d. `torch.where` rather than a zero lr, so NaNs of a diverged member
-    never leak into its frozen state.
+    (Nesterov) or buf, p -= lr * d. `lr_scale` [P] multiplies each parameter's lr, as a param group
+    of its own would. `torch.where` rather than a zero lr, so NaNs of a diverged member never leak
+    into its frozen state.
     """
     keep = active[:, None]
     if weight_decay:
         grads.add_(params, alpha=weight_decay)
     new_buffer = torch.add(grads, momentum_buffer, alpha=momentum)
     direction = torch.add(grads, new_buffer, alpha=momentum) if nesterov else new_buffer
+    if lr_scale is not None:
+        direction = direction * lr_scale
     new_params = torch.addcmul(params, lr[:, None], direction, value=-1.0)
     params.copy_(torch.where(keep, new_params, params))
     momentum_buffer.copy_(torch.where(keep, new_buffer, momentum_buffer))
@@ -768,7 +780,7 @@ class PackTrainer:
         self.diverged_at = torch.where(bad & self.alive, self.step_count, self.diverged_at)
         self.alive &= ~bad
         self.update_fn(self.members.params, self.members.grads, self.members.momentum, self.lrs[self.step_count], self.alive,
-                       self.weight_decay, self.momentum, self.nesterov)
+                       self.weight_decay, self.momentum, self.nesterov, self.members.lr_scale)
         self.step_count += 1
         return losses, correct
 
