@@ -49,7 +49,7 @@ start=$SECONDS
 timeout --signal=TERM "$TRAIN_BUDGET_S" python3 -m snakemake "${flags[@]}" --cores "$CORES" --resources gpu=1 > "$OUT/snakemake.log" 2>&1
 status=$?
 echo "snakemake exit $status after $((SECONDS - start)) s (124: stopped at TRAIN_BUDGET_S=$TRAIN_BUDGET_S)" | tee -a "$OUT/device.txt"
-grep -E "^(Finished job|Error in rule|[0-9]+ of [0-9]+ steps)" "$OUT/snakemake.log" | tail -n 40
+grep -E "^(Finished jobid|Error in rule|[0-9]+ of [0-9]+ steps)" "$OUT/snakemake.log" | tail -n 40
 
 # Results, not checkpoints (those stay on the device): cells, Parquet, figures, tables, claims, logs, timings.
 tar czf "$OUT/gpu-session.tar.gz" --exclude='results/gpu/checkpoints' results/gpu
