@@ -248,8 +248,9 @@ def lr_multipliers(model: nn.Module) -> dict[str, float]:
     """Learning-rate multipliers by parameter name; a parameter not named trains at the full rate.
 
     Fixup's authors train every bias and scale (its scalar biases and multipliers, and the
-    classifier's bias) at a tenth of the learning rate, which keeps large learning rates stable
-    (Zhang et al., 2019, official code). Every other variant, SkipInit's alpha included, uses one rate.
+    classifier's bias) at a tenth of the learning rate (Zhang et al., 2019, official code), so
+    the Fixup control here is the one they published. Every other variant, SkipInit's alpha
+    included, uses one rate.
     """
     if getattr(model, "variant", None) != "fixup":
         return {}
