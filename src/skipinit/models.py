@@ -254,7 +254,7 @@ def lr_multipliers(model: nn.Module) -> dict[str, float]:
     """
     if getattr(model, "variant", None) != "fixup":
         return {}
-    return {name: FIXUP_SCALAR_LR for name, param in model.named_parameters() if param.dim() == 0 or name.endswith("bias")}
+    return {name: FIXUP_SCALAR_LR for name, _ in model.named_parameters() if name.endswith(("bias", "gain"))}
 
 
 def wide_resnet(
