@@ -74,3 +74,23 @@ def test_snakemake_lint_is_clean():
 def test_snakefmt_check_passes():
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Columns that record when and where a run happened rather than what it computed.
+VOLATILE_RUN_COLUMNS = ["wall_seconds", "images_per_second", "git_commit"]
+
+
+def test_smoke_runs_equal_the_committed_fixture(smoke_run):
+    """Deterministic CPU mode: every computed value of the smoke runs repeats bit for bit.
+
+    The fixture was written by the code before the engine was split into modules
+    (c8481b3); a refactoring that changes any loss, accuracy or divergence step fails here.
+    """
+    import pandas as pd
+
+    workdir, _ = smoke_run
+    produced = pd.read_parquet(workdir / "results" / "smoke" / "runs.parquet").drop(columns=VOLATILE_RUN_COLUMNS)
+    expected = pd.read_parquet(REPO / "tests" / "fixtures" / "smoke_runs.parquet").drop(columns=VOLATILE_RUN_COLUMNS)
+    produced = produced.sort_values("cell_id", ignore_index=True)
+    expected = expected.sort_values("cell_id", ignore_index=True)
+    pd.testing.assert_frame_equal(produced, expected, check_exact=True)
