@@ -1,4 +1,4 @@
-"""Training throughput: the engine (`skipinit.train`) against plain PyTorch, on the same device.
+"""Training throughput: the engine (`skipinit.engine`) against plain PyTorch, on the same device.
 
 --mode cell  : one cell. The engine (data on the device, batched augmentation, channels_last,
                bf16 autocast on CUDA) against a reference written as a user would: torchvision's
@@ -31,7 +31,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from skipinit import data, train  # noqa: E402
+from skipinit import data  # noqa: E402
+from skipinit.data.ondevice import CIFAR_MEAN, CIFAR_STD  # noqa: E402
+from skipinit.engine.options import EngineOptions  # noqa: E402
+from skipinit.engine.runtime import engine_settings, resolve_device  # noqa: E402
+from skipinit.engine.trainer import PackTrainer  # noqa: E402
 from skipinit.grid import make_cell  # noqa: E402
 from skipinit.models import wide_resnet  # noqa: E402
 
@@ -56,10 +60,10 @@ def engine_cells(args, count: int, dataset) -> list[dict]:
 
 def time_engine(args, cells: list[dict], dataset) -> float:
     """Seconds for --steps training steps of the engine (a pack when several cells), after warm-up."""
-    options = train.EngineOptions(device=args.device, precision=args.precision, compile=args.compile,
-                                  channels_last=not args.no_channels_last, threads=args.threads)
-    with train.engine_settings(options, torch.device(train.resolve_device(args.device))):
-        trainer = train.PackTrainer(cells, dataset, options, log=lambda line: None)
+    options = EngineOptions(device=args.device, precision=args.precision, compile=args.compile,
+                            channels_last=not args.no_channels_last, threads=args.threads or 0, packing=args.packing)
+    with engine_settings(options, torch.device(resolve_device(args.device))):
+        trainer = PackTrainer(cells, dataset, options, log=lambda line: None)
         batches = engine_batches(trainer)
         for _ in range(args.warmup):
             trainer.step(*next(batches))
@@ -106,7 +110,7 @@ def reference_dataset(root: str, official: bool):
 
     transform = v2.Compose([
         v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(train.CIFAR_MEAN, train.CIFAR_STD),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR_MEAN, CIFAR_STD),
     ])
 
     class LocalCIFAR10(CIFAR10):
@@ -123,7 +127,7 @@ def reference_dataset(root: str, official: bool):
 
 def time_reference(args, root: str, official: bool) -> float:
     """Seconds for --steps steps of the plain PyTorch loop, after warm-up (workers already running)."""
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = torch.utils.data.DataLoader(
@@ -167,7 +171,7 @@ def time_reference(args, root: str, official: bool) -> float:
 
 
 def describe(args) -> str:
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {threads} threads)"
     return (f"device={name} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
@@ -230,7 +234,6 @@ def main(argv=None) -> None:
     parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args(argv)
-    train.PACKING = args.packing
 
     if args.dataset:
         dataset = data.load_canonical(args.dataset)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skipinit import data
+from skipinit.data import canonical as data
 from skipinit.fileio import IntegrityError
 
 

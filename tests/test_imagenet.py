@@ -14,14 +14,18 @@ import torch
 from PIL import Image
 
 from conftest import kill_after_first_checkpoint
-from skipinit import cli, data, imagenet, train
+from skipinit import cli, data
+from skipinit.data import imagenet
+from skipinit.engine import trainer
+from skipinit.engine.checkpoint import load_checkpoint
+from skipinit.engine.options import EngineOptions
 from skipinit.config import ConfigError, check_config
 from skipinit.grid import make_cell
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 SIZES = [(80, 60), (60, 80), (100, 100), (72, 96), (120, 50), (64, 64)]  # (width, height)
 SIZE = 64
-DETERMINISTIC = train.EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1, image_size=SIZE)
+DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1, image_size=SIZE)
 
 
 def write_folder(root, classes=CLASSES, counts=(("train", 6), ("val", 2))):
@@ -49,7 +53,7 @@ def cell(**overrides):
 
 
 def stream(folder, cells=None, **options):
-    return imagenet.ImageNetStream(folder, cells or [cell()], train.EngineOptions(**{**DETERMINISTIC.__dict__, **options}), torch.device("cpu"))
+    return imagenet.ImageNetStream(folder, cells or [cell()], EngineOptions(**{**DETERMINISTIC.__dict__, **options}), torch.device("cpu"))
 
 
 def pixels(x):
@@ -157,7 +161,7 @@ def trained(folder, tmp_path_factory):
     for name, overrides in {"batchnorm": {}, "skipinit": {"variant": "skipinit", "dropout": 0.2}}.items():
         path = tmp_path_factory.mktemp(name) / "ckpt.pt"
         cells = [cell(**overrides)]
-        runs[name] = cells, train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None), train.load_checkpoint(path)
+        runs[name] = cells, trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None), load_checkpoint(path)
     return runs
 
 
@@ -171,7 +175,7 @@ def test_resnet50_v2_trains_two_epochs_with_a_cifar_shaped_result(trained, name)
         assert math.isfinite(result[key]), key
     assert all(math.isfinite(point["train_loss"]) for point in result["curve"])
     assert {k: result[k] for k in cells[0]} == cells[0]
-    cifar = train.train_pack([make_cell({"depth": 10, "batch_size": 16, "epochs": 1})], data.synthetic(32, 16), DETERMINISTIC, log=lambda line: None)[0]
+    cifar = trainer.train_pack([make_cell({"depth": 10, "batch_size": 16, "epochs": 1})], data.synthetic(32, 16), DETERMINISTIC, log=lambda line: None)[0]
     assert result.keys() == cifar.keys() and result["curve"][0].keys() == cifar["curve"][0].keys()
     assert state["fingerprint"]["image_size"] == SIZE and state["fingerprint"]["classes"] == 3
 
@@ -179,13 +183,13 @@ def test_resnet50_v2_trains_two_epochs_with_a_cifar_shaped_result(trained, name)
 def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder, trained, tmp_path, monkeypatch):
     cells, expected, expected_state = trained["skipinit"]  # dropout too: its masks must be redrawn alike
     path = tmp_path / "ckpt.pt"
-    kill_after_first_checkpoint(monkeypatch, train, lambda: train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None))
-    assert train.load_checkpoint(path)["epoch"] == 1
+    kill_after_first_checkpoint(monkeypatch, trainer, lambda: trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None))
+    assert load_checkpoint(path)["epoch"] == 1
     lines = []
-    results = train.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lines.append)
+    results = trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lines.append)
     assert any("resuming from checkpoint" in line for line in lines)
     assert not any(line.startswith("epoch 1/2") for line in lines)
-    state = train.load_checkpoint(path)
+    state = load_checkpoint(path)
     for key in ("params", "momentum"):
         assert torch.equal(state[key], expected_state[key]), key
     for key in ("train_loss", "train_acc", "test_loss", "test_acc", "steps"):

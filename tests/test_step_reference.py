@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from skipinit import data, train
+from skipinit import data
+from skipinit.engine import trainer
+from skipinit.engine.checkpoint import load_checkpoint
+from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
 
 FIXTURE = Path(__file__).parent / "fixtures" / "step_reference.json"
@@ -47,8 +50,8 @@ def record(cells: list[dict], options: dict) -> dict:
     dataset = data.synthetic(train_size=320, test_size=200, num_classes=10, seed=0)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "pack.pt"
-        results = train.train_pack(cells, dataset, train.EngineOptions(**OPTIONS, **options), checkpoint=checkpoint, log=lambda line: None)
-        state = train.load_checkpoint(checkpoint)
+        results = trainer.train_pack(cells, dataset, EngineOptions(**OPTIONS, **options), checkpoint=checkpoint, log=lambda line: None)
+        state = load_checkpoint(checkpoint)
     return {
         "params": digest(state["params"]), "momentum": digest(state["momentum"]),
         "buffers": {name: digest(value) for name, value in sorted(state["buffers"].items())},

@@ -17,11 +17,15 @@ import pytest
 import torch
 
 from conftest import kill_after_first_checkpoint
-from skipinit import data, train
+from skipinit import data
+from skipinit.data import batches, ondevice
+from skipinit.engine import members, schedule, sgd, trainer
+from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
 
 TRAIN, TEST, BATCH = 320, 200, 32  # 10 steps per epoch
-DETERMINISTIC = train.EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
+DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +41,12 @@ def cell(**overrides):
 
 def run(cells, dataset, path=None, options=DETERMINISTIC, lines=None):
     log = (lines.append if lines is not None else lambda line: None)
-    return train.train_pack(cells, dataset, options, checkpoint=path, log=log)
+    return trainer.train_pack(cells, dataset, options, checkpoint=path, log=log)
 
 
 def member_params(checkpoint, member: int) -> dict[str, torch.Tensor]:
     """Each parameter of one member, read back from the engine's checkpoint."""
-    state = train.load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint)
     flat = state["params"][member]
     return {name: flat[offset:offset + math.prod(shape)].view(shape) for name, shape, offset in state["layout"]}
 
@@ -64,9 +68,7 @@ def assert_params_close(packed: dict, solo: dict, tolerance=1e-4):
 
 def packed_run(mode, cells, dataset, path, lines=None):
     """Train `cells` as one pack, packed by channel stacking (the default) or by torch.vmap."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "PACKING", mode)
-        return run(cells, dataset, path, lines=lines)
+    return run(cells, dataset, path, options=dataclasses.replace(DETERMINISTIC, packing=mode), lines=lines)
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +130,15 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
     fixup = cell(variant="fixup", epochs=1, lr=0.05)  # 10 steps
     run([fixup], dataset, tmp_path / "engine.pt")
     torch.manual_seed(fixup["seed"])
-    model = train.build_model(fixup, dataset.num_classes)
+    model = members.build_model(fixup, dataset.num_classes)
     named = dict(model.named_parameters())
     slow = [p for n, p in named.items() if n.endswith(("bias", "gain"))]  # Fixup's code: names with "bias" or "scale"
     fast = [p for n, p in named.items() if not n.endswith(("bias", "gain"))]
     optimizer = torch.optim.SGD([{"params": fast, "lr": 0.05}, {"params": slow, "lr": 0.005}], momentum=0.9, weight_decay=5e-4)
-    batches = train.OnDeviceData(dataset, [fixup], DETERMINISTIC, torch.device("cpu")).train_batches(0)
+    batches = ondevice.OnDeviceData(dataset, [fixup], DETERMINISTIC, torch.device("cpu")).train_batches(0)
     for step, (x, y) in enumerate(batches):
         for group, base in zip(optimizer.param_groups, (0.05, 0.005)):
-            group["lr"] = base * train.lr_factor("halving", step, 10)
+            group["lr"] = base * schedule.lr_factor("halving", step, 10)
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
@@ -145,7 +147,7 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
 
 def test_channel_packing_refuses_a_model_it_would_get_wrong(monkeypatch):
     """A container that mixes channels fails the construction-time check; vmap takes over."""
-    real_build = train.build_model
+    real_build = members.build_model
 
     class ChannelMixer(torch.nn.Module):
         def forward(self, x):
@@ -156,13 +158,13 @@ def test_channel_packing_refuses_a_model_it_would_get_wrong(monkeypatch):
         model.stem = torch.nn.Sequential(model.stem, ChannelMixer())
         return model
 
-    monkeypatch.setattr(train, "build_model", build_with_mixer)
+    monkeypatch.setattr(members, "build_model", build_with_mixer)
     lines = []
-    members = train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), log=lines.append)
-    assert members.mode == "vmap" and any("packing unavailable" in line for line in lines)
-    assert train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu")).mode == "vmap"
-    monkeypatch.setattr(train, "build_model", real_build)
-    assert train.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu")).mode == "channels"
+    packed = members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC, log=lines.append)
+    assert packed.mode == "vmap" and any("packing unavailable" in line for line in lines)
+    assert members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC).mode == "vmap"
+    monkeypatch.setattr(members, "build_model", real_build)
+    assert members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC).mode == "channels"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,14 +218,14 @@ def test_diverged_member_is_recorded_at_its_step_while_its_pack_mate_goes_on(dat
     assert abs(packed[1]["train_loss"] - solo_good["train_loss"]) <= 1e-3 * solo_good["train_loss"]
     assert abs(packed[1]["test_acc"] - solo_good["test_acc"]) <= 0.5
     assert_params_close(member_params(tmp_path / "pack.pt", 1), member_params(tmp_path / "solo.pt", 0))
-    frozen = train.load_checkpoint(tmp_path / "pack.pt")
+    frozen = load_checkpoint(tmp_path / "pack.pt")
     assert frozen["alive"].tolist() == [False, True]
 
 
 def test_a_pack_that_diverges_entirely_stops_early(dataset):
     results = run([cell(variant="unnormalized", lr=1e4, epochs=3)], dataset)
     assert results[0]["status"] == "diverged" and results[0]["epochs_completed"] == 1
-    assert results[0]["steps"] == train.DIVERGENCE_POLL_STEPS  # stopped at the first look, mid-epoch
+    assert results[0]["steps"] == trainer.DIVERGENCE_POLL_STEPS  # stopped at the first look, mid-epoch
     assert results[0]["curve"][-1]["test_acc"] is not None  # still evaluated once, at the stop
 
 
@@ -242,13 +244,13 @@ def uninterrupted(small, tmp_path_factory):
     """A pack (stacked parameters, buffers and batches) trained 3 epochs without a break."""
     path = tmp_path_factory.mktemp("full") / "ckpt.pt"
     cells = [cell(epochs=3, lr=0.1, seed=0, dropout=0.2), cell(epochs=3, lr=0.05, seed=1, dropout=0.2)]
-    return cells, run(cells, small, path), train.load_checkpoint(path)
+    return cells, run(cells, small, path), load_checkpoint(path)
 
 
 def interrupted_checkpoint(cells, dataset, path, monkeypatch):
     """Run until the first checkpoint is on disk, then 'kill' the process."""
-    kill_after_first_checkpoint(monkeypatch, train, lambda: run(cells, dataset, path))
-    assert train.load_checkpoint(path)["epoch"] == 1
+    kill_after_first_checkpoint(monkeypatch, trainer, lambda: run(cells, dataset, path))
+    assert load_checkpoint(path)["epoch"] == 1
 
 
 def assert_identical(results, expected, state, expected_state):
@@ -271,7 +273,7 @@ def test_resume_after_a_kill_is_bit_identical_to_an_uninterrupted_run(small, uni
     results = run(cells, small, path, lines=lines)
     assert any("resuming from checkpoint" in line and "epoch 1/3" in line for line in lines)
     assert not any(line.startswith("epoch 1/3") for line in lines)  # epoch 1 was not trained again
-    assert_identical(results, expected, train.load_checkpoint(path), expected_state)
+    assert_identical(results, expected, load_checkpoint(path), expected_state)
 
 
 def test_corrupt_checkpoint_is_reported_and_training_restarts_from_scratch(small, uninterrupted, tmp_path, monkeypatch):
@@ -285,7 +287,7 @@ def test_corrupt_checkpoint_is_reported_and_training_restarts_from_scratch(small
     results = run(cells, small, path, lines=lines)
     assert any("corrupt" in line and "starting from scratch" in line for line in lines)
     assert any(line.startswith("epoch 1/3") for line in lines)
-    assert_identical(results, expected, train.load_checkpoint(path), expected_state)
+    assert_identical(results, expected, load_checkpoint(path), expected_state)
 
 
 def test_checkpoint_of_another_pack_is_not_resumed(small, tmp_path):
@@ -299,14 +301,14 @@ def test_checkpoint_of_another_pack_is_not_resumed(small, tmp_path):
 
 def test_truncated_or_foreign_checkpoints_raise_checkpoint_error(tmp_path):
     path = tmp_path / "ckpt.pt"
-    train.save_checkpoint(path, {"epoch": 1, "x": torch.arange(3)})
-    assert train.load_checkpoint(path)["epoch"] == 1
+    save_checkpoint(path, {"epoch": 1, "x": torch.arange(3)})
+    assert load_checkpoint(path)["epoch"] == 1
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(train.CheckpointError, match="checksum"):
-        train.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(path)
     path.write_bytes(b"garbage")
-    with pytest.raises(train.CheckpointError):
-        train.load_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
 
 
 def test_deterministic_cpu_runs_repeat_bit_for_bit(small):
@@ -326,7 +328,7 @@ def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset, monkeypatc
     def out_of_memory(self, x, y):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train.PackTrainer, "step", out_of_memory)
+    monkeypatch.setattr(trainer.PackTrainer, "step", out_of_memory)
     lines = []
     cells = [cell(lr=0.1), cell(lr=0.2)]
     results = run(cells, dataset, lines=lines)
@@ -338,7 +340,7 @@ def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset, monkeypatc
 
 
 def test_eval_every_leaves_gaps_but_always_evaluates_the_last_epoch(small):
-    options = train.EngineOptions(device="cpu", eval_every=2, threads=1)
+    options = EngineOptions(device="cpu", eval_every=2, threads=1)
     result = run([cell(epochs=3)], small, options=options)[0]
     assert [p["test_acc"] is None for p in result["curve"]] == [True, False, False]
     assert [p["epoch"] for p in result["curve"]] == [1, 2, 3] and [p["step"] for p in result["curve"]] == [5, 10, 15]
@@ -365,7 +367,7 @@ def test_cells_of_a_pack_must_differ_only_in_lr_and_seed(dataset):
 
 def test_halving_schedule_is_constant_for_half_the_budget_then_halves_every_twentieth():
     total = 200
-    factors = [train.lr_factor("halving", step, total) for step in range(total)]
+    factors = [schedule.lr_factor("halving", step, total) for step in range(total)]
     assert factors[0] == factors[99] == 1.0
     assert factors[100] == factors[109] == 0.5
     assert factors[110] == 0.25
@@ -374,14 +376,14 @@ def test_halving_schedule_is_constant_for_half_the_budget_then_halves_every_twen
 
 def test_step_and_cosine_schedules():
     total = 100
-    assert [train.lr_factor("step", s, total) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert train.lr_factor("cosine", 0, total) == 1.0
-    assert train.lr_factor("cosine", 50, total) == pytest.approx(0.5)
-    assert train.lr_factor("cosine", 99, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
-    table = train.lr_table("step", [0.1, 0.4], total, torch.device("cpu"))
+    assert [schedule.lr_factor("step", s, total) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert schedule.lr_factor("cosine", 0, total) == 1.0
+    assert schedule.lr_factor("cosine", 50, total) == pytest.approx(0.5)
+    assert schedule.lr_factor("cosine", 99, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    table = schedule.lr_table("step", [0.1, 0.4], total, torch.device("cpu"))
     assert table.shape == (total, 2) and table[60].tolist() == pytest.approx([0.01, 0.04])
     with pytest.raises(ValueError):
-        train.lr_factor("linear", 0, total)
+        schedule.lr_factor("linear", 0, total)
 
 
 def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
@@ -394,7 +396,7 @@ def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
         for _ in range(3):
             reference.grad = grads.clone()
             optimizer.step()
-            train.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov)
+            sgd.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov)
         assert torch.allclose(flat, reference.detach(), atol=1e-6)
     scale = torch.tensor([1.0, 0.1, 1.0, 0.1, 1.0])  # columns 1 and 3 train like a param group at lr / 10
     columns = [params[:, j].clone().requires_grad_() for j in range(5)]
@@ -404,12 +406,12 @@ def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
         for j, column in enumerate(columns):
             column.grad = grads[:, j].clone()
         optimizer.step()
-        train.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, False, scale)
+        sgd.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, False, scale)
     assert torch.allclose(flat, torch.stack([c.detach() for c in columns], dim=1), atol=1e-6)
     frozen, buffer = params.clone(), torch.zeros(2, 5)
     bad = grads.clone()
     bad[0] = float("nan")
-    train.sgd_step(frozen, bad, buffer, torch.tensor([0.1, 0.2]), torch.tensor([False, True]), 0.0, 0.9, False)
+    sgd.sgd_step(frozen, bad, buffer, torch.tensor([0.1, 0.2]), torch.tensor([False, True]), 0.0, 0.9, False)
     assert torch.equal(frozen[0], params[0]) and torch.equal(buffer[0], torch.zeros(5))
     assert torch.allclose(frozen[1], params[1] - 0.2 * grads[1])
 
@@ -419,37 +421,37 @@ def test_augment_crops_and_flips_exactly():
     padded = torch.zeros(2, 8, 8, 1, dtype=torch.uint8)
     padded[:, 2:6, 2:6] = images  # a 2-pixel border for a 4 x 4 "image"
     index, dy, dx = torch.tensor([1, 0]), torch.tensor([2, 0]), torch.tensor([2, 3])
-    plain = train.augment(padded, index, dy, dx, torch.tensor([False, False]), size=4)
+    plain = ondevice.augment(padded, index, dy, dx, torch.tensor([False, False]), size=4)
     assert plain.shape == (2, 4, 4, 1) and plain.dtype == torch.uint8
     assert torch.equal(plain[0], images[1])  # offset (2, 2) is the uncropped image
     assert torch.equal(plain[1], padded[0, 0:4, 3:7])  # shifted: zero rows on top
     assert torch.equal(plain[1, :2], torch.zeros(2, 4, 1, dtype=torch.uint8))
-    flipped = train.augment(padded, index, dy, dx, torch.tensor([True, False]), size=4)
+    flipped = ondevice.augment(padded, index, dy, dx, torch.tensor([True, False]), size=4)
     assert torch.equal(flipped[0], images[1].flip(1)) and torch.equal(flipped[1], plain[1])
-    stacked = train.augment(padded, index.expand(3, 2), dy.expand(3, 2), dx.expand(3, 2), torch.zeros(3, 2, dtype=torch.bool), size=4)
+    stacked = ondevice.augment(padded, index.expand(3, 2), dy.expand(3, 2), dx.expand(3, 2), torch.zeros(3, 2, dtype=torch.bool), size=4)
     assert stacked.shape == (3, 2, 4, 4, 1) and torch.equal(stacked[2], plain)
 
 
 def test_epoch_plan_is_seeded_by_seed_and_epoch(dataset):
     device = torch.device("cpu")
-    a, b = train.epoch_plan(50, 0, 1, device), train.epoch_plan(50, 0, 1, device)
+    a, b = ondevice.epoch_plan(50, 0, 1, device), ondevice.epoch_plan(50, 0, 1, device)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["index"], train.epoch_plan(50, 0, 2, device)["index"])
-    assert not torch.equal(a["index"], train.epoch_plan(50, 1, 1, device)["index"])
+    assert not torch.equal(a["index"], ondevice.epoch_plan(50, 0, 2, device)["index"])
+    assert not torch.equal(a["index"], ondevice.epoch_plan(50, 1, 1, device)["index"])
     assert sorted(a["index"].tolist()) == list(range(50))
-    assert 0 <= int(a["dy"].min()) and int(a["dx"].max()) <= 2 * train.PAD
+    assert 0 <= int(a["dy"].min()) and int(a["dx"].max()) <= 2 * ondevice.PAD
 
 
 def test_normalize_layouts_and_values():
-    scale = 1 / (255 * torch.tensor(train.CIFAR_STD))
-    shift = -torch.tensor(train.CIFAR_MEAN) / torch.tensor(train.CIFAR_STD)
+    scale = 1 / (255 * torch.tensor(ondevice.CIFAR_STD))
+    shift = -torch.tensor(ondevice.CIFAR_MEAN) / torch.tensor(ondevice.CIFAR_STD)
     images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
-    x = train.normalize(images, scale, shift, channels_last=True)
+    x = batches.normalize(images, scale, shift, channels_last=True)
     assert x.shape == (4, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
-    expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(train.CIFAR_MEAN)[:, None, None]) / torch.tensor(train.CIFAR_STD)[:, None, None]
+    expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(ondevice.CIFAR_MEAN)[:, None, None]) / torch.tensor(ondevice.CIFAR_STD)[:, None, None]
     assert torch.allclose(x, expected, atol=1e-5)
-    assert train.normalize(images, scale, shift, channels_last=False).is_contiguous()
-    stacked = train.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)  # 2 members x 2 images
+    assert batches.normalize(images, scale, shift, channels_last=False).is_contiguous()
+    stacked = batches.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)  # 2 members x 2 images
     assert stacked.shape == (2, 6, 32, 32) and stacked.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(stacked[1, 3:], expected[3], atol=1e-5) and torch.allclose(stacked[0, :3], expected[0], atol=1e-5)
 

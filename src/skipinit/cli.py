@@ -11,24 +11,13 @@ import dataclasses
 import errno
 import json
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
-from skipinit.fileio import IntegrityError, write_json
+from skipinit.fileio import IntegrityError
 
 log = logging.getLogger("skipinit")
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
-
-
-def git_commit() -> str:
-    """The commit of the code that produced a result (`unknown` outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> None:
@@ -50,41 +39,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import gpus
 
     gpus.claim_gpu(args.device)  # before CUDA starts: concurrent jobs on a multi-GPU machine each take their own GPU
-    from skipinit import data, train
+    from skipinit.engine.job import run_job
+    from skipinit.engine.options import EngineOptions
 
-    cells = json.loads(args.cells)
-    options = train.EngineOptions(
-        device=args.device, precision=args.precision, compile=args.compile, channels_last=args.channels_last,
-        deterministic=args.deterministic, eval_every=args.eval_every, divergence_loss=args.divergence_loss,
-        threads=args.threads, image_size=args.image_size, micro_batch=args.micro_batch,
-    )
-    request = {"cells": cells, "options": dataclasses.asdict(options)}
-    finished = Path(f"{args.checkpoint}.done.json")
-    if finished.exists() and {key: value for key, value in json.loads(finished.read_text()).items() if key != "results"} == request:
-        # Snakemake was killed after this pack finished but before it recorded the job:
-        # the rerun deletes result.json as incomplete, and the recorded result restores it.
-        log.info("pack already finished; restoring its recorded result from %s", finished)
-        write_json(args.out, json.loads(finished.read_text())["results"])
-        return
-    if cells[0]["dataset"] == "imagenet":  # a pack shares its dataset (train.check_pack)
-        from skipinit import imagenet
+    options = EngineOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EngineOptions)})
+    run_job(json.loads(args.cells), args.dataset, args.out, args.checkpoint, options, log=lambda line: log.info("%s", line))
 
-        try:
-            dataset = imagenet.ImageNetFolder(args.dataset)
-        except imagenet.ImageNetLayoutError as error:
-            raise SystemExit(f"error: {error}") from None
-        dataset_sha256 = dataset.sha256  # of the sorted file names and sizes: hashing 150 GB of contents per job would not pay
-    else:
-        dataset = data.load_canonical(args.dataset)
-        dataset_sha256 = dataset.provenance.get("canonical_sha256")
-    results = train.train_pack(cells, dataset, options, checkpoint=args.checkpoint, log=lambda line: log.info("%s", line))
-    commit = git_commit()
-    for result in results:
-        result["git_commit"] = commit
-        result["dataset_sha256"] = dataset_sha256
-    write_json(finished, {**request, "results": results})
-    write_json(args.out, results)
-    Path(args.checkpoint).unlink(missing_ok=True)
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per EngineOptions field, `--field-name`, with the field's default, help and choices."""
+    from skipinit.engine.options import EngineOptions
+
+    for field in dataclasses.fields(EngineOptions):
+        flag, settings = "--" + field.name.replace("_", "-"), {"default": field.default, "help": field.metadata["help"]}
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **settings)
+        else:
+            parser.add_argument(flag, type=type(field.default), choices=field.metadata["choices"], **settings)
 
 
 def cmd_signal(args: argparse.Namespace) -> None:
@@ -160,16 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True, help="canonical .npz, or the ImageNet folder for imagenet cells")
     train.add_argument("--out", required=True, help="result.json")
     train.add_argument("--checkpoint", required=True)
-    train.add_argument("--device", default="auto")
-    train.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
-    train.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
-    train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    train.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False)
-    train.add_argument("--eval-every", type=int, default=1)
-    train.add_argument("--divergence-loss", type=float, default=1e3)
-    train.add_argument("--threads", type=int, default=None, help="CPU threads; also the ImageNet loader's worker processes")
-    train.add_argument("--image-size", type=int, default=224, help="ImageNet crop in pixels (evaluation resizes to 8/7 of it)")
-    train.add_argument("--micro-batch", type=int, default=0, help="examples per forward/backward; larger batches accumulate gradients (0: whole batch)")
+    add_engine_arguments(train)
     train.set_defaults(func=cmd_train)
 
     sig = commands.add_parser("signal", help="signal propagation at initialization (Figure 2)")

@@ -85,7 +85,7 @@ def check_imagenet(config: dict) -> None:
     if not all((Path(root) / split).is_dir() for split in ("train", "val")):
         raise ConfigError(f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null")
     from skipinit.grid import all_cells, packs
-    from skipinit.imagenet import ImageNetLayoutError, class_folders
+    from skipinit.data.imagenet import ImageNetLayoutError, class_folders
 
     try:
         class_folders(root)

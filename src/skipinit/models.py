@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from skipinit.engine.options import FIXUP_SCALAR_LR
+
 VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup")
-FIXUP_SCALAR_LR = 0.1  # Fixup's scalar biases and multipliers train at a tenth of the learning rate
 
 
 def count_residual_blocks(depth: int) -> int:
@@ -244,7 +245,7 @@ def _resnet(
     return ResNet(stem, built_stages, nn.Sequential(*head, classifier), variant)
 
 
-def lr_multipliers(model: nn.Module) -> dict[str, float]:
+def lr_multipliers(model: nn.Module, fixup_scalar_lr: float = FIXUP_SCALAR_LR) -> dict[str, float]:
     """Learning-rate multipliers by parameter name; a parameter not named trains at the full rate.
 
     Fixup's authors train every bias and scale (its scalar biases and multipliers, and the
@@ -254,7 +255,7 @@ def lr_multipliers(model: nn.Module) -> dict[str, float]:
     """
     if getattr(model, "variant", None) != "fixup":
         return {}
-    return {name: FIXUP_SCALAR_LR for name, _ in model.named_parameters() if name.endswith(("bias", "gain"))}
+    return {name: fixup_scalar_lr for name, _ in model.named_parameters() if name.endswith(("bias", "gain"))}
 
 
 def wide_resnet(

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import shlex
@@ -22,6 +23,7 @@ shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH
 
 from skipinit import grid
 from skipinit.config import ConfigError, check_config
+from skipinit.engine.options import EngineOptions
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -86,16 +88,14 @@ def plan_json():
 
 
 def engine_flags():
-    flags = [
-        f"--device {config['device']}",
-        f"--precision {config['precision']}",
-        f"--eval-every {config['eval_every']}",
-        f"--divergence-loss {config['divergence_loss']}",
-        f"--threads {config['threads']}",
-        f"--micro-batch {config['micro_batch']}",
-    ]
-    for key in ("compile", "channels_last", "deterministic"):
-        flags.append(f"--{'' if config[key] else 'no-'}{key.replace('_', '-')}")
+    """One `skipinit train` flag per EngineOptions field, from the profile key of the same name."""
+    flags = []
+    for field in dataclasses.fields(EngineOptions):
+        value, flag = config[field.name], field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            flags.append(f"--{'' if value else 'no-'}{flag}")
+        else:
+            flags.append(f"--{flag} {value}")
     return " ".join(flags)
 
 

@@ -1,10 +1,10 @@
 """The ImageNet data source: an image folder (`train/<class>/*.JPEG`, `val/<class>/*.JPEG`) streamed from disk.
 
 ImageNet (1.28 M training images, about 150 GB) does not fit on the device, so unlike the
-canonical 32 x 32 datasets held there (`train.OnDeviceData`), its images are read, decoded,
+canonical 32 x 32 datasets held there (`ondevice.OnDeviceData`), its images are read, decoded,
 cropped and flipped by DataLoader worker processes (`threads` of them) into uint8 HWC batches,
 pinned when the device is a GPU; the device receives them by non-blocking copies and does the
-float conversion, mean/std normalization and channels_last layout itself (`train.normalize`).
+float conversion, mean/std normalization and channels_last layout itself (`batches.normalize`).
 
 - **Listing** as torchvision's ImageFolder: classes are the sorted folder names (the same in
   train/ and val/), files sorted within each, label = class index. Paths are held in one numpy
@@ -14,7 +14,7 @@ float conversion, mean/std normalization and channels_last layout itself (`train
   shorter side to image_size * 8/7 (256 for 224) and center-crops image_size. Bilinear,
   antialiased (PIL).
 - **Reproducible**: an epoch's order and the seed of every sample's augmentation are drawn in the
-  main process from (cell seed, epoch) (`train.derive_seed`), so the batches depend neither on the
+  main process from (cell seed, epoch) (`batches.derive_seed`), so the batches depend neither on the
   number of workers nor on which worker decodes what, and a run resumed from an epoch checkpoint
   sees exactly the batches an uninterrupted one would. Workers are seeded from (seed, epoch,
   worker) too, for any library that draws from a global generator.
@@ -30,14 +30,17 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from skipinit.data import DataNotFoundError, balanced_subset
-from skipinit.train import EngineOptions, derive_seed, full_batches, normalization, normalize
+from skipinit.data.batches import derive_seed, full_batches, normalization, normalize
+from skipinit.data.canonical import DataNotFoundError, balanced_subset
+
+if TYPE_CHECKING:
+    from skipinit.engine.options import EngineOptions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -182,7 +185,7 @@ def seed_worker(parts: tuple[int, ...], worker: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The data source the trainer reads (see train.py, "Data sources")
+# The batch source the trainer reads (see batches.py)
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,50 @@
+"""Checkpoints: one file, payload + embedded sha256, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from skipinit.fileio import atomic_path
+
+CHECKPOINT_MAGIC = b"skipinit-train-checkpoint-v1\n"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted: unreadable, truncated, or failing its checksum."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write `state` atomically (temp file + os.replace) with its sha256 embedded in the header."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(CHECKPOINT_MAGIC + digest + b"\n" + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and verify a checkpoint; raise CheckpointError if it is not exactly what was written."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"unreadable ({error})") from None
+    head = len(CHECKPOINT_MAGIC)
+    if not data.startswith(CHECKPOINT_MAGIC) or len(data) < head + 65:
+        raise CheckpointError("not a skipinit training checkpoint (bad header or truncated)")
+    recorded, payload = data[head:head + 64].decode(errors="replace"), data[head + 65:]
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != recorded:
+        raise CheckpointError(f"checksum mismatch (sha256 {actual[:12]}... != recorded {recorded[:12]}...)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as error:  # a valid checksum over an unloadable payload: still garbage
+        raise CheckpointError(f"unloadable payload ({type(error).__name__}: {error})") from None

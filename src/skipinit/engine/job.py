@@ -1,0 +1,61 @@
+"""One `skipinit train` job's whole life: from its cells and dataset path to result.json.
+
+A job restores the result a finished pack recorded (Snakemake killed between the pack's end and
+its bookkeeping), else opens the data, trains (resuming from its checkpoint), stamps every result
+with the code's git commit and the dataset's sha256, records the finished pack next to the
+checkpoint, and deletes the checkpoint only once both results are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from skipinit.data.imagenet import ImageNetLayoutError
+from skipinit.data.sources import data_kind
+from skipinit.engine.options import EngineOptions
+from skipinit.engine.trainer import train_pack
+from skipinit.fileio import write_json
+
+
+def git_commit() -> str:
+    """The commit of the code that produced a result (`unknown` outside a git checkout)."""
+    here = Path(__file__).parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.PathLike, checkpoint: str | os.PathLike,
+            options: EngineOptions, log: Callable[[str], None] = print) -> list[dict]:
+    """Train `cells` as one pack on the data at `dataset_path`; write and return their results."""
+    request = {"cells": cells, "options": dataclasses.asdict(options)}
+    finished = Path(f"{checkpoint}.done.json")
+    if finished.exists():
+        recorded = json.loads(finished.read_text())
+        if {key: value for key, value in recorded.items() if key != "results"} == request:
+            # The rerun after such a kill deletes result.json as incomplete; the recorded result restores it.
+            log(f"pack already finished; restoring its recorded result from {finished}")
+            write_json(out, recorded["results"])
+            return recorded["results"]
+    kind = data_kind(cells)
+    try:
+        dataset = kind.open(dataset_path)
+    except ImageNetLayoutError as error:
+        raise SystemExit(f"error: {error}") from None
+    results = train_pack(cells, dataset, options, checkpoint=checkpoint, log=log)
+    commit, dataset_sha256 = git_commit(), kind.sha256(dataset)
+    for result in results:
+        result["git_commit"] = commit
+        result["dataset_sha256"] = dataset_sha256
+    write_json(finished, {**request, "results": results})
+    write_json(out, results)
+    Path(checkpoint).unlink(missing_ok=True)
+    return results

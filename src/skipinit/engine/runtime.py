@@ -1,0 +1,117 @@
+"""The process around a pack: device, threads and determinism, OOM detection, progress, torch.compile."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from typing import Callable
+
+import torch
+
+from skipinit.engine.options import EngineOptions
+
+# Warnings that are expected and harmless here, silenced while a pack trains (see engine_settings):
+# - parameter views of the flat [N, P] buffer have non-dense strides across members, so autograd
+#   warns that accumulating into their grads may be slower; it accumulates in place all the same;
+# - under vmap, adaptive_avg_pool2d of a channels_last input resizes its output with as_strided_,
+#   which takes functorch's per-member fallback: correct, and cheap for the one tiny pooling op.
+EXPECTED_WARNINGS = (
+    "grad and param do not obey the gradient layout contract",
+    "There is a performance drop because we have not yet implemented the batching rule for aten::as_strided_",
+    "There is a performance drop because we have not yet implemented the batching rule for aten::lerp_",  # ghost BN stats
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}: the engine runs on cpu or cuda")
+    return device
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A resource fault: CUDA OOM, or the CPU allocator giving up."""
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    message = str(error).lower()
+    patterns = ("out of memory", "can't allocate memory", "alloc_failed")  # CUDA, CPU allocator, cuBLAS/cuDNN
+    return isinstance(error, RuntimeError) and any(pattern in message for pattern in patterns)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class ProgressBar:
+    """A minimal bar over steps on stderr, drawn only for a terminal (log files stay clean)."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label = total, label
+        self.enabled = total > 0 and sys.stderr.isatty()
+        self.every = max(1, total // 100)
+
+    def update(self, done: int) -> None:
+        if self.enabled and (done % self.every == 0 or done == self.total):
+            filled = 30 * done // self.total
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * (len(self.label) + 50) + "\r")
+            sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def engine_settings(options: EngineOptions, device: torch.device):
+    """Threads, determinism, cuDNN autotuning and warning filters for one pack; restored afterwards."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    with warnings.catch_warnings():
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            if options.threads:
+                torch.set_num_threads(int(options.threads))
+            if options.deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+                torch.use_deterministic_algorithms(True, warn_only=True)  # warn, never crash, on an op without one
+            if device.type == "cuda":
+                torch.backends.cudnn.deterministic = options.deterministic
+                torch.backends.cudnn.benchmark = not options.deterministic  # fixed shapes: autotuning pays
+            yield
+        finally:
+            torch.set_num_threads(saved[0])
+            torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+
+
+class CompiledOrEager:
+    """`torch.compile(fn)`, falling back to `fn` for good (with one log line) if compiling fails.
+
+    Compilation happens before the compiled code runs, so a failed attempt has changed no state.
+    """
+
+    def __init__(self, fn: Callable, log: Callable[[str], None], what: str):
+        self.fn, self.log, self.what = fn, log, what
+        self.compiled = torch.compile(fn)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:
+                if not type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                    raise  # a real error in the computation, not in compiling it
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                self.log(f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it eagerly")
+                self.compiled = None
+        return self.fn(*args)

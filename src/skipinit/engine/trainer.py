@@ -1,0 +1,378 @@
+"""The trainer: one pack of cells trained as one batched computation, epoch by epoch, with checkpoints.
+
+`PackTrainer.step` is capture-safe, in preparation for whole-step CUDA graphs: the batch is
+copied into static input buffers, and the step counter, the learning-rate lookup and the
+divergence bookkeeping are device tensors updated in place, so forward, backward and SGD update
+neither rebind a tensor nor read the device from the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from skipinit.config import SCHEDULES
+from skipinit.data.batches import derive_seed
+from skipinit.data.sources import data_kind
+from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skipinit.engine.members import Members
+from skipinit.engine.options import PACKINGS, PRECISIONS, EngineOptions
+from skipinit.engine.runtime import CompiledOrEager, ProgressBar, engine_settings, format_seconds, is_out_of_memory, resolve_device
+from skipinit.engine.schedule import lr_table
+from skipinit.engine.sgd import member_losses, sgd_step
+from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+
+if TYPE_CHECKING:
+    from skipinit.data.canonical import CanonicalDataset
+    from skipinit.data.imagenet import ImageNetFolder
+
+OOM_HINT = "reduce the pack size (`pack:`) or set `ghost_batch_size` / a smaller batch"
+
+
+def micro_batch_size(batch_size: int, micro_batch: int) -> int:
+    """Examples per forward/backward: `micro_batch` where it splits the batch evenly, else the whole batch."""
+    if micro_batch <= 0 or micro_batch >= batch_size:
+        return batch_size
+    if batch_size % micro_batch:
+        raise ValueError(f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0")
+    return micro_batch
+
+
+DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
+
+
+class PackTrainer:
+    """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
+
+    def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
+                 log: Callable[[str], None] = print):
+        if not cells:
+            raise ValueError("train_pack needs at least one cell")
+        self.cells = [dict(cell) for cell in cells]
+        self.config = [{**CELL_DEFAULTS, **cell} for cell in cells]
+        check_pack(self.config)
+        first = self.config[0]
+        if first["schedule"] not in SCHEDULES:
+            raise ValueError(f"schedule={first['schedule']!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+        if options.precision not in PRECISIONS:
+            raise ValueError(f"precision={options.precision!r}: use {' or '.join(PRECISIONS)}")
+        if options.packing not in PACKINGS:
+            raise ValueError(f"packing={options.packing!r} is unknown; allowed: {', '.join(PACKINGS)}")
+        self.options, self.log = options, log
+        self.device = resolve_device(options.device)
+        self.size = len(cells)
+        self.epochs = int(first["epochs"])
+        self.batch_size = int(first["batch_size"])
+        self.use_bf16 = self.device.type == "cuda" and options.precision == "bf16"
+        self.precision = "bf16" if self.use_bf16 else "fp32"
+        self.micro_batch = micro_batch_size(self.batch_size, options.micro_batch)
+
+        self.data = data_kind(self.config).batches(dataset, self.config, options, self.device)
+        self.steps_per_epoch = self.data.steps_per_epoch
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.seeds = [int(cell["seed"]) for cell in self.config]
+        self.shared = self.data.shared  # one batch serves every member
+        self.members = Members(self.config, self.data.num_classes, self.device, options, log)
+        self.lrs = lr_table(first["schedule"], [float(c["lr"]) for c in self.config], self.total_steps, self.device)
+        self.weight_decay, self.momentum = float(first["weight_decay"]), float(first["momentum"])
+        self.nesterov = bool(first["nesterov"])
+        self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.diverged_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
+        self.threshold = float(options.divergence_loss)
+        self.alive_host = torch.ones(self.size, dtype=torch.bool, pin_memory=self.device.type == "cuda")
+        self.alive_copied: torch.cuda.Event | None = None
+
+        # The step's state on the device, updated in place; `step_count` is the host's copy, for bookkeeping between steps.
+        self.step_index = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.step_losses = torch.zeros(self.size, device=self.device)
+        self.step_correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        self.inputs: torch.Tensor | None = None  # static input buffers, allocated at the first step
+        self.labels: torch.Tensor | None = None
+        self.epoch, self.step_count = 0, 0
+        self.curves: list[list[dict]] = [[] for _ in cells]
+        self.wall_seconds = self.train_seconds = 0.0
+        self.loss_fn, self.update_fn = self.forward_losses, sgd_step
+        if options.compile:
+            self.loss_fn = CompiledOrEager(self.forward_losses, log, "forward")
+            self.update_fn = CompiledOrEager(sgd_step, log, "SGD update")
+
+    # ---- steps ----------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.autocast():
+            logits = self.members.forward(x, shared)
+        return member_losses(logits, y)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward, divergence check and SGD update of every member; no host sync.
+
+        A batch larger than `micro_batch` runs as equal micro-batches whose gradients accumulate in
+        the flat gradient buffer, each scaled by 1/chunks: the mean loss of the whole batch, in the
+        memory of one micro-batch. Batch norm then normalizes over each micro-batch (and updates its
+        running statistics once per micro-batch), as a ghost batch norm of that size would.
+
+        Returns the step's losses and correct counts [N]: buffers that the next step overwrites.
+        """
+        if self.inputs is None:
+            self.inputs, self.labels = torch.empty_like(x), torch.empty_like(y)
+        self.inputs.copy_(x)
+        self.labels.copy_(y)
+        self.members.grads.zero_()
+        self.step_losses.zero_()
+        self.step_correct.zero_()
+        chunks = self.batch_size // self.micro_batch
+        for inputs, labels in zip(self.inputs.split(self.micro_batch), self.labels.split(self.micro_batch, dim=-1)):
+            part_losses, part_correct = self.loss_fn(inputs, labels, self.shared)
+            (part_losses.sum() / chunks).backward()
+            self.step_losses.add_(part_losses.detach() / chunks)
+            self.step_correct.add_(part_correct)
+        bad = ~torch.isfinite(self.step_losses) | (self.step_losses > self.threshold)
+        self.diverged_at.copy_(torch.where(bad & self.alive, self.step_index, self.diverged_at))
+        self.alive &= ~bad
+        lr = self.lrs.index_select(0, self.step_index)[0]
+        self.update_fn(self.members.params, self.members.grads, self.members.momentum, lr, self.alive,
+                       self.weight_decay, self.momentum, self.nesterov, self.members.lr_scale)
+        self.step_index.add_(1)
+        return self.step_losses, self.step_correct
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch of every member; reads the device once, at the end."""
+        torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
+        self.members.train(True)
+        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
+        start = time.perf_counter()
+        steps = 0
+        for k, (x, y) in enumerate(self.data.train_batches(epoch)):
+            losses, correct = self.step(x, y)
+            loss_sum += losses
+            correct_sum += correct
+            steps += 1
+            self.step_count += 1
+            bar.update(k + 1)
+            if steps % DIVERGENCE_POLL_STEPS == 0 and self.all_diverged_lately():
+                break  # every member has diverged: the rest of the budget would change nothing
+        lr_now = self.lrs[self.step_count - 1].tolist()
+        losses = (loss_sum / steps).tolist()  # the one sync of the epoch
+        accuracy = (100.0 * correct_sum.double() / (steps * self.batch_size)).tolist()
+        seconds = time.perf_counter() - start
+        bar.close()
+        self.train_seconds += seconds
+        return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds, "steps": steps}
+
+    def all_diverged_lately(self) -> bool:
+        """Whether every member had diverged a few steps ago, asked without waiting for the device.
+
+        On the CPU the flags are simply read. On CUDA the flags travel to pinned host memory by a
+        non-blocking copy; its value is read only once its event reports completion, so the step
+        loop never stalls (the answer is a few steps stale, which only delays the early stop).
+        """
+        if self.device.type != "cuda":
+            return not bool(self.alive.any())
+        if self.alive_copied is not None and not self.alive_copied.query():
+            return False
+        finished = self.alive_copied is not None and not bool(self.alive_host.any())
+        self.alive_host.copy_(self.alive, non_blocking=True)
+        self.alive_copied = torch.cuda.Event()
+        self.alive_copied.record()
+        return finished
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[list[float], list[float]]:
+        """Mean test loss and accuracy (percent) of every member on the full test set."""
+        self.members.train(False)
+        count = self.data.num_test
+        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        for x, y in self.data.test_batches():
+            losses, correct = self.loss_fn(x, y, True)
+            loss_sum += losses.double() * x.shape[0]
+            correct_sum += correct
+        self.members.train(True)
+        return (loss_sum / count).tolist(), (100.0 * correct_sum.double() / count).tolist()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "cells": self.cells, "fingerprint": self.data.fingerprint, "layout": [list(entry) for entry in self.members.layout],
+            "epoch": self.epoch, "step": self.step_count,
+            "params": self.members.params.detach().cpu().clone(), "momentum": self.members.momentum.cpu().clone(),
+            "buffers": self.members.stacked_buffers(), "alive": self.alive.cpu().clone(), "diverged_at": self.diverged_at.cpu().clone(),
+            "curves": self.curves, "wall_seconds": self.wall_seconds, "train_seconds": self.train_seconds,
+        }
+
+    def resume(self, checkpoint: str | os.PathLike | None) -> None:
+        """Continue from `checkpoint` if it exists, verifies and belongs to this pack; else start fresh."""
+        if checkpoint is None or not Path(checkpoint).exists():
+            return
+        try:
+            state = load_checkpoint(checkpoint)
+            mismatch = self.mismatch(state)
+        except CheckpointError as error:
+            self.log(f"checkpoint {checkpoint} is corrupt: {error}; ignoring it and starting from scratch")
+            return
+        if mismatch:
+            self.log(f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting from scratch")
+            return
+        self.members.load_state(state["params"], state["momentum"], state["buffers"])
+        self.alive.copy_(state["alive"])
+        self.diverged_at.copy_(state["diverged_at"])
+        self.epoch, self.step_count, self.curves = int(state["epoch"]), int(state["step"]), state["curves"]
+        self.step_index.fill_(self.step_count)
+        self.wall_seconds, self.train_seconds = float(state["wall_seconds"]), float(state["train_seconds"])
+        self.log(f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count})")
+
+    def mismatch(self, state: dict) -> str | None:
+        """Why a verified checkpoint cannot be resumed here (another pack, dataset or model), or None."""
+        try:
+            if state["cells"] != self.cells:
+                return "different cells"
+            if state["fingerprint"] != self.data.fingerprint:
+                return "different dataset"
+            if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
+                return "different model layout"
+            buffers = self.members.stacked_buffers()
+            if (tuple(state["params"].shape) != tuple(self.members.params.shape)
+                    or tuple(state["momentum"].shape) != tuple(self.members.momentum.shape)
+                    or {k: tuple(v.shape) for k, v in state["buffers"].items()} != {k: tuple(v.shape) for k, v in buffers.items()}
+                    or tuple(state["alive"].shape) != (self.size,) or tuple(state["diverged_at"].shape) != (self.size,)):
+                return "different parameter or buffer shapes"
+            if not 0 <= int(state["epoch"]) <= self.epochs:
+                return f"epoch {state['epoch']} outside 0..{self.epochs}"
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"incomplete state ({type(error).__name__}: {error})") from None
+        return None
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, checkpoint: str | os.PathLike | None = None) -> list[dict]:
+        """Train every member to its epoch budget (or until all diverge); return one result each."""
+        self.resume(checkpoint)
+        session_start, session_wall0 = time.perf_counter(), self.wall_seconds
+        session_epochs = 0
+        while self.epoch < self.epochs and bool(self.alive.any()):
+            metrics = self.train_epoch(self.epoch)
+            self.epoch += 1
+            all_diverged = not bool(self.alive.any())
+            evaluate = self.epoch == self.epochs or all_diverged or self.epoch % max(1, self.options.eval_every) == 0
+            test_loss, test_acc = self.evaluate() if evaluate else ([None] * self.size, [None] * self.size)
+            self.wall_seconds = session_wall0 + time.perf_counter() - session_start
+            session_epochs += 1
+            eta = (time.perf_counter() - session_start) / session_epochs * (self.epochs - self.epoch)
+            rate = self.size * metrics["steps"] * self.batch_size / metrics["seconds"]
+            diverged_at = self.diverged_at.tolist()
+            for i in range(self.size):
+                point = {
+                    "epoch": self.epoch, "step": self.step_count, "lr": metrics["lr"][i],
+                    "train_loss": metrics["train_loss"][i], "train_acc": metrics["train_acc"][i],
+                    "test_loss": test_loss[i], "test_acc": test_acc[i], "seconds": self.wall_seconds,
+                }
+                self.curves[i].append(point)
+                self.log(self.progress_line(i, point, rate, eta, diverged_at[i]))
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, self.state())
+        return self.results()
+
+    def progress_line(self, i: int, point: dict, rate: float, eta: float, diverged_at: int) -> str:
+        cell = self.config[i]
+        test = "n/a" if point["test_acc"] is None else f"{point['test_acc']:.2f}%"
+        line = (f"epoch {point['epoch']}/{self.epochs} lr={cell['lr']:g} seed={cell['seed']} | "
+                f"train loss {point['train_loss']:.4f} acc {point['train_acc']:.2f}% | test acc {test} | "
+                f"lr now {point['lr']:.4g} | {rate:.0f} img/s (pack) | ETA {format_seconds(eta)}")
+        return line + (f" | DIVERGED at step {diverged_at}" if diverged_at >= 0 else "")
+
+    def results(self) -> list[dict]:
+        diverged_at = self.diverged_at.tolist()
+        device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        rate = self.size * self.step_count * self.batch_size / self.train_seconds if self.train_seconds else None
+        results = []
+        for i, cell in enumerate(self.cells):
+            curve = self.curves[i]
+            last = curve[-1] if curve else {}
+            evaluated = [point for point in curve if point["test_acc"] is not None]
+            diverged = diverged_at[i] >= 0
+            results.append({
+                **cell,
+                "test_acc": evaluated[-1]["test_acc"] if evaluated else None,
+                "test_loss": evaluated[-1]["test_loss"] if evaluated else None,
+                "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
+                "diverged": diverged, "diverged_step": diverged_at[i] if diverged else None,
+                "status": "diverged" if diverged else "ok", "error": None,
+                "epochs_completed": self.epoch, "steps": self.step_count,
+                "wall_seconds": self.wall_seconds, "images_per_second": rate,
+                "device": device_name, "torch_version": torch.__version__, "precision": self.precision,
+                "pack_size": self.size, "micro_batch": self.micro_batch, "curve": [dict(point) for point in curve],
+            })
+        return results
+
+
+
+def check_pack(cells: list[dict]) -> None:
+    """Members of a pack may differ only in lr and seed: everything else is one computation."""
+    first = cells[0]
+    for cell in cells[1:]:
+        differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
+        if differing:
+            raise ValueError(f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}")
+
+
+def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
+    return [{
+        **cell, "test_acc": None, "test_loss": None, "train_loss": None, "train_acc": None,
+        "diverged": False, "diverged_step": None, "status": "failed", "error": message,
+        "epochs_completed": 0, "steps": 0, "wall_seconds": None, "images_per_second": None,
+        "device": device, "torch_version": torch.__version__, "precision": precision, "pack_size": len(cells), "micro_batch": None, "curve": [],
+    } for cell in cells]
+
+
+def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
+               log: Callable[[str], None] = print) -> list[dict]:
+    """Train a pack of cells (differing only in lr and seed) as one batched computation.
+
+    `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
+    (streamed from disk, `options.image_size` px crops).
+
+    Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
+    full test set, percent / mean cross-entropy), train_loss/train_acc (mean over the last epoch's
+    steps), diverged, diverged_step (0-based global step of the first non-finite or too-large
+    loss, else None), status ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps,
+    wall_seconds (this pack, all sessions), images_per_second (the *pack's* training throughput:
+    images of all members together per second of training, evaluation excluded), device,
+    torch_version, precision (effective: fp32 on CPU), pack_size and curve (per epoch: epoch,
+    step, lr at the epoch's last step, train/test metrics with test_* None where not evaluated,
+    seconds = wall seconds since the pack started).
+
+    Divergence never raises: the member stops updating and the others go on; a pack whose members
+    have all diverged stops early. An out-of-memory error marks every member 'failed', with a
+    hint, and returns normally. With `checkpoint`, the state is saved atomically after every epoch
+    and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
+    """
+    device = resolve_device(options.device)
+    precision = "bf16" if device.type == "cuda" and options.precision == "bf16" else "fp32"
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    with engine_settings(options, device):
+        try:
+            return PackTrainer(cells, dataset, options, log).run(checkpoint)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            failure = failed_results(cells, error, device_name, precision)
+        # Out of the handler, the traceback (and the device memory its frames hold) is gone.
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        log(f"pack of {len(cells)} cell(s) failed on {device_name}: {failure[0]['error']}")
+        return failure
