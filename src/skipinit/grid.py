@@ -10,61 +10,23 @@ process as one batched computation.
 from __future__ import annotations
 
 import itertools
-import math
 
-# Every setting that identifies a cell, with the default used when neither the
-# profile's `training:` block, the experiment grid nor the model entry sets it.
-CELL_DEFAULTS = {
-    "dataset": "synthetic",
-    "arch": "wrn",
-    "depth": 16,
-    "width": 1,
-    "variant": "batchnorm",
-    "alpha_init": "0",
-    "ghost_batch_size": 0,
-    "dropout": 0.0,
-    "batch_size": 128,
-    "lr": 0.1,
-    "seed": 0,
-    "epochs": 1,
-    "weight_decay": 5e-4,
-    "momentum": 0.9,
-    "nesterov": False,
-    "schedule": "halving",
-    "train_subset": 0,
-    "test_subset": 0,
-}
-CELL_KEYS = tuple(CELL_DEFAULTS)
-PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
+from skipinit.vocab import ALPHA_SQRT_D, CELL_DEFAULTS, CELL_KEYS, PACKED_KEYS, SETTINGS  # noqa: F401 (re-exported until the engine imports vocab)
 
-
-def normalize_alpha(value) -> str:
-    """Alpha init as a canonical string: a number (`0`, `0.5`) or `1/sqrt(d)`."""
-    if isinstance(value, str) and value.replace(" ", "").lower() == "1/sqrt(d)":
-        return "1/sqrt(d)"
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"alpha_init={value!r} is not finite")
-    return f"{number:g}"
 
 
 def make_cell(*layers: dict) -> dict:
-    """Merge defaults and override layers into one cell with canonical types."""
+    """Merge defaults and override layers (later wins) into one cell with canonical types.
+
+    Every value passes its setting's check (`vocab.Setting.check`); `config.check_config` has
+    already refused bad ones with their location, so here a ValueError is a programming error.
+    """
     cell = dict(CELL_DEFAULTS)
     for layer in layers:
-        for key, value in layer.items():
-            if key in CELL_DEFAULTS:
-                cell[key] = value
-    for key, default in CELL_DEFAULTS.items():
-        if isinstance(default, bool):
-            cell[key] = bool(cell[key])
-        elif isinstance(default, int):
-            cell[key] = int(cell[key])
-        elif isinstance(default, float):
-            cell[key] = float(cell[key])
-    cell["alpha_init"] = normalize_alpha(cell["alpha_init"])
+        cell.update({key: value for key, value in layer.items() if key in SETTINGS})
+    cell = {key: SETTINGS[key].check(value) for key, value in cell.items()}
     if cell["variant"] != "skipinit":
-        cell["alpha_init"] = "0"
+        cell["alpha_init"] = CELL_DEFAULTS["alpha_init"]
     if cell["variant"] != "batchnorm" or cell["batch_size"] <= cell["ghost_batch_size"]:
         cell["ghost_batch_size"] = 0
     return cell
@@ -81,7 +43,7 @@ def net_slug(cell: dict) -> str:
 def model_slug(cell: dict) -> str:
     parts = [cell["variant"]]
     if cell["variant"] == "skipinit":
-        parts.append("a" + cell["alpha_init"].replace("1/sqrt(d)", "isqrtd"))
+        parts.append("a" + cell["alpha_init"].replace(ALPHA_SQRT_D, "isqrtd"))
     if cell["ghost_batch_size"]:
         parts.append(f"gbn{cell['ghost_batch_size']}")
     if cell["dropout"]:
