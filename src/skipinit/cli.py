@@ -140,6 +140,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         claims.write(results, args.claims_config)
 
 
+def cmd_check_profile(args: argparse.Namespace) -> None:
+    from skipinit import profile
+
+    try:
+        profile.check_files(args.profiles, args.schema)
+    except profile.ProfileError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipinit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--claims-config", default="config/claims.yaml")
     report.add_argument("--only", nargs="+", choices=("figures", "tables", "claims"))
     report.set_defaults(func=cmd_report)
+
+    check = commands.add_parser("check-profile", help="read profiles strictly (duplicate keys, YAML syntax with its line) and check them against the schema")
+    check.add_argument("profiles", nargs="+")
+    check.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"))
+    check.set_defaults(func=cmd_check_profile)
     return parser
 
 
