@@ -172,3 +172,38 @@ def test_schema_cell_settings_mirror_the_vocabulary():
         stated_default = {True: "true", False: "false"}.get(setting.default, setting.default) if isinstance(setting.default, bool) else setting.default
         assert documented[setting.name]["type"] == json_type[setting.kind], setting.name
         assert documented[setting.name]["description"].endswith(f"; default {stated_default}"), setting.name
+
+
+def image_folder(root, splits={"train": ("cat", "dog"), "test": ("cat", "dog")}):
+    for split, classes in splits.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            (root / split / name / "0.png").write_bytes(b"not read at plan time")
+    return root
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp: tmp, "has no train/<class>/<image> and test/<class>/<image> in the folder"),  # empty folder
+        (lambda tmp: image_folder(tmp, {"train": ("cat",)}), "has no train/<class>/<image> and test/<class>/<image>"),
+        (lambda tmp: image_folder(tmp, {"train": ("cat", "dog"), "test": ("cat",)}), "has train/ and test/ with different class folders (['dog'] in only one)"),
+        (lambda tmp: (tmp / "notes.txt", (tmp / "notes.txt").write_text("hello"))[0], "is not a readable .tar.gz archive (ReadError: file could not be opened successfully)"),
+    ],
+)
+def test_unusable_image_folder_is_refused_at_plan_time(tmp_path, make, expected):
+    path = make(tmp_path)
+    message = refused(lambda c: c.update(data_source="imagefolder", data_path=str(path)))
+    assert message.startswith(f"data_path={str(path)!r} {expected}"), message
+
+
+def test_image_folder_and_its_archive_one_level_down_pass(tmp_path):
+    import tarfile
+
+    image_folder(tmp_path / "pack" / "cifar")
+    with tarfile.open(tmp_path / "data.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "pack" / "cifar", arcname="cifar")
+    for path in (tmp_path / "pack", tmp_path / "pack" / "cifar", tmp_path / "data.tar.gz"):
+        config = copy.deepcopy(GOOD)
+        config.update(data_source="imagefolder", data_path=str(path))
+        check_config(config)

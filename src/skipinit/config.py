@@ -6,8 +6,11 @@ so a typo costs seconds, not a cluster allocation.
 
 from __future__ import annotations
 
+import itertools
 import os
-from pathlib import Path
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
 
 from skipinit.data import SOURCES, remedies
 from skipinit.grid import experiment_cells
@@ -56,10 +59,44 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
         raise ConfigError(f"data_source={source!r} is unknown; allowed: {', '.join(SOURCES)}")
     if source == "imagefolder" and (not path or not (Path(workdir) / path).exists()):
         raise ConfigError(f"data_path={path!r} does not exist. " + remedies(config["dataset"], source, path))
+    if source == "imagefolder":
+        problem = image_folder_problem(Path(workdir) / path)
+        if problem:
+            raise ConfigError(f"data_path={path!r} {problem}. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not path:
         raise ConfigError("data_path is empty; data_source=cifar10 needs a folder to find or download CIFAR-10 into. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not config.get("data_download", True) and not (Path(workdir) / path).exists():
         raise ConfigError(f"data_path={path!r} does not exist and data_download is false. " + remedies(config["dataset"], source, path))
+
+
+def image_folder_problem(path: Path) -> str | None:
+    """Why `path` is no image folder (or .tar.gz of one) in the cifar10-jpeg layout, or None.
+
+    Cheap: only names are read (a .tar.gz's member list; in a folder, one file per class folder), so a
+    misplaced or wrong data_path is refused at plan time rather than in the first job.
+    """
+    if path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                names = [PurePosixPath(member.name) for member in archive.getmembers() if member.isdir() or member.isfile()]
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            reason = (str(error).strip().splitlines() or [""])[0].rstrip(":")
+            return f"is not a readable .tar.gz archive ({type(error).__name__}: {reason})"
+        where = "the archive"
+    else:
+        names = [PurePosixPath(image.relative_to(path).as_posix())
+                 for root in (path, *(p for p in path.iterdir() if p.is_dir())) for split in ("train", "test")
+                 for folder in (root / split).glob("*/") for image in itertools.islice(folder.iterdir(), 1)]
+        where = "the folder"
+    for prefix in sorted({(), *(name.parts[:1] for name in names if len(name.parts) > 3)}):
+        classes = {split: {name.parts[len(prefix) + 1] for name in names
+                           if name.parts[:len(prefix) + 1] == (*prefix, split) and len(name.parts) > len(prefix) + 2}
+                   for split in ("train", "test")}
+        if classes["train"] and classes["test"]:
+            if classes["train"] != classes["test"]:
+                return f"has train/ and test/ with different class folders ({sorted(classes['train'] ^ classes['test'])} in only one)"
+            return None
+    return f"has no train/<class>/<image> and test/<class>/<image> in {where} (nor one folder below)"
 
 
 def check_imagenet(config: dict) -> None:
