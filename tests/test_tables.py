@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from skipinit import aggregate, figures, grid, tables
+from skipinit import grid
+from skipinit.report import aggregate, figures, tables
 from skipinit.claims import VERDICTS
 
 
