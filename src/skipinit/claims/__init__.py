@@ -14,6 +14,7 @@ A claim made of several parts (one per model, depth or batch size) is reproduced
 part holds, not reproduced when one part fails, and inconclusive otherwise.
 """
 
+from skipinit.claims import run_checks, signal_checks  # noqa: F401  (importing them registers their checks)
 from skipinit.claims.judge import judge, load_spec, write
 from skipinit.claims.markdown import markdown
 from skipinit.claims.registry import (
@@ -32,6 +33,20 @@ from skipinit.claims.registry import (
 from skipinit.claims.signal_checks import NO_SIGNAL
 
 __all__ = [
-    "CHECKS", "INCONCLUSIVE", "NOT_REPRODUCED", "NOT_RUN", "NO_SIGNAL", "REPRODUCED", "SIGNAL", "VERDICTS",
-    "Finding", "Verdict", "check", "judge", "load_spec", "markdown", "verdict_of", "write",
+    "CHECKS",
+    "INCONCLUSIVE",
+    "NOT_REPRODUCED",
+    "NOT_RUN",
+    "NO_SIGNAL",
+    "REPRODUCED",
+    "SIGNAL",
+    "VERDICTS",
+    "Finding",
+    "Verdict",
+    "check",
+    "judge",
+    "load_spec",
+    "markdown",
+    "verdict_of",
+    "write",
 ]

@@ -15,6 +15,7 @@ from skipinit.claims.selection import (
 )
 from skipinit.report.tables import best_lr_summary
 
+
 @check
 def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
     """At the largest depth, `must_fail` models fail and `must_train` models train.

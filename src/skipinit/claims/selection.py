@@ -10,6 +10,7 @@ import pandas as pd
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
 from skipinit.report.tables import best_lr_summary
 
+
 def preflight(runs: pd.DataFrame, params: dict) -> Verdict | None:
     """not_run without runs; inconclusive when the profile has too few seeds or too short a budget."""
     if runs.empty:
