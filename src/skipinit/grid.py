@@ -32,8 +32,18 @@ def make_cell(*layers: dict) -> dict:
     return cell
 
 
-def _num(value: float) -> str:
-    return f"{value:g}"
+def _num(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+# Slug parts of settings that appear only where they differ from their default, so that the
+# cells of most profiles keep short names: (key, pattern).
+_MODEL_EXTRAS = (("ghost_batch_size", "gbn{}"), ("dropout", "do{}"))
+_HYPER_EXTRAS = (("momentum", "m{}"), ("nesterov", "nesterov"), ("train_subset", "n{}"), ("test_subset", "t{}"))
+
+
+def _extras(cell: dict, extras: tuple[tuple[str, str], ...]) -> list[str]:
+    return [pattern.format(_num(cell[key])) for key, pattern in extras if cell[key] != CELL_DEFAULTS[key]]
 
 
 def net_slug(cell: dict) -> str:
@@ -41,27 +51,13 @@ def net_slug(cell: dict) -> str:
 
 
 def model_slug(cell: dict) -> str:
-    parts = [cell["variant"]]
-    if cell["variant"] == "skipinit":
-        parts.append("a" + cell["alpha_init"].replace(ALPHA_SQRT_D, "isqrtd"))
-    if cell["ghost_batch_size"]:
-        parts.append(f"gbn{cell['ghost_batch_size']}")
-    if cell["dropout"]:
-        parts.append(f"do{_num(cell['dropout'])}")
-    return "-".join(parts)
+    alpha = ["a" + cell["alpha_init"].replace(ALPHA_SQRT_D, "isqrtd")] if cell["variant"] == "skipinit" else []
+    return "-".join([cell["variant"], *alpha, *_extras(cell, _MODEL_EXTRAS)])
 
 
 def hyper_slug(cell: dict) -> str:
-    parts = [f"b{cell['batch_size']}", f"e{cell['epochs']}", f"wd{_num(cell['weight_decay'])}", cell["schedule"]]
-    if cell["momentum"] != CELL_DEFAULTS["momentum"]:
-        parts.append(f"m{_num(cell['momentum'])}")
-    if cell["nesterov"]:
-        parts.append("nesterov")
-    if cell["train_subset"]:
-        parts.append(f"n{cell['train_subset']}")
-    if cell["test_subset"]:
-        parts.append(f"t{cell['test_subset']}")
-    return "-".join(parts)
+    always = [f"b{cell['batch_size']}", f"e{cell['epochs']}", f"wd{_num(cell['weight_decay'])}", cell["schedule"]]
+    return "-".join(always + _extras(cell, _HYPER_EXTRAS))
 
 
 def member_slug(cell: dict) -> str:
