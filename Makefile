@@ -28,12 +28,14 @@ endif
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/python -m skipinit check-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(PROFILE) --workflow-profile workflow/profiles/default
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 smoke: $(STAMP)
+	$(BIN)/python -m skipinit check-profile config/smoke.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml --workflow-profile workflow/profiles/default
 
 # Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training).

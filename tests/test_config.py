@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from skipinit.config import ConfigError, check_config
+from skipinit.grid import experiment_cells
 
 GOOD = {
     "name": "t",
@@ -29,19 +30,23 @@ def refused(change):
     return message
 
 
-def test_good_config_passes():
-    check_config(copy.deepcopy(GOOD))
+def test_good_config_passes_and_plans_its_cells():
+    config = copy.deepcopy(GOOD)
+    check_config(config)
+    assert config == GOOD  # checking changes nothing
+    cells = experiment_cells(config)["depth"]
+    assert [(c["depth"], c["lr"], c["variant"]) for c in cells] == [(10, 0.1, "skipinit"), (10, 0.2, "skipinit"), (16, 0.1, "skipinit"), (16, 0.2, "skipinit")]
 
 
 @pytest.mark.parametrize(
     "key, value, expected",
     [
         ("depth", 17, r"depth=17 is not a Wide-ResNet depth; allowed: 6N\+4"),
-        ("batch_size", 0, "batch_size=0 must be a positive integer"),
-        ("epochs", -1, "epochs=-1 must be a positive integer"),
-        ("lr", 0.0, "lr=0.0 must be a positive number"),
-        ("variant", "layernorm", "variant='layernorm' is unknown; allowed: batchnorm, skipinit"),
-        ("schedule", "linear", "schedule='linear' is unknown; allowed: halving, step, cosine"),
+        ("batch_size", 0, r"models\[0\]: batch_size=0 is not allowed; allowed: an integer >= 1"),
+        ("epochs", -1, r"models\[0\]: epochs=-1 is not allowed; allowed: an integer >= 1"),
+        ("lr", 0.0, r"models\[0\]: lr=0.0 is not allowed; allowed: a finite number > 0"),
+        ("variant", "layernorm", r"variant='layernorm' is not allowed; allowed: batchnorm, skipinit"),
+        ("schedule", "linear", r"schedule='linear' is not allowed; allowed: halving, step, cosine"),
     ],
 )
 def test_bad_cell_values(key, value, expected):
@@ -57,7 +62,7 @@ def test_bad_alpha_init():
     def change(config):
         config["experiments"]["depth"]["models"][0]["alpha_init"] = "sqrt(d)"
 
-    assert "experiments.depth.models[0].alpha_init='sqrt(d)'" in refused(change)
+    assert "experiments.depth.models[0]: alpha_init='sqrt(d)' is not allowed; allowed: a finite number or '1/sqrt(d)'" in refused(change)
 
 
 def test_unknown_dataset_source():
@@ -107,3 +112,98 @@ def test_micro_batch_must_split_batches_into_whole_ghost_batches(micro_batch, gh
         config["experiments"]["depth"]["models"] = [{"variant": "batchnorm", "ghost_batch_size": ghost}] if ghost else [{"variant": "skipinit"}]
 
     assert message in refused(change)
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("nesterov", "true", "true or false"),  # a string would have switched the option on
+        ("depth", 16.5, "an integer >= 1"),  # would have been truncated to 16
+        ("lr", float("inf"), "a finite number > 0"),
+        ("lr", float("nan"), "a finite number > 0"),
+        ("dropout", 1.5, "a finite number >= 0 and < 1"),
+        ("lr", "abc", "a finite number > 0"),  # would have died in float() naming no key
+        ("seed", -1, "an integer >= 0"),
+        ("momentum", True, "a finite number >= 0 and <= 1"),  # a boolean is not a number
+        ("alpha_init", "sqrt(d)", "a finite number or '1/sqrt(d)'"),
+    ],
+)
+def test_grid_values_get_the_checks_of_training_values(key, value, allowed):
+    def change(config):
+        config["experiments"]["depth"]["grid"][key] = [0.1, value] if key == "lr" else [value]
+
+    message = refused(change)
+    index = 1 if key == "lr" else 0
+    assert message.startswith(f"experiments.depth.grid.{key}[{index}]: {key}={value!r} is not allowed; allowed: {allowed}")
+
+
+@pytest.mark.parametrize("where", ["training", "models"])
+def test_the_same_bad_value_is_refused_in_training_and_models(where):
+    def change(config):
+        layer = config["training"] if where == "training" else config["experiments"]["depth"]["models"][0]
+        layer["nesterov"] = "true"
+
+    location = "training" if where == "training" else "experiments.depth.models[0]"
+    assert refused(change) == f"{location}: nesterov='true' is not allowed; allowed: true or false"
+
+
+def test_integral_floats_and_integers_for_floats_are_still_accepted():
+    config = copy.deepcopy(GOOD)
+    config["experiments"]["depth"]["grid"].update(depth=[10.0], lr=[1], nesterov=[True, False])
+    check_config(config)
+    cells = experiment_cells(config)["depth"]
+    assert {type(c["depth"]) for c in cells} == {int} and {type(c["lr"]) for c in cells} == {float}
+    assert [c["nesterov"] for c in cells] == [True, False]
+
+
+def test_schema_cell_settings_mirror_the_vocabulary():
+    import yaml
+
+    from conftest import REPO
+    from skipinit.vocab import CELL_SETTINGS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    documented = schema["definitions"]["cell_settings"]["properties"]
+    grid_keys = schema["properties"]["experiments"]["additionalProperties"]["properties"]["grid"]["propertyNames"]["enum"]
+    settable = [setting for setting in CELL_SETTINGS if setting.name != "dataset"]  # the profile's `dataset` key sets it
+    assert list(documented) == grid_keys == [setting.name for setting in settable]
+    json_type = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "alpha": ["number", "string"]}
+    for setting in settable:
+        stated_default = {True: "true", False: "false"}.get(setting.default, setting.default) if isinstance(setting.default, bool) else setting.default
+        assert documented[setting.name]["type"] == json_type[setting.kind], setting.name
+        assert documented[setting.name]["description"].endswith(f"; default {stated_default}"), setting.name
+
+
+def image_folder(root, splits={"train": ("cat", "dog"), "test": ("cat", "dog")}):
+    for split, classes in splits.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            (root / split / name / "0.png").write_bytes(b"not read at plan time")
+    return root
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp: tmp, "has no train/<class>/<image> and test/<class>/<image> in the folder"),  # empty folder
+        (lambda tmp: image_folder(tmp, {"train": ("cat",)}), "has no train/<class>/<image> and test/<class>/<image>"),
+        (lambda tmp: image_folder(tmp, {"train": ("cat", "dog"), "test": ("cat",)}), "has train/ and test/ with different class folders (['dog'] in only one)"),
+        (lambda tmp: (tmp / "notes.txt", (tmp / "notes.txt").write_text("hello"))[0], "is not a readable .tar.gz archive (ReadError: file could not be opened successfully)"),
+    ],
+)
+def test_unusable_image_folder_is_refused_at_plan_time(tmp_path, make, expected):
+    path = make(tmp_path)
+    message = refused(lambda c: c.update(data_source="imagefolder", data_path=str(path)))
+    assert message.startswith(f"data_path={str(path)!r} {expected}"), message
+
+
+def test_image_folder_and_its_archive_one_level_down_pass(tmp_path):
+    import tarfile
+
+    image_folder(tmp_path / "pack" / "cifar")
+    with tarfile.open(tmp_path / "data.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "pack" / "cifar", arcname="cifar")
+    for path in (tmp_path / "pack", tmp_path / "pack" / "cifar", tmp_path / "data.tar.gz"):
+        config = copy.deepcopy(GOOD)
+        config.update(data_source="imagefolder", data_path=str(path))
+        check_config(config)

@@ -1,6 +1,6 @@
 import pytest
 
-from skipinit import grid
+from skipinit import grid, vocab
 
 CONFIG = {
     "dataset": "synthetic",
@@ -46,7 +46,7 @@ def test_settings_that_do_not_apply_are_normalized_away():
     assert big["ghost_batch_size"] == 64 and grid.model_slug(big) == "batchnorm-gbn64"
     assert grid.make_cell({"variant": "skipinit", "alpha_init": 1})["alpha_init"] == "1"
     with pytest.raises(ValueError):
-        grid.normalize_alpha("sqrt(d)")
+        vocab.canonical_alpha("sqrt(d)")
 
 
 def test_packs_group_lr_and_seed_sweeps():

@@ -6,18 +6,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from skipinit.models import (
-    VARIANTS,
     GhostBatchNorm2d,
     ResidualBlock,
     ScalarGain,
-    count_residual_blocks,
     linear_resnet,
     lr_multipliers,
     resnet50_v2,
-    resolve_alpha,
     single_stage_resnet,
     wide_resnet,
 )
+from skipinit.vocab import VARIANTS, alpha_value, wrn_residual_blocks
 
 
 def num_parameters(model: nn.Module) -> int:
@@ -48,7 +46,7 @@ def test_every_variant_trains_forward_and_backward(variant, depth):
     F.cross_entropy(logits, torch.tensor([1, 7])).backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert len(residual_blocks(model)) == count_residual_blocks(depth)
+    assert len(residual_blocks(model)) == wrn_residual_blocks(depth)
 
 
 def test_construction_is_deterministic_given_the_seed():
@@ -77,10 +75,10 @@ def test_skipinit_with_zero_alpha_is_the_identity_on_the_residual_path():
 
 
 def test_skipinit_alpha_one_over_sqrt_depth():
-    assert resolve_alpha("1/sqrt(d)", 12) == pytest.approx(1 / math.sqrt(12))
-    assert resolve_alpha(0.25, 12) == 0.25
+    assert alpha_value("1/sqrt(d)", 12) == pytest.approx(1 / math.sqrt(12))
+    assert alpha_value(0.25, 12) == 0.25
     with pytest.raises(ValueError):
-        resolve_alpha("1/d", 12)
+        alpha_value("1/d", 12)
     model = wide_resnet(28, 1, "skipinit", alpha_init="1/sqrt(d)")
     gains = [m.gain.item() for m in model.modules() if isinstance(m, ScalarGain)]
     assert len(gains) == 12
@@ -93,7 +91,7 @@ def test_depth_must_be_6n_plus_4(depth):
     with pytest.raises(ValueError, match=rf"6N\+4.*depth={depth}$"):
         wide_resnet(depth, 1, "batchnorm")
     with pytest.raises(ValueError, match=f"depth={depth}"):
-        count_residual_blocks(depth)
+        wrn_residual_blocks(depth)
 
 
 def test_unknown_variant_and_ghost_batch_without_batchnorm_are_rejected():
@@ -147,7 +145,7 @@ def test_ghost_batch_norm_in_a_wide_resnet():
 def test_fixup_initialization():
     torch.manual_seed(0)
     model = wide_resnet(16, 4, "fixup")
-    d = count_residual_blocks(16)
+    d = wrn_residual_blocks(16)
     for block in residual_blocks(model):
         first, last = [m for m in block.branch.modules() if isinstance(m, nn.Conv2d)]
         assert not last.weight.any()

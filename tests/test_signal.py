@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from skipinit.models import linear_resnet
-from skipinit.signal import COLUMNS, MODELS, channel_variance, measure, plot, study
+from skipinit.signal.measure import COLUMNS, MODELS, channel_variance, measure, study
+from skipinit.signal.plot import plot
 
 
 def mean_over_seeds(model_name, depth, seeds, **kw):

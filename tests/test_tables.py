@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from skipinit import aggregate, figures, grid, tables
+from skipinit import cli, grid
+from skipinit.report import aggregate, figures, tables
 from skipinit.claims import VERDICTS
 
 
@@ -244,6 +245,16 @@ def test_report_rebuilds_figures_tables_and_claims_from_parquet_alone(tmp_path):
     assert set(verdicts.values()) <= set(VERDICTS)
     assert verdicts["signal-bn-skip-linear"] == "reproduced"
     assert verdicts["imagenet-competitive"] == "not_run"
+
+
+def test_experiment_figures_leave_the_signal_figure_to_the_signal_rule(tmp_path):
+    """The figure rule's `report --only figures` writes only its declared outputs; `--only signal` redraws Figure 2."""
+    write_results(tmp_path, depth_runs(), {"depth": EXPERIMENTS["depth"]}, signal_frame())
+    cli.main(["report", "--results", str(tmp_path), "--only", "figures", "--experiment", "depth"])
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["depth.pdf", "depth.png"]
+    cli.main(["report", "--results", str(tmp_path), "--only", "signal"])
+    assert (tmp_path / "figures" / "signal_propagation.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "signal_propagation.pdf").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, snakemake
-from skipinit.aggregate import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
 
 pytestmark = pytest.mark.slow
 

@@ -6,17 +6,15 @@ so a typo costs seconds, not a cluster allocation.
 
 from __future__ import annotations
 
+import itertools
 import os
-from pathlib import Path
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
 
 from skipinit.data import SOURCES, remedies
-from skipinit.grid import experiment_cells, normalize_alpha
-
-VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup")
-ARCHS = ("wrn", "resnet50_v2")
-SCHEDULES = ("halving", "step", "cosine")
-EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "generic")
-SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
+from skipinit.grid import experiment_cells
+from skipinit.vocab import EXPERIMENT_KINDS, SETTINGS, SIGNAL_MODELS, WRN_DEPTHS, is_wrn_depth, micro_batch_problem
 
 
 class ConfigError(ValueError):
@@ -28,40 +26,31 @@ def _where(experiment: str, cell: dict) -> str:
 
 
 def check_cell(experiment: str, cell: dict) -> None:
-    where = _where(experiment, cell)
-    if cell["arch"] not in ARCHS:
-        raise ConfigError(f"{where}: arch={cell['arch']!r} is unknown; allowed: {', '.join(ARCHS)}")
-    if cell["variant"] not in VARIANTS:
-        raise ConfigError(f"{where}: variant={cell['variant']!r} is unknown; allowed: {', '.join(VARIANTS)}")
-    if cell["schedule"] not in SCHEDULES:
-        raise ConfigError(f"{where}: schedule={cell['schedule']!r} is unknown; allowed: {', '.join(SCHEDULES)}")
-    if cell["arch"] == "wrn" and (cell["depth"] < 10 or (cell["depth"] - 4) % 6):
-        raise ConfigError(f"{where}: depth={cell['depth']} is not a Wide-ResNet depth; allowed: 6N+4 with N >= 1 (10, 16, 22, 28, 40, 100, 1000, ...)")
-    for key in ("batch_size", "epochs", "width"):
-        if cell[key] <= 0:
-            raise ConfigError(f"{where}: {key}={cell[key]} must be a positive integer")
-    if not cell["lr"] > 0:
-        raise ConfigError(f"{where}: lr={cell['lr']} must be a positive number")
-    if cell["weight_decay"] < 0:
-        raise ConfigError(f"{where}: weight_decay={cell['weight_decay']} must be >= 0")
-    if not 0 <= cell["dropout"] < 1:
-        raise ConfigError(f"{where}: dropout={cell['dropout']} must be in [0, 1)")
+    """What only a whole cell can tell (each value passed its own check in `check_settings`)."""
+    if cell["arch"] == "wrn" and not is_wrn_depth(cell["depth"]):
+        raise ConfigError(f"{_where(experiment, cell)}: depth={cell['depth']} is not a Wide-ResNet depth; allowed: {WRN_DEPTHS}")
 
 
-def check_alpha_values(config: dict) -> None:
-    """alpha_init must be a number or the string 1/sqrt(d), wherever it appears."""
-    layers = [("training", config.get("training", {}))]
+def setting_layers(config: dict):
+    """(where, settings) for every place a profile sets cell settings: training, models, grid items."""
+    yield "training", config.get("training", {})
     for name, spec in config.get("experiments", {}).items():
-        layers.append((f"experiments.{name}.training", spec.get("training", {})))
+        yield f"experiments.{name}.training", spec.get("training", {})
         for index, model in enumerate(spec.get("models", [])):
-            layers.append((f"experiments.{name}.models[{index}]", model))
-        layers.append((f"experiments.{name}.grid", {"alpha_init": v for v in spec.get("grid", {}).get("alpha_init", [])}))
-    for where, layer in layers:
-        if "alpha_init" in layer:
+            yield f"experiments.{name}.models[{index}]", model
+        for key, values in spec.get("grid", {}).items():
+            for index, value in enumerate(values):
+                yield f"experiments.{name}.grid.{key}[{index}]", {key: value}
+
+
+def check_settings(config: dict) -> None:
+    """Every cell setting, wherever it is written, against its one definition in `vocab.SETTINGS`."""
+    for where, layer in setting_layers(config):
+        for key, value in layer.items():
             try:
-                normalize_alpha(layer["alpha_init"])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}.alpha_init={layer['alpha_init']!r} is not allowed; use a number (0, 0.1, 1) or the string '1/sqrt(d)'") from None
+                SETTINGS[key].check(value)
+            except ValueError as error:
+                raise ConfigError(f"{where}: {error}") from None
 
 
 def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
@@ -70,10 +59,44 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
         raise ConfigError(f"data_source={source!r} is unknown; allowed: {', '.join(SOURCES)}")
     if source == "imagefolder" and (not path or not (Path(workdir) / path).exists()):
         raise ConfigError(f"data_path={path!r} does not exist. " + remedies(config["dataset"], source, path))
+    if source == "imagefolder":
+        problem = image_folder_problem(Path(workdir) / path)
+        if problem:
+            raise ConfigError(f"data_path={path!r} {problem}. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not path:
         raise ConfigError("data_path is empty; data_source=cifar10 needs a folder to find or download CIFAR-10 into. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not config.get("data_download", True) and not (Path(workdir) / path).exists():
         raise ConfigError(f"data_path={path!r} does not exist and data_download is false. " + remedies(config["dataset"], source, path))
+
+
+def image_folder_problem(path: Path) -> str | None:
+    """Why `path` is no image folder (or .tar.gz of one) in the cifar10-jpeg layout, or None.
+
+    Cheap: only names are read (a .tar.gz's member list; in a folder, one file per class folder), so a
+    misplaced or wrong data_path is refused at plan time rather than in the first job.
+    """
+    if path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                names = [PurePosixPath(member.name) for member in archive.getmembers() if member.isdir() or member.isfile()]
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            reason = (str(error).strip().splitlines() or [""])[0].rstrip(":")
+            return f"is not a readable .tar.gz archive ({type(error).__name__}: {reason})"
+        where = "the archive"
+    else:
+        names = [PurePosixPath(image.relative_to(path).as_posix())
+                 for root in (path, *(p for p in path.iterdir() if p.is_dir())) for split in ("train", "test")
+                 for folder in (root / split).glob("*/") for image in itertools.islice(folder.iterdir(), 1)]
+        where = "the folder"
+    for prefix in sorted({(), *(name.parts[:1] for name in names if len(name.parts) > 3)}):
+        classes = {split: {name.parts[len(prefix) + 1] for name in names
+                           if name.parts[:len(prefix) + 1] == (*prefix, split) and len(name.parts) > len(prefix) + 2}
+                   for split in ("train", "test")}
+        if classes["train"] and classes["test"]:
+            if classes["train"] != classes["test"]:
+                return f"has train/ and test/ with different class folders ({sorted(classes['train'] ^ classes['test'])} in only one)"
+            return None
+    return f"has no train/<class>/<image> and test/<class>/<image> in {where} (nor one folder below)"
 
 
 def check_imagenet(config: dict) -> None:
@@ -130,22 +153,16 @@ def check_micro_batch(config: dict) -> None:
     micro = int(config.get("micro_batch", 0))
     if micro < 0:
         raise ConfigError(f"micro_batch={micro} must be 0 (whole batches) or a positive number of examples")
-    if micro == 0:
-        return
     for cell in all_cells(config).values():
-        batch, ghost = int(cell["batch_size"]), int(cell["ghost_batch_size"])
-        if batch <= micro:
-            continue
-        if batch % micro:
-            raise ConfigError(f"micro_batch={micro} does not divide batch_size={batch}; choose a divisor of every batch size above it, or micro_batch: 0")
-        if ghost and micro % ghost:
-            raise ConfigError(f"micro_batch={micro} is not a multiple of ghost_batch_size={ghost}; choose a multiple, or micro_batch: 0")
+        problem = micro_batch_problem(int(cell["batch_size"]), micro, int(cell["ghost_batch_size"]))
+        if problem:
+            raise ConfigError(f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), or micro_batch: 0")
 
 
 def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
     """All semantic checks; raises ConfigError with one line."""
     check_data(config, workdir)
-    check_alpha_values(config)
+    check_settings(config)
     for experiment, cells in experiment_cells(config).items():
         kind = config["experiments"][experiment].get("kind", "generic")
         if kind not in EXPERIMENT_KINDS:

@@ -10,68 +10,40 @@ process as one batched computation.
 from __future__ import annotations
 
 import itertools
-import math
 
-# Every setting that identifies a cell, with the default used when neither the
-# profile's `training:` block, the experiment grid nor the model entry sets it.
-CELL_DEFAULTS = {
-    "dataset": "synthetic",
-    "arch": "wrn",
-    "depth": 16,
-    "width": 1,
-    "variant": "batchnorm",
-    "alpha_init": "0",
-    "ghost_batch_size": 0,
-    "dropout": 0.0,
-    "batch_size": 128,
-    "lr": 0.1,
-    "seed": 0,
-    "epochs": 1,
-    "weight_decay": 5e-4,
-    "momentum": 0.9,
-    "nesterov": False,
-    "schedule": "halving",
-    "train_subset": 0,
-    "test_subset": 0,
-}
-CELL_KEYS = tuple(CELL_DEFAULTS)
-PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
+from skipinit.vocab import ALPHA_SQRT_D, CELL_DEFAULTS, CELL_KEYS, PACKED_KEYS, SETTINGS  # noqa: F401 (re-exported until the engine imports vocab)
 
-
-def normalize_alpha(value) -> str:
-    """Alpha init as a canonical string: a number (`0`, `0.5`) or `1/sqrt(d)`."""
-    if isinstance(value, str) and value.replace(" ", "").lower() == "1/sqrt(d)":
-        return "1/sqrt(d)"
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"alpha_init={value!r} is not finite")
-    return f"{number:g}"
 
 
 def make_cell(*layers: dict) -> dict:
-    """Merge defaults and override layers into one cell with canonical types."""
+    """Merge defaults and override layers (later wins) into one cell with canonical types.
+
+    Every value passes its setting's check (`vocab.Setting.check`); `config.check_config` has
+    already refused bad ones with their location, so here a ValueError is a programming error.
+    """
     cell = dict(CELL_DEFAULTS)
     for layer in layers:
-        for key, value in layer.items():
-            if key in CELL_DEFAULTS:
-                cell[key] = value
-    for key, default in CELL_DEFAULTS.items():
-        if isinstance(default, bool):
-            cell[key] = bool(cell[key])
-        elif isinstance(default, int):
-            cell[key] = int(cell[key])
-        elif isinstance(default, float):
-            cell[key] = float(cell[key])
-    cell["alpha_init"] = normalize_alpha(cell["alpha_init"])
+        cell.update({key: value for key, value in layer.items() if key in SETTINGS})
+    cell = {key: SETTINGS[key].check(value) for key, value in cell.items()}
     if cell["variant"] != "skipinit":
-        cell["alpha_init"] = "0"
+        cell["alpha_init"] = CELL_DEFAULTS["alpha_init"]
     if cell["variant"] != "batchnorm" or cell["batch_size"] <= cell["ghost_batch_size"]:
         cell["ghost_batch_size"] = 0
     return cell
 
 
-def _num(value: float) -> str:
-    return f"{value:g}"
+def _num(value) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+# Slug parts of settings that appear only where they differ from their default, so that the
+# cells of most profiles keep short names: (key, pattern).
+_MODEL_EXTRAS = (("ghost_batch_size", "gbn{}"), ("dropout", "do{}"))
+_HYPER_EXTRAS = (("momentum", "m{}"), ("nesterov", "nesterov"), ("train_subset", "n{}"), ("test_subset", "t{}"))
+
+
+def _extras(cell: dict, extras: tuple[tuple[str, str], ...]) -> list[str]:
+    return [pattern.format(_num(cell[key])) for key, pattern in extras if cell[key] != CELL_DEFAULTS[key]]
 
 
 def net_slug(cell: dict) -> str:
@@ -79,27 +51,13 @@ def net_slug(cell: dict) -> str:
 
 
 def model_slug(cell: dict) -> str:
-    parts = [cell["variant"]]
-    if cell["variant"] == "skipinit":
-        parts.append("a" + cell["alpha_init"].replace("1/sqrt(d)", "isqrtd"))
-    if cell["ghost_batch_size"]:
-        parts.append(f"gbn{cell['ghost_batch_size']}")
-    if cell["dropout"]:
-        parts.append(f"do{_num(cell['dropout'])}")
-    return "-".join(parts)
+    alpha = ["a" + cell["alpha_init"].replace(ALPHA_SQRT_D, "isqrtd")] if cell["variant"] == "skipinit" else []
+    return "-".join([cell["variant"], *alpha, *_extras(cell, _MODEL_EXTRAS)])
 
 
 def hyper_slug(cell: dict) -> str:
-    parts = [f"b{cell['batch_size']}", f"e{cell['epochs']}", f"wd{_num(cell['weight_decay'])}", cell["schedule"]]
-    if cell["momentum"] != CELL_DEFAULTS["momentum"]:
-        parts.append(f"m{_num(cell['momentum'])}")
-    if cell["nesterov"]:
-        parts.append("nesterov")
-    if cell["train_subset"]:
-        parts.append(f"n{cell['train_subset']}")
-    if cell["test_subset"]:
-        parts.append(f"t{cell['test_subset']}")
-    return "-".join(parts)
+    always = [f"b{cell['batch_size']}", f"e{cell['epochs']}", f"wd{_num(cell['weight_decay'])}", cell["schedule"]]
+    return "-".join(always + _extras(cell, _HYPER_EXTRAS))
 
 
 def member_slug(cell: dict) -> str:

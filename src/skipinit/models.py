@@ -20,31 +20,13 @@ preserves the variance of the forward signal, which the signal study relies on);
 biases 0; BN weight 1, bias 0; classifier PyTorch's default (zeros for Fixup).
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from skipinit.engine.options import FIXUP_SCALAR_LR
-
-VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup")
-
-
-def count_residual_blocks(depth: int) -> int:
-    """Number of residual blocks (3N) of a Wide-ResNet of depth 6N+4."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"Wide-ResNet depth must be 6N+4 with N >= 1 (10, 16, 22, 28, 40, ...), got depth={depth}")
-    return 3 * ((depth - 4) // 6)
-
-
-def resolve_alpha(alpha_init: float | str, num_blocks: int) -> float:
-    """SkipInit's initial alpha: a number, or "1/sqrt(d)" for d residual blocks (the paper's upper bound)."""
-    if isinstance(alpha_init, str):
-        if alpha_init.replace(" ", "") != "1/sqrt(d)":
-            raise ValueError(f'alpha_init must be a number or "1/sqrt(d)", got {alpha_init!r}')
-        return 1.0 / math.sqrt(num_blocks)
-    return float(alpha_init)
+from skipinit.vocab import VARIANTS, alpha_value, wrn_residual_blocks
 
 
 class GhostBatchNorm2d(nn.BatchNorm2d):
@@ -226,7 +208,7 @@ def _resnet(
     if ghost_batch_size is not None and variant != "batchnorm":
         raise ValueError(f"ghost_batch_size needs the batchnorm variant, got variant={variant!r}")
     num_blocks = sum(count for _, count in stages)
-    settings = _Settings(variant, num_blocks, resolve_alpha(alpha_init, num_blocks), ghost_batch_size)
+    settings = _Settings(variant, num_blocks, alpha_value(alpha_init, num_blocks), ghost_batch_size)
 
     built_stages, channels = [], stem_channels
     for convs, count in stages:
@@ -273,7 +255,7 @@ def wide_resnet(
     16-channel stem, three stages of N = (depth - 4) / 6 blocks of two 3x3 convs, widths
     16k, 32k, 64k and strides 1, 2, 2; ``dropout`` acts before the classifier.
     """
-    blocks_per_stage = count_residual_blocks(depth) // 3
+    blocks_per_stage = wrn_residual_blocks(depth) // 3
     stages = [
         ([(3, stage_width, stride), (3, stage_width, 1)], blocks_per_stage)
         for stage_width, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2))

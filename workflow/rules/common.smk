@@ -21,15 +21,26 @@ _uses_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_
 _interpreter = "" if _uses_conda else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
 shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from skipinit import grid
+from skipinit import grid, profile
 from skipinit.config import ConfigError, check_config
 from skipinit.engine.options import EngineOptions
 
-validate(config, schema="../schemas/config.schema.yaml")
+SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+# What the profile came from, for the one-line refusals (--config values override it).
+PROFILE_FILES = [str(path) for path in workflow.overwrite_configfiles] or ["config/config.yaml"]
+try:
+    for path in PROFILE_FILES:
+        profile.load(path)  # duplicated keys, which Snakemake's loading lets pass
+except profile.ProfileError as error:
+    raise WorkflowError(f"config error: {error}") from None
+problem = profile.schema_problem(config, profile.load(SCHEMA))
+if problem:
+    raise WorkflowError(f"config error in {', '.join(PROFILE_FILES)}: {problem}")
+validate(config, schema=SCHEMA)  # fills in the schema's defaults
 try:
     check_config(config)
 except ConfigError as error:
-    raise WorkflowError(f"config error: {error}") from None
+    raise WorkflowError(f"config error in {', '.join(PROFILE_FILES)}: {error}") from None
 
 NAME = config["name"]
 RESULTS = f"results/{NAME}"

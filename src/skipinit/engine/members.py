@@ -12,18 +12,19 @@ from torch import nn
 from skipinit.engine.options import EngineOptions
 from skipinit.engine.packing import pack_channels
 from skipinit.models import lr_multipliers, resnet50_v2, wide_resnet
+from skipinit.vocab import ALPHA_SQRT_D, ARCHS, canonical_alpha
 
 
 def build_model(cell: dict, num_classes: int) -> nn.Module:
     """The cell's network, on the CPU (initialization does not depend on the device)."""
     alpha = cell["alpha_init"]
-    alpha = "1/sqrt(d)" if str(alpha).replace(" ", "") == "1/sqrt(d)" else float(alpha)
+    alpha = ALPHA_SQRT_D if canonical_alpha(alpha) == ALPHA_SQRT_D else float(alpha)
     settings = {"alpha_init": alpha, "ghost_batch_size": int(cell["ghost_batch_size"]) or None, "dropout": float(cell["dropout"])}
     if cell["arch"] == "wrn":
         return wide_resnet(int(cell["depth"]), int(cell["width"]), cell["variant"], num_classes, **settings)
     if cell["arch"] == "resnet50_v2":
         return resnet50_v2(cell["variant"], num_classes, **settings)
-    raise ValueError(f"arch={cell['arch']!r} is not supported by the training engine; allowed: wrn, resnet50_v2")
+    raise ValueError(f"arch={cell['arch']!r} is not supported by the training engine; allowed: {', '.join(ARCHS)}")
 
 
 class Members:

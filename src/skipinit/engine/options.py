@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from skipinit.vocab import PRECISIONS
+
 FIXUP_SCALAR_LR = 0.1  # Fixup's authors train its scalar biases and multipliers at a tenth of the learning rate
 PACKINGS = ("auto", "channels", "vmap")
-PRECISIONS = ("bf16", "fp32")
 
 
 def option(default, help: str, choices: tuple | None = None):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from skipinit.config import SCHEDULES
+from skipinit.vocab import SCHEDULES
 
 
 def lr_factor(schedule: str, step: int, total_steps: int) -> float:

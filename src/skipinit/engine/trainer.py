@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from skipinit.config import SCHEDULES
 from skipinit.data.batches import derive_seed
 from skipinit.data.sources import data_kind
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from skipinit.engine.members import Members
-from skipinit.engine.options import PACKINGS, PRECISIONS, EngineOptions
+from skipinit.engine.options import PACKINGS, EngineOptions
 from skipinit.engine.runtime import CompiledOrEager, ProgressBar, engine_settings, format_seconds, is_out_of_memory, resolve_device
 from skipinit.engine.schedule import lr_table
 from skipinit.engine.sgd import member_losses, sgd_step
-from skipinit.grid import CELL_DEFAULTS, PACKED_KEYS
+from skipinit.record import RunResult
+from skipinit.vocab import CELL_DEFAULTS, PACKED_KEYS, PRECISIONS, SCHEDULES
 
 if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
@@ -303,18 +303,13 @@ class PackTrainer:
             last = curve[-1] if curve else {}
             evaluated = [point for point in curve if point["test_acc"] is not None]
             diverged = diverged_at[i] >= 0
-            results.append({
-                **cell,
-                "test_acc": evaluated[-1]["test_acc"] if evaluated else None,
-                "test_loss": evaluated[-1]["test_loss"] if evaluated else None,
-                "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
-                "diverged": diverged, "diverged_step": diverged_at[i] if diverged else None,
-                "status": "diverged" if diverged else "ok", "error": None,
-                "epochs_completed": self.epoch, "steps": self.step_count,
-                "wall_seconds": self.wall_seconds, "images_per_second": rate,
-                "device": device_name, "torch_version": torch.__version__, "precision": self.precision,
-                "pack_size": self.size, "micro_batch": self.micro_batch, "curve": [dict(point) for point in curve],
-            })
+            results.append(RunResult(
+                status="diverged" if diverged else "ok", diverged=diverged, diverged_step=diverged_at[i] if diverged else None,
+                test_acc=evaluated[-1]["test_acc"] if evaluated else None, test_loss=evaluated[-1]["test_loss"] if evaluated else None,
+                train_loss=last.get("train_loss"), train_acc=last.get("train_acc"), epochs_completed=self.epoch, steps=self.step_count,
+                wall_seconds=self.wall_seconds, images_per_second=rate, pack_size=self.size, micro_batch=self.micro_batch,
+                device=device_name, precision=self.precision, torch_version=torch.__version__, curve=[dict(point) for point in curve],
+            ).row(cell))
         return results
 
 
@@ -331,12 +326,8 @@ def check_pack(cells: list[dict]) -> None:
 def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
-    return [{
-        **cell, "test_acc": None, "test_loss": None, "train_loss": None, "train_acc": None,
-        "diverged": False, "diverged_step": None, "status": "failed", "error": message,
-        "epochs_completed": 0, "steps": 0, "wall_seconds": None, "images_per_second": None,
-        "device": device, "torch_version": torch.__version__, "precision": precision, "pack_size": len(cells), "micro_batch": None, "curve": [],
-    } for cell in cells]
+    record = RunResult.failed(message, pack_size=len(cells), device=device, precision=precision, torch_version=torch.__version__)
+    return [record.row(cell) for cell in cells]
 
 
 def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,

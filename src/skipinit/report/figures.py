@@ -8,8 +8,7 @@ One figure per experiment, its form set by the experiment's kind:
 - regularization, generic: test accuracy against lr | test accuracy during training (best lr).
 
 Accuracies are means over seeds with their standard deviation as error bars; diverged runs count
-as 0. The signal-propagation figure is the signal rule's; it is redrawn here only where it is
-missing or older than signal.parquet (results copied without it, or re-reported elsewhere).
+as 0. The signal-propagation figure (Figure 2) is `skipinit.signal.plot`'s, not drawn here.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from skipinit.aggregate import runs_of  # noqa: E402
 from skipinit.fileio import atomic_path  # noqa: E402
-from skipinit.tables import summary  # noqa: E402
+from skipinit.report.aggregate import runs_of  # noqa: E402
+from skipinit.report.tables import summary  # noqa: E402
 
 FIGURE_FORMATS = ("png", "pdf")
-SIGNAL_FIGURE = "signal_propagation"
 
 
 def save(figure: plt.Figure, stem: Path) -> list[Path]:
@@ -104,24 +102,11 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
     return figure
 
 
-def redraw_signal_figure(results: Path) -> list[Path]:
-    """Figure 2 from signal.parquet, where the figure is missing or older than the table."""
-    table = results / "signal.parquet"
-    png = results / "figures" / f"{SIGNAL_FIGURE}.png"
-    if not table.exists() or (png.exists() and png.stat().st_mtime >= table.stat().st_mtime):
-        return []
-    from skipinit import signal  # torch, only when the figure has to be drawn
-
-    pdf = png.with_suffix(".pdf")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    signal.plot(pd.read_parquet(table), png, pdf)
-    return [png, pdf]
-
-
 def write_all(results: Path, experiments: dict) -> list[Path]:
+    """Every experiment's figure, from runs.parquet and curves.parquet in `results`."""
     runs = pd.read_parquet(results / "runs.parquet")
     curves = pd.read_parquet(results / "curves.parquet")
-    written = redraw_signal_figure(results)
+    written = []
     for experiment, meta in experiments.items():
         written += save(
             plot_experiment(runs, curves, experiment, meta.get("kind", "generic")), results / "figures" / experiment

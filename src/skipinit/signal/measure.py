@@ -28,13 +28,10 @@ conv then ``depth`` pre-activation Wide-ResNet blocks with identity skips and no
 """
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from skipinit.models import ResidualBlock, linear_residual_block, single_stage_resnet
@@ -134,58 +131,3 @@ def study(
         for seed in seeds
     ]
     return pd.concat(frames, ignore_index=True)
-
-
-_STATISTICS = {"skip_var": "skip path", "branch_var": "residual branch", "bn_moving_var": "BN moving variance"}
-_STYLES = {"skip_var": "-", "branch_var": "-", "bn_moving_var": ":"}  # the moving variance traces the skip path
-_PANELS = (
-    ("(a) linear, unnormalized", "linear-unnormalized", ("skip_var", "branch_var"), ()),
-    ("(b) linear, batch normalized", "linear-batchnorm", ("skip_var", "branch_var", "bn_moving_var"), ()),
-    (
-        "(c) convolutional, batch normalized",
-        "conv-batchnorm",
-        ("skip_var", "branch_var", "bn_moving_var"),
-        ("conv-skipinit", "conv-unnormalized"),
-    ),
-)
-
-
-def plot(frame: pd.DataFrame, path_png: str | os.PathLike, path_pdf: str | os.PathLike) -> None:
-    """Three panels like the paper's Figure 2: per-block variances (mean over seeds) on a log scale.
-
-    Each panel shows its model's deepest network; panel (c) adds the skip-path variance of the
-    contrast conv nets, dashed. Zero variances (SkipInit's branch at alpha = 0) cannot be drawn.
-    """
-    figure = Figure(figsize=(13, 3.8), layout="constrained")
-    for axes, (title, main, statistics, contrasts) in zip(figure.subplots(1, 3), _PANELS):
-        curves = _mean_over_seeds(frame, main)
-        for statistic in statistics:
-            curve = curves[statistic][curves[statistic] > 0]
-            axes.plot(curve.index, curve.to_numpy(), _STYLES[statistic], label=_STATISTICS[statistic])
-        for contrast in contrasts:
-            curve = _mean_over_seeds(frame, contrast)["skip_var"]
-            axes.plot(curve.index, curve.to_numpy(), "--", label=f"{contrast}: skip path")
-        axes.set(title=title, xlabel="residual block", ylabel="variance", yscale="log")
-        if axes.lines:
-            axes.legend(fontsize="small")
-    for path, format in ((path_png, "png"), (path_pdf, "pdf")):
-        _save_atomically(figure, path, format)
-
-
-def _mean_over_seeds(frame: pd.DataFrame, model_name: str) -> pd.DataFrame:
-    """Statistics per block of the deepest ``model_name`` network in ``frame``, averaged over seeds."""
-    rows = frame[frame["model"] == model_name]
-    rows = rows[rows["depth"] == rows["depth"].max()]
-    return rows.groupby("block")[list(_STATISTICS)].mean()
-
-
-def _save_atomically(figure: Figure, path: str | os.PathLike, format: str) -> None:
-    """Write to a temporary file next to ``path``, then rename it, so readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format=format)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from skipinit.aggregate import runs_of
 from skipinit.fileio import write_text
+from skipinit.report.aggregate import runs_of
 
 GROUP_KEYS = {
     "depth": ["label", "depth", "width", "batch_size"],

@@ -15,34 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skipinit.fileio import atomic_path
-from skipinit.grid import CELL_KEYS, cell_id, experiment_cells, model_label, model_slug, net_slug
+from skipinit.grid import cell_id, experiment_cells, model_label, model_slug, net_slug
+from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.vocab import CELL_KEYS
 
 METADATA_KEY = b"skipinit.experiments"
-
-_CELL_TYPES = {
-    "dataset": pa.string(), "arch": pa.string(), "depth": pa.int64(), "width": pa.int64(), "variant": pa.string(),
-    "alpha_init": pa.string(), "ghost_batch_size": pa.int64(), "dropout": pa.float64(), "batch_size": pa.int64(),
-    "lr": pa.float64(), "seed": pa.int64(), "epochs": pa.int64(), "weight_decay": pa.float64(), "momentum": pa.float64(),
-    "nesterov": pa.bool_(), "schedule": pa.string(), "train_subset": pa.int64(),
-    "test_subset": pa.int64(),
-}
-assert tuple(_CELL_TYPES) == CELL_KEYS, "every cell key needs a Parquet type"
-
-RUNS_SCHEMA = pa.schema(
-    [("cell_id", pa.string()), *_CELL_TYPES.items(), ("net", pa.string()), ("model", pa.string()), ("label", pa.string()),
-     ("experiments", pa.list_(pa.string())), ("status", pa.string()), ("diverged", pa.bool_()), ("diverged_step", pa.int64()),
-     ("error", pa.string()), ("test_acc", pa.float64()), ("test_loss", pa.float64()), ("train_loss", pa.float64()),
-     ("train_acc", pa.float64()), ("epochs_completed", pa.int64()), ("steps", pa.int64()), ("wall_seconds", pa.float64()),
-     ("images_per_second", pa.float64()), ("pack_size", pa.int64()), ("micro_batch", pa.int64()), ("device", pa.string()),
-     ("precision", pa.string()),
-     ("torch_version", pa.string()), ("git_commit", pa.string()), ("dataset_sha256", pa.string())]
-)
-CURVES_SCHEMA = pa.schema(
-    [("cell_id", pa.string()), *_CELL_TYPES.items(), ("net", pa.string()), ("model", pa.string()), ("label", pa.string()),
-     ("epoch", pa.int64()), ("step", pa.int64()), ("lr_now", pa.float64()), ("train_loss", pa.float64()), ("train_acc", pa.float64()),
-     ("test_loss", pa.float64()), ("test_acc", pa.float64()), ("seconds", pa.float64())]
-)
-
 
 def experiment_meta(plan: dict) -> dict:
     """{experiment: {kind, description}} as stored in the Parquet metadata."""

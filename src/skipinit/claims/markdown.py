@@ -1,0 +1,51 @@
+"""claims.md: the verdicts as a Markdown table linked to their figures, then each claim's evidence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from skipinit.claims.registry import VERDICTS
+
+
+def markdown(verdicts: list[dict], claims_config: str | Path) -> str:
+    """claims.md: one table row per claim, linked to its figures, then each claim's evidence."""
+    counts = {verdict: sum(v["verdict"] == verdict for v in verdicts) for verdict in VERDICTS}
+    lines = [
+        "# Claims of De & Smith (NeurIPS 2020): verdicts",
+        "",
+        "Computed from `runs.parquet` and `signal.parquet` by the checks in `src/skipinit/claims/`,",
+        f"with the thresholds of `{claims_config}`. Inconclusive: the profile is too small to decide",
+        "(the evidence says why); not run: the profile has no data for it.",
+        "",
+        "Summary: " + ", ".join(f"{count} {verdict.replace('_', ' ')}" for verdict, count in counts.items()) + ".",
+        "",
+        "| id | claim | verdict | key evidence | paper value | source | figures |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for v in verdicts:
+        links = ", ".join(f"[{Path(figure).stem}]({figure})" for figure in v["figures"]) or "-"
+        paper = "-" if v["paper_value"] is None else v["paper_value"]
+        cells = [
+            f"[{v['id']}](#{v['id']})",
+            v["statement"],
+            f"**{v['verdict'].replace('_', ' ')}**",
+            v["evidence"]["reason"],
+            paper,
+            v["source"],
+            links,
+        ]
+        lines.append("| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
+    lines += ["", "## Evidence", ""]
+    for v in verdicts:
+        lines += [
+            f"### {v['id']}",
+            "",
+            f"{v['statement']} ({v['source']}; check `{v['check']}`): **{v['verdict'].replace('_', ' ')}**.",
+            "",
+            "```json",
+            json.dumps(v["evidence"], indent=1),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)

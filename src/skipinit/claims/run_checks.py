@@ -1,0 +1,242 @@
+"""Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
+from skipinit.claims.selection import (
+    at_best,
+    batch_comparison,
+    best_per,
+    common_values,
+    preflight,
+    select,
+)
+from skipinit.report.tables import best_lr_summary
+
+
+@check
+def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At the largest depth, `must_fail` models fail and `must_train` models train.
+
+    Fails: at every lr tried the mean test accuracy over seeds stays below chance +
+    `fail_margin_pp` (diverged runs count as 0). Trains: at the best lr it reaches chance +
+    `train_margin_pp`. A negative finding (fails, or does not train) from fewer than `min_lrs`
+    learning rates is undecided: another lr might train.
+    """
+    if early := preflight(runs, params):
+        return early
+    depth = int(runs["depth"].max())
+    if depth < params["min_depth"]:
+        return INCONCLUSIVE, {
+            "largest_depth": depth,
+            "reason": f"no run at depth >= {params['min_depth']} (deepest: {depth})",
+        }
+    deepest = runs[runs["depth"] == depth]
+    chance = params["chance_acc"]
+    fail_below, train_from = chance + params["fail_margin_pp"], chance + params["train_margin_pp"]
+    findings, evidence = [], {
+        "depth": depth,
+        "chance_acc": chance,
+        "fails_below": fail_below,
+        "trains_from": train_from,
+    }
+    expectations = [(name, False) for name in params["must_fail"]] + [(name, True) for name in params["must_train"]]
+    for name, should_train in expectations:
+        rows = select(deepest, params, name)
+        if rows.empty:
+            findings.append(Finding(None, f"no {name} run at depth {depth}"))
+            continue
+        best = best_lr_summary(rows, ["depth"]).iloc[0]
+        evidence[name] = {**at_best(best), "runs": len(rows), "diverged_runs": int(rows["diverged"].sum())}
+        accuracy, lrs = best["test_acc_mean"], int(best["lrs_tried"])
+        trains, fails = accuracy >= train_from, accuracy < fail_below
+        outcome = "trains" if trains else "fails" if fails else "neither trains nor fails"
+        diverged = f"{evidence[name]['diverged_runs']}/{len(rows)} runs diverged"
+        text = f"{name} {outcome} at depth {depth} (best {accuracy:.1f}% over {lrs} lr(s), {diverged})"
+        failed_to_train = not trains if should_train else fails  # the observation another lr might overturn
+        if failed_to_train and lrs < params["min_lrs"]:
+            findings.append(Finding(None, f"{text}, but only {lrs} learning rate(s) tried (need {params['min_lrs']})"))
+        else:
+            findings.append(Finding(trains if should_train else fails, text))
+    return verdict_of(findings, evidence)
+
+
+@check
+def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At every depth, `candidate` at its best lr is at most `max_gap_pp` below `reference` at its best lr."""
+    if early := preflight(runs, params):
+        return early
+    reference, candidate = params["reference"], params["candidate"]
+    tables = {name: best_per(runs, params, name, "depth") for name in (reference, candidate)}
+    depths = common_values(tables)
+    if not depths:
+        return INCONCLUSIVE, {"reason": f"no depth with both {reference} and {candidate} runs"}
+    findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], "depths": {}}
+    for depth in depths:
+        ref, cand = tables[reference].loc[depth], tables[candidate].loc[depth]
+        gap = ref["test_acc_mean"] - cand["test_acc_mean"]
+        evidence["depths"][str(depth)] = {reference: at_best(ref), candidate: at_best(cand), "gap_pp": gap}
+        findings.append(
+            Finding(
+                gap <= params["max_gap_pp"],
+                f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}% (gap {gap:+.1f} pp)",
+            )
+        )
+    evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
+    return verdict_of(findings, evidence)
+
+
+@check
+def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
+    """`without` (a model minus one regularizer) trains, and scores `min_drop_pp`..`max_drop_pp` below `with`.
+
+    Compared at every batch size both were run at. `min_drop_pp` below 0 allows for seed noise.
+    """
+    if early := preflight(runs, params):
+        return early
+    tables = {name: best_per(runs, params, name, "batch_size") for name in (params["with"], params["without"])}
+    batch_sizes = common_values(tables)
+    if not batch_sizes:
+        return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
+    train_from = params["chance_acc"] + params["train_margin_pp"]
+    findings, evidence = [], {
+        "trains_from": train_from,
+        "drop_range_pp": [params["min_drop_pp"], params["max_drop_pp"]],
+        "batch_sizes": {},
+    }
+    for batch_size in batch_sizes:
+        kept, removed = tables[params["with"]].loc[batch_size], tables[params["without"]].loc[batch_size]
+        drop = kept["test_acc_mean"] - removed["test_acc_mean"]
+        evidence["batch_sizes"][str(batch_size)] = {
+            params["with"]: at_best(kept),
+            params["without"]: at_best(removed),
+            "drop_pp": drop,
+        }
+        trains = removed["test_acc_mean"] >= train_from
+        in_range = params["min_drop_pp"] <= drop <= params["max_drop_pp"]
+        findings.append(
+            Finding(
+                bool(trains and in_range),
+                f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
+                f"({'trains' if trains else 'does not train'}), {drop:+.1f} pp below {params['with']}",
+            )
+        )
+    return verdict_of(findings, evidence)
+
+
+@check
+def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At batch sizes <= `small_batch_max`: optimal lrs within a factor `max_lr_ratio`, accuracies within `max_gap_pp`."""
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    small = [b for b in common_values(tables) if b <= params["small_batch_max"]]
+    if not small:
+        reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
+        return INCONCLUSIVE, {"reason": reason}
+    bound = params["max_lr_ratio"]
+
+    def similar_lrs(low: float, high: float) -> bool | None:
+        return True if 1 / bound <= low and high <= bound else False if high < 1 / bound or low > bound else None
+
+    findings, evidence = [], {"max_lr_ratio": bound, "max_gap_pp": params["max_gap_pp"], "batch_sizes": {}}
+    for batch_size in small:
+        rows = tuple(tables[name].loc[batch_size] for name in names)
+        found, evidence["batch_sizes"][str(batch_size)] = batch_comparison(
+            batch_size, rows, names, similar_lrs, lambda gap: abs(gap) <= params["max_gap_pp"]
+        )
+        findings += found
+    return verdict_of(findings, evidence)
+
+
+@check
+def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At the largest batch size (>= `large_batch_min`), `reference` has the larger optimal lr and the higher accuracy.
+
+    Larger: at least `min_lr_ratio` times the candidate's; higher: by at least `min_gap_pp`.
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    largest = batch_sizes[-1] if batch_sizes else None
+    if largest is None or largest < params["large_batch_min"]:
+        reason = f"no batch size >= {params['large_batch_min']} with both models (largest: {largest})"
+        return INCONCLUSIVE, {"largest_batch_size": largest, "reason": reason}
+    ratio = params["min_lr_ratio"]
+    findings, found = batch_comparison(
+        largest,
+        tuple(tables[name].loc[largest] for name in names),
+        names,
+        lambda low, high: True if low >= ratio else False if high < ratio else None,
+        lambda gap: gap >= params["min_gap_pp"],
+    )
+    evidence = {"batch_size": largest, "min_lr_ratio": ratio, "min_gap_pp": params["min_gap_pp"], **found}
+    return verdict_of(findings, evidence)
+
+
+@check
+def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`."""
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["plain"], params["regularized"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    if not batch_sizes:
+        return INCONCLUSIVE, {"reason": f"no batch size with {', '.join(names)} runs"}
+    batch_size = batch_sizes[0]
+    reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
+    lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
+    lead_regularized = reference["test_acc_mean"] - regularized["test_acc_mean"]
+    evidence = {
+        "batch_size": batch_size,
+        **{name: at_best(row) for name, row in zip(names, (reference, plain, regularized))},
+        "lead_over_plain_pp": lead_plain,
+        "lead_over_regularized_pp": lead_regularized,
+        "min_shrink_pp": params["min_shrink_pp"],
+    }
+    holds = lead_regularized <= lead_plain - params["min_shrink_pp"]
+    leads = f"{names[1]} by {lead_plain:+.1f} pp and {names[2]} by {lead_regularized:+.1f} pp"
+    text = f"batch {batch_size}: {names[0]} leads {leads}"
+    return verdict_of([Finding(holds, text)], evidence)
+
+
+@check
+def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """Each of `candidates` is within `max_gap_pp` of `reference` below the largest batch size, and beaten there.
+
+    Beaten: `reference` leads by more than `min_win_pp`.
+    """
+    if early := preflight(runs, params):
+        return early
+    reference = params["reference"]
+    tables = {name: best_per(runs, params, name, "batch_size") for name in (reference, *params["candidates"])}
+    batch_sizes = common_values(tables)
+    if len(batch_sizes) < 2:
+        return INCONCLUSIVE, {
+            "batch_sizes": batch_sizes,
+            "reason": f"{len(batch_sizes)} batch size(s) with every model; the claim compares ordinary and the largest",
+        }
+    largest = batch_sizes[-1]
+    findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], "min_win_pp": params["min_win_pp"], "batch_sizes": {}}
+    for batch_size in batch_sizes:
+        ref = tables[reference].loc[batch_size]
+        evidence["batch_sizes"][str(batch_size)] = {reference: at_best(ref)}
+        for name in params["candidates"]:
+            cand = tables[name].loc[batch_size]
+            gap = ref["test_acc_mean"] - cand["test_acc_mean"]
+            evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap}
+            if batch_size == largest:
+                findings.append(
+                    Finding(gap > params["min_win_pp"], f"batch {batch_size}: {reference} {gap:+.1f} pp over {name}")
+                )
+            else:
+                findings.append(
+                    Finding(gap <= params["max_gap_pp"], f"batch {batch_size}: {name} {gap:+.1f} pp behind {reference}")
+                )
+    return verdict_of(findings, evidence)

@@ -1,0 +1,118 @@
+"""What the run checks share: selecting a model's runs, its best lr per setting, and the lr grid's edges."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import pandas as pd
+
+from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
+from skipinit.report.tables import best_lr_summary
+
+
+def preflight(runs: pd.DataFrame, params: dict) -> Verdict | None:
+    """not_run without runs; inconclusive when the profile has too few seeds or too short a budget."""
+    if runs.empty:
+        return NOT_RUN, {"reason": "no runs for this claim in runs.parquet"}
+    seeds, epochs = int(runs["seed"].nunique()), int(runs["epochs"].max())
+    shortfalls = []
+    if seeds < params.get("min_seeds", 1):
+        shortfalls.append(f"fewer than {params['min_seeds']} seeds ({seeds})")
+    if epochs < params.get("min_epochs", 1):
+        shortfalls.append(f"a budget of {epochs} epochs, under the {params['min_epochs']} this claim needs")
+    if shortfalls:
+        return INCONCLUSIVE, {"seeds": seeds, "epochs": epochs, "reason": "; ".join(shortfalls)}
+    return None
+
+
+def select(runs: pd.DataFrame, params: dict, name: str) -> pd.DataFrame:
+    """The runs of model `name`, by its selector (a pandas query) under `models:` in the claims file."""
+    if name not in params["models"]:
+        raise ValueError(
+            f"model {name!r} is not defined under `models:` in the claims file; defined: {', '.join(params['models'])}"
+        )
+    return runs.query(params["models"][name])
+
+
+def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFrame:
+    """Model `name` at its best lr for each value of `key` (depth, batch size), with the lr grid's ends."""
+    rows = select(runs, params, name)
+    ends = rows.groupby(key)["lr"].agg(lr_min="min", lr_max="max")
+    return best_lr_summary(rows, [key]).set_index(key).join(ends)
+
+
+def at_best(row: pd.Series) -> dict:
+    """What the evidence records of one model at its best lr."""
+    return {
+        "test_acc": row["test_acc_mean"],
+        "test_acc_std": row["test_acc_std"],
+        "best_lr": row["best_lr"],
+        "seeds": int(row["seeds"]),
+        "lrs_tried": int(row["lrs_tried"]),
+        "diverged_runs_at_best_lr": int(row["diverged_runs"]),
+    }
+
+
+def optimum_range(row: pd.Series) -> tuple[float, float]:
+    """Where the optimal lr can lie: at the best lr tried, or beyond it when that is an end of the grid."""
+    low = 0.0 if row["best_lr"] <= row["lr_min"] else row["best_lr"]
+    high = math.inf if row["best_lr"] >= row["lr_max"] else row["best_lr"]
+    return low, high
+
+
+def lr_ratio_range(reference: pd.Series, candidate: pd.Series) -> tuple[float, float]:
+    """The range of (reference optimal lr) / (candidate optimal lr) that the two grids allow."""
+    (ref_low, ref_high), (cand_low, cand_high) = optimum_range(reference), optimum_range(candidate)
+    return ref_low / cand_high, (ref_high / cand_low if cand_low else math.inf)
+
+
+def interior(row: pd.Series) -> bool:
+    return row["lr_min"] < row["best_lr"] < row["lr_max"]
+
+
+def edge_text(name: str, row: pd.Series) -> str:
+    if row["lr_min"] == row["lr_max"]:
+        return f"{name}: only one learning rate tried ({row['best_lr']:g})"
+    return f"{name}: best lr {row['best_lr']:g} is at the edge of the grid [{row['lr_min']:g}, {row['lr_max']:g}]"
+
+
+def common_values(tables: dict[str, pd.DataFrame]) -> list:
+    """The index values (depths, batch sizes) that every model's table has, in order."""
+    indexes = [set(table.index) for table in tables.values()]
+    return sorted(set.intersection(*indexes)) if indexes else []
+
+
+def batch_comparison(
+    batch_size: int,
+    rows: tuple[pd.Series, pd.Series],
+    names: tuple[str, str],
+    lr_verdict: Callable[[float, float], bool | None],
+    gap_holds: Callable[[float], bool],
+) -> tuple[list[Finding], dict]:
+    """The lr part and the accuracy part of comparing a reference with a candidate at one batch size.
+
+    An optimum at the edge of the lr grid only bounds the optimal lr (and the accuracy there): the lr
+    part gets the range of lr ratios the grids allow (`lr_verdict` decides it, or not), the accuracy
+    part is decided only when both optima are interior.
+    """
+    reference, candidate = rows
+    low, high = lr_ratio_range(reference, candidate)
+    gap = reference["test_acc_mean"] - candidate["test_acc_mean"]
+    edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
+    lr_text = (
+        f"batch {batch_size}: best lr {reference['best_lr']:g} ({names[0]}) vs {candidate['best_lr']:g} ({names[1]})"
+    )
+    gap_text = f"batch {batch_size}: {names[0]} {gap:+.1f} pp over {names[1]}"
+    lr_holds = lr_verdict(low, high)
+    findings = [
+        Finding(lr_holds, lr_text if lr_holds is not None else f"{lr_text}: {edges}"),
+        Finding(None, f"{gap_text}, not decidable: {edges}") if edges else Finding(gap_holds(gap), gap_text),
+    ]
+    evidence = {
+        names[0]: at_best(reference),
+        names[1]: at_best(candidate),
+        "lr_ratio_range": [low, high],
+        "gap_pp": gap,
+    }
+    return findings, evidence
