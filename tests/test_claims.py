@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO
 from skipinit import claims
+from skipinit.claims import stats
 from test_tables import EXPERIMENTS, batch_runs, depth_runs, run_row, runs_frame, signal_frame, write_results
 
 CLAIMS_FILE = REPO / "config" / "claims.yaml"
@@ -360,3 +361,54 @@ def test_without_signal_parquet_signal_claims_are_not_run(tmp_path):
     verdicts = {v["id"]: v for v in json.loads((tmp_path / "claims.json").read_text())}
     assert verdicts["signal-unnormalized-doubles"]["verdict"] == "not_run"
     assert verdicts["signal-unnormalized-doubles"]["figures"] == []
+
+
+# --- paired-seed statistics -----------------------------------------------------------------------
+
+
+def test_paired_gap_of_known_numbers():
+    """Gaps 1, 2, 3 over seeds 0..2: mean 2, std 1, 95% t-interval 2 +- 4.303 / sqrt(3)."""
+    candidate = pd.Series([80.0, 70.0, 60.0], index=[0, 1, 2])
+    gap = stats.paired_gap(candidate + [1.0, 2.0, 3.0], candidate)
+    assert gap["mean"] == pytest.approx(2.0) and gap["std"] == pytest.approx(1.0) and gap["seeds"] == 3
+    half = 4.303 / math.sqrt(3)
+    assert gap["ci95"] == pytest.approx([2 - half, 2 + half])
+    assert not gap["single_seed"]
+    assert stats.within(gap, low=0) is None  # 2 - 2.48 < 0 < 2 + 2.48: straddles
+    assert stats.within(gap, low=-1) is True and stats.within(gap, high=-0.5) is False
+    assert "95% CI -0.5..+4.5 over 3 paired seeds" in stats.describe(gap)
+
+
+def test_paired_gap_pairs_by_seed_and_falls_back_to_one_seed():
+    reference = pd.Series([90.0, 91.0, 99.0], index=[0, 1, 7])  # seed 7 has no partner: left out
+    gap = stats.paired_gap(reference, pd.Series([89.0, 89.0], index=[1, 0]))
+    assert gap["seeds"] == 2 and gap["mean"] == pytest.approx(1.5) and gap["std"] == pytest.approx(math.sqrt(0.5))
+    single = stats.paired_gap(pd.Series([90.0], index=[0]), pd.Series([88.0], index=[0]))
+    assert single["single_seed"] and single["ci95"] == [2.0, 2.0] and single["std"] is None
+    assert stats.within(single, low=1) is True and stats.within(single, low=3) is False
+    assert stats.describe(single) == "+2.0 pp (single seed)"
+
+
+def test_t_quantiles():
+    assert stats.t_975(1) == 12.706 and stats.t_975(2) == 4.303
+    assert stats.t_975(60) == pytest.approx(2.000, abs=1e-3) and stats.t_975(120) == pytest.approx(1.980, abs=1e-3)
+    with pytest.raises(ValueError, match="degrees of freedom must be >= 1, got 0"):
+        stats.t_975(0)
+
+
+def test_seed_noise_makes_a_gap_inconclusive_and_a_clear_gap_decides():
+    """Three seeds of BN and SkipInit at depths 16 and 100; the gap at depth 100 is 1 +- 3 pp, then 1 +- 0.1 pp."""
+    rows = []
+    for depth in (16, 100):
+        for seed, noise in enumerate((-3.0, 0.0, 3.0)):
+            rows.append(run_row(90, depth=depth, seed=seed, variant="batchnorm"))
+            rows.append(run_row(89 + (noise if depth == 100 else 0), depth=depth, seed=seed, variant="skipinit"))
+    runs = runs_frame(rows)
+    verdict, evidence = judge("depth-skipinit-matches-bn", runs)
+    assert verdict == "inconclusive" and "straddles the bound" in evidence["reason"]
+    gap = evidence["depths"]["100"]["gap"]
+    assert gap["mean"] == pytest.approx(1.0) and gap["std"] == pytest.approx(3.0) and gap["seeds"] == 3
+    runs.loc[runs["variant"] == "skipinit", "test_acc"] = 89.0 + runs["seed"] * 0.1
+    assert judge("depth-skipinit-matches-bn", runs)[0] == "reproduced"
+    runs.loc[runs["variant"] == "skipinit", "test_acc"] = 80.0 + runs["seed"] * 0.1
+    assert judge("depth-skipinit-matches-bn", runs)[0] == "not_reproduced"

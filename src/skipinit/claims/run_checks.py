@@ -1,6 +1,12 @@
-"""Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet."""
+"""Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet.
+
+Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and is decided by
+the gap's 95% interval: inside the claim's bound, outside it, or straddling it (undecided).
+"""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -10,9 +16,11 @@ from skipinit.claims.selection import (
     batch_comparison,
     best_per,
     common_values,
+    gap_at,
     preflight,
     select,
 )
+from skipinit.claims.stats import gap_finding_text, within
 from skipinit.report.tables import best_lr_summary
 
 
@@ -76,14 +84,16 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
     findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], "depths": {}}
     for depth in depths:
         ref, cand = tables[reference].loc[depth], tables[candidate].loc[depth]
-        gap = ref["test_acc_mean"] - cand["test_acc_mean"]
-        evidence["depths"][str(depth)] = {reference: at_best(ref), candidate: at_best(cand), "gap_pp": gap}
-        findings.append(
-            Finding(
-                gap <= params["max_gap_pp"],
-                f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}% (gap {gap:+.1f} pp)",
-            )
-        )
+        gap = gap_at(runs, params, tables, "depth", depth, (reference, candidate))
+        evidence["depths"][str(depth)] = {
+            reference: at_best(ref),
+            candidate: at_best(cand),
+            "gap_pp": gap["mean"],
+            "gap": gap,
+        }
+        holds = within(gap, high=params["max_gap_pp"])
+        text = f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
+        findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
     return verdict_of(findings, evidence)
 
@@ -108,21 +118,20 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
     }
     for batch_size in batch_sizes:
         kept, removed = tables[params["with"]].loc[batch_size], tables[params["without"]].loc[batch_size]
-        drop = kept["test_acc_mean"] - removed["test_acc_mean"]
+        drop = gap_at(runs, params, tables, "batch_size", batch_size, (params["with"], params["without"]))
         evidence["batch_sizes"][str(batch_size)] = {
             params["with"]: at_best(kept),
             params["without"]: at_best(removed),
-            "drop_pp": drop,
+            "drop_pp": drop["mean"],
+            "drop": drop,
         }
         trains = removed["test_acc_mean"] >= train_from
-        in_range = params["min_drop_pp"] <= drop <= params["max_drop_pp"]
-        findings.append(
-            Finding(
-                bool(trains and in_range),
-                f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
-                f"({'trains' if trains else 'does not train'}), {drop:+.1f} pp below {params['with']}",
-            )
+        in_range = within(drop, params["min_drop_pp"], params["max_drop_pp"])
+        text = (
+            f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
+            f"({'trains' if trains else 'does not train'}), below {params['with']} by"
         )
+        findings.append(Finding(in_range if trains else False, gap_finding_text(text, drop, in_range if trains else False)))
     return verdict_of(findings, evidence)
 
 
@@ -145,8 +154,9 @@ def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
     findings, evidence = [], {"max_lr_ratio": bound, "max_gap_pp": params["max_gap_pp"], "batch_sizes": {}}
     for batch_size in small:
         rows = tuple(tables[name].loc[batch_size] for name in names)
+        gap = gap_at(runs, params, tables, "batch_size", batch_size, names)
         found, evidence["batch_sizes"][str(batch_size)] = batch_comparison(
-            batch_size, rows, names, similar_lrs, lambda gap: abs(gap) <= params["max_gap_pp"]
+            batch_size, rows, names, similar_lrs, gap, (-params["max_gap_pp"], params["max_gap_pp"])
         )
         findings += found
     return verdict_of(findings, evidence)
@@ -173,7 +183,8 @@ def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
         tuple(tables[name].loc[largest] for name in names),
         names,
         lambda low, high: True if low >= ratio else False if high < ratio else None,
-        lambda gap: gap >= params["min_gap_pp"],
+        gap_at(runs, params, tables, "batch_size", largest, names),
+        (params["min_gap_pp"], math.inf),
     )
     evidence = {"batch_size": largest, "min_lr_ratio": ratio, "min_gap_pp": params["min_gap_pp"], **found}
     return verdict_of(findings, evidence)
@@ -181,7 +192,10 @@ def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
 
 @check
 def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`."""
+    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`.
+
+    The shrink is `regularized` - `plain`, paired by seed (the reference's score cancels).
+    """
     if early := preflight(runs, params):
         return early
     names = (params["reference"], params["plain"], params["regularized"])
@@ -193,24 +207,26 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
     lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
     lead_regularized = reference["test_acc_mean"] - regularized["test_acc_mean"]
+    shrink = gap_at(runs, params, tables, "batch_size", batch_size, (names[2], names[1]))
     evidence = {
         "batch_size": batch_size,
         **{name: at_best(row) for name, row in zip(names, (reference, plain, regularized))},
         "lead_over_plain_pp": lead_plain,
         "lead_over_regularized_pp": lead_regularized,
         "min_shrink_pp": params["min_shrink_pp"],
+        "shrink": shrink,
     }
-    holds = lead_regularized <= lead_plain - params["min_shrink_pp"]
+    holds = within(shrink, low=params["min_shrink_pp"])
     leads = f"{names[1]} by {lead_plain:+.1f} pp and {names[2]} by {lead_regularized:+.1f} pp"
-    text = f"batch {batch_size}: {names[0]} leads {leads}"
-    return verdict_of([Finding(holds, text)], evidence)
+    text = f"batch {batch_size}: {names[0]} leads {leads}; the lead shrinks by"
+    return verdict_of([Finding(holds, gap_finding_text(text, shrink, holds))], evidence)
 
 
 @check
 def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     """Each of `candidates` is within `max_gap_pp` of `reference` below the largest batch size, and beaten there.
 
-    Beaten: `reference` leads by more than `min_win_pp`.
+    Beaten: `reference` leads by at least `min_win_pp`.
     """
     if early := preflight(runs, params):
         return early
@@ -229,14 +245,11 @@ def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -
         evidence["batch_sizes"][str(batch_size)] = {reference: at_best(ref)}
         for name in params["candidates"]:
             cand = tables[name].loc[batch_size]
-            gap = ref["test_acc_mean"] - cand["test_acc_mean"]
-            evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap}
+            gap = gap_at(runs, params, tables, "batch_size", batch_size, (reference, name))
+            evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap["mean"], "gap": gap}
             if batch_size == largest:
-                findings.append(
-                    Finding(gap > params["min_win_pp"], f"batch {batch_size}: {reference} {gap:+.1f} pp over {name}")
-                )
+                holds, text = within(gap, low=params["min_win_pp"]), f"batch {batch_size}: {reference} over {name}"
             else:
-                findings.append(
-                    Finding(gap <= params["max_gap_pp"], f"batch {batch_size}: {name} {gap:+.1f} pp behind {reference}")
-                )
+                holds, text = within(gap, high=params["max_gap_pp"]), f"batch {batch_size}: {name} behind {reference} by"
+            findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     return verdict_of(findings, evidence)
