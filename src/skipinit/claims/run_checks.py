@@ -17,10 +17,12 @@ from skipinit.claims.selection import (
     best_per,
     common_values,
     gap_at,
+    interior,
     preflight,
+    seed_scores,
     select,
 )
-from skipinit.claims.stats import gap_finding_text, within
+from skipinit.claims.stats import gap_finding_text, paired_gap, within
 from skipinit.report.tables import best_lr_summary
 
 
@@ -253,3 +255,74 @@ def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -
                 holds, text = within(gap, high=params["max_gap_pp"]), f"batch {batch_size}: {name} behind {reference} by"
             findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     return verdict_of(findings, evidence)
+
+
+@check
+def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At the smallest batch size (<= `small_batch_max`), `reference` beats `candidate` by >= `min_edge_pp`.
+
+    Paired by seed. The evidence adds each model's train/test gap (final train accuracy minus test
+    accuracy at its best lr): a regularizer narrows it, so a reference edge with the narrower gap reads
+    as regularization rather than better optimization.
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    if not batch_sizes or batch_sizes[0] > params["small_batch_max"]:
+        reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
+        return INCONCLUSIVE, {"reason": reason}
+    batch_size = batch_sizes[0]
+    edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
+    evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
+    for name in names:
+        row = tables[name].loc[batch_size]
+        rows = select(runs, params, name)
+        rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == row["best_lr"])]
+        evidence[name] = {**at_best(row), "train_test_gap_pp": float((rows["train_acc"] - rows["test_acc"]).mean())}
+    holds = within(edge, low=params["min_edge_pp"])
+    gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
+    text = f"batch {batch_size}: {names[0]} over {names[1]}"
+    return verdict_of([Finding(holds, f"{gap_finding_text(text, edge, holds)} (train/test gaps: {gaps})")], evidence)
+
+
+@check
+def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """`reference`'s lead over `candidate` at the largest batch size (>= `large_batch_min`) exceeds its lead at the
+    smallest by >= `min_growth_pp`.
+
+    Paired by seed: per seed, the lead at the largest batch size minus the lead at the smallest.
+    Decided only where all four optima are interior to their lr grids (an edge only bounds an accuracy).
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    if len(batch_sizes) < 2 or batch_sizes[-1] < params["large_batch_min"]:
+        reason = f"needs two batch sizes with both models, the largest >= {params['large_batch_min']} (have {batch_sizes})"
+        return INCONCLUSIVE, {"batch_sizes": batch_sizes, "reason": reason}
+    small, large = batch_sizes[0], batch_sizes[-1]
+
+    def lead(batch_size: int) -> pd.Series:
+        scores = [
+            seed_scores(runs, params, name, {"batch_size": batch_size}, tables[name].loc[batch_size, "best_lr"])
+            for name in names
+        ]
+        return (scores[0] - scores[1]).dropna()
+
+    growth = paired_gap(lead(large), lead(small))
+    evidence = {
+        "batch_sizes": [small, large],
+        "min_growth_pp": params["min_growth_pp"],
+        "lead_pp": {str(small): float(lead(small).mean()), str(large): float(lead(large).mean())},
+        "growth": growth,
+        **{f"{name}@{b}": at_best(tables[name].loc[b]) for name in names for b in (small, large)},
+    }
+    text = f"{names[0]}'s lead over {names[1]} grows from batch {small} to {large} by"
+    edges = [f"{name} at batch {b}" for name in names for b in (small, large) if not interior(tables[name].loc[b])]
+    if edges:
+        return verdict_of([Finding(None, f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for {', '.join(edges)}")], evidence)
+    holds = within(growth, low=params["min_growth_pp"])
+    return verdict_of([Finding(holds, gap_finding_text(text, growth, holds))], evidence)
