@@ -93,7 +93,7 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
                 holds = True if ratio[1] <= bound else False if ratio[0] > bound else None
                 claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs <= {bound:g} at the largest batch)"
             text = f"{head} {claim}"
-            findings.append(Finding(holds, text if holds is not None else f"{text}: {'; '.join(why) or 'grid too coarse'}"))
+            findings.append(Finding(holds, text if holds is not None else f"{text}: {'; '.join(why) or 'the lr grid is too coarse to place the ratio'}"))
         if largest < params["large_batch_min"]:
             findings.append(Finding(None, f"{name}: no batch size >= {params['large_batch_min']} (largest {largest})"))
     return verdict_of(findings, evidence)
