@@ -104,7 +104,12 @@ def judge_folder(results: Path, spec: dict) -> list[dict]:
     else:
         runs, experiments = pd.DataFrame({"experiments": pd.Series(dtype=object)}), {}
     models = spec.get("models", {})
-    return [judge(claim, runs, signal, experiments, models, curves) for claim in spec["claims"]]
+    verdicts = [judge(claim, runs, signal, experiments, models, curves) for claim in spec["claims"]]
+    if not runs_path.exists():
+        for entry in verdicts:
+            if entry["evidence"].get("experiments") == []:
+                entry["evidence"]["reason"] = f"no runs.parquet in {results} (trained cells not aggregated)"
+    return verdicts
 
 
 def write(results: Path, claims_config: str | Path) -> None:
