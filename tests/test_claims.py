@@ -429,15 +429,27 @@ def stability_sweep(models: dict, epochs: int = 20, experiments=("batch_size",),
             diverged = diverges_from is not None and lr >= diverges_from
             accuracy = 90 - 3 * abs(math.log2(lr / best_lr))
             rows.append(
-                run_row(accuracy, diverged=diverged, variant=variant, batch_size=batch, lr=lr, depth=depth,
-                        epochs=epochs, experiments=experiments)
+                run_row(
+                    accuracy,
+                    diverged=diverged,
+                    variant=variant,
+                    batch_size=batch,
+                    lr=lr,
+                    depth=depth,
+                    epochs=epochs,
+                    experiments=experiments,
+                )
             )
     return runs_frame(rows)
 
 
 def test_optimum_far_below_stable_at_small_batch_and_close_at_large():
-    holds = {("batchnorm", 64): (0.05, 0.8), ("batchnorm", 512): (0.4, 0.8),
-             ("skipinit", 64): (0.05, 0.8), ("skipinit", 512): (0.4, 0.8)}
+    holds = {
+        ("batchnorm", 64): (0.05, 0.8),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 64): (0.05, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
     verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(holds))
     assert verdict == "reproduced", evidence
     assert evidence["models"]["batchnorm"]["64"]["ratio_range"] == [8, 16]
@@ -445,14 +457,20 @@ def test_optimum_far_below_stable_at_small_batch_and_close_at_large():
     assert evidence["models"]["batchnorm"]["512"]["first_unstable_lr"] == 0.8
     near = {**holds, ("skipinit", 64): (0.4, 0.8)}  # the optimum is the largest stable lr at batch 64
     verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(near))
-    assert verdict == "not_reproduced" and "skipinit batch 64: largest stable lr 0.4 vs optimal 0.4" in evidence["reason"]
+    assert (
+        verdict == "not_reproduced" and "skipinit batch 64: largest stable lr 0.4 vs optimal 0.4" in evidence["reason"]
+    )
     far_at_large = {**holds, ("batchnorm", 512): (0.05, 0.8)}
     assert judge("batch-optimum-below-stable", stability_sweep(far_at_large))[0] == "not_reproduced"
 
 
 def test_optimum_below_stable_undecided_without_divergence_or_budget():
-    no_divergence = {("batchnorm", 64): (0.8, None), ("skipinit", 64): (0.8, None),
-                     ("batchnorm", 512): (0.4, 0.8), ("skipinit", 512): (0.4, 0.8)}
+    no_divergence = {
+        ("batchnorm", 64): (0.8, None),
+        ("skipinit", 64): (0.8, None),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
     verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(no_divergence))
     assert verdict == "inconclusive" and "lr grid does not reach divergence" in evidence["reason"]
     assert evidence["models"]["batchnorm"]["64"]["ratio_range"][1] == math.inf
@@ -467,8 +485,12 @@ def test_optimum_below_stable_undecided_without_divergence_or_budget():
 
 
 def holds_everywhere() -> dict:
-    return {("batchnorm", 64): (0.05, 0.8), ("batchnorm", 512): (0.4, 0.8),
-            ("skipinit", 64): (0.05, 0.8), ("skipinit", 512): (0.4, 0.8)}
+    return {
+        ("batchnorm", 64): (0.05, 0.8),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 64): (0.05, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
 
 
 def test_batchnorm_tolerates_larger_learning_rates():
@@ -502,16 +524,25 @@ def test_larger_stable_lr_undecided_when_the_grid_cannot_tell():
 def speed_runs(reach: dict, evaluations: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """{(variant, batch): epoch at which its curve reaches its final 90%}: runs at one lr, curves linear until then."""
     runs = runs_frame(
-        [run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
-         for (variant, batch) in reach for lr in (0.05, 0.1, 0.2)]
+        [
+            run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
+            for (variant, batch) in reach
+            for lr in (0.05, 0.1, 0.2)
+        ]
     )
     runs.loc[runs["lr"] != 0.1, "test_acc"] = 80.0  # best lr 0.1, interior
     points = []
     for _, run in runs.iterrows():
         epochs_to_final = reach[(run["variant"], run["batch_size"])]
         for epoch in range(1, evaluations + 1):
-            points.append({"cell_id": run["cell_id"], "epoch": epoch, "step": 100 * epoch,
-                           "test_acc": run["test_acc"] * min(1.0, epoch / epochs_to_final)})
+            points.append(
+                {
+                    "cell_id": run["cell_id"],
+                    "epoch": epoch,
+                    "step": 100 * epoch,
+                    "test_acc": run["test_acc"] * min(1.0, epoch / epochs_to_final),
+                }
+            )
     return runs, pd.DataFrame(points)
 
 
@@ -578,7 +609,9 @@ def test_optimal_lr_grows_with_batch_at_small_batch_sizes():
     assert verdict == "reproduced" and evidence["models"]["batchnorm"]["lr_ratio_range"] == [4, 4]
     flat = {**grows, ("skipinit", 64): 0.05}
     verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep(flat))
-    assert verdict == "not_reproduced" and "skipinit: optimal lr 0.05 at batch 16, 0.05 at batch 64" in evidence["reason"]
+    assert (
+        verdict == "not_reproduced" and "skipinit: optimal lr 0.05 at batch 16, 0.05 at batch 64" in evidence["reason"]
+    )
     bottom = {**grows, ("batchnorm", 16): 0.025, ("batchnorm", 64): 0.025}
     verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep(bottom))
     assert verdict == "inconclusive" and "at the edge of the grid" in evidence["reason"]

@@ -17,7 +17,9 @@ from skipinit.report.aggregate import read_experiment_meta, runs_of
 from skipinit.signal import FIGURE_STEM
 
 SIGNAL_FIGURE = f"figures/{FIGURE_STEM}.png"
-NO_CURVES = pd.DataFrame({"cell_id": pd.Series(dtype=str), "step": pd.Series(dtype=int), "test_acc": pd.Series(dtype=float)})
+NO_CURVES = pd.DataFrame(
+    {"cell_id": pd.Series(dtype=str), "step": pd.Series(dtype=int), "test_acc": pd.Series(dtype=float)}
+)
 
 
 def load_spec(path: str | Path) -> dict:

@@ -13,7 +13,16 @@ import math
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
-from skipinit.claims.selection import at_best, best_per, common_values, edge_text, lr_ratio_range, optimum_range, preflight, select
+from skipinit.claims.selection import (
+    at_best,
+    best_per,
+    common_values,
+    edge_text,
+    lr_ratio_range,
+    optimum_range,
+    preflight,
+    select,
+)
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
 
@@ -68,14 +77,19 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
         largest = max(table.index)
         evidence["models"][name] = {}
         for batch_size, best in table.iterrows():
-            small, large = batch_size <= params["small_batch_max"], batch_size == largest and batch_size >= params["large_batch_min"]
+            small, large = (
+                batch_size <= params["small_batch_max"],
+                batch_size == largest and batch_size >= params["large_batch_min"],
+            )
             if not (small or large):
                 continue
             stable = stable_range(rows[rows["batch_size"] == batch_size], train_from)
             opt_low, opt_high = optimum_range(best)
             ratio = [stable["stable_lr"] / opt_high, stable["first_unstable_lr"] / opt_low if opt_low else math.inf]
             evidence["models"][name][str(batch_size)] = {**at_best(best), **stable, "ratio_range": ratio}
-            head = f"{name} batch {batch_size}: largest stable lr {stable['stable_lr']:g} vs optimal {best['best_lr']:g}"
+            head = (
+                f"{name} batch {batch_size}: largest stable lr {stable['stable_lr']:g} vs optimal {best['best_lr']:g}"
+            )
             why = []
             if stable["stable_lr"] == 0:
                 findings.append(Finding(None, f"{name} batch {batch_size}: trains at no lr of the grid"))
@@ -93,7 +107,16 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
                 holds = True if ratio[1] <= bound else False if ratio[0] > bound else None
                 claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs <= {bound:g} at the largest batch)"
             text = f"{head} {claim}"
-            findings.append(Finding(holds, text if holds is not None else f"{text}: {'; '.join(why) or 'the lr grid is too coarse to place the ratio'}"))
+            findings.append(
+                Finding(
+                    holds,
+                    (
+                        text
+                        if holds is not None
+                        else f"{text}: {'; '.join(why) or 'the lr grid is too coarse to place the ratio'}"
+                    ),
+                )
+            )
         if largest < params["large_batch_min"]:
             findings.append(Finding(None, f"{name}: no batch size >= {params['large_batch_min']} (largest {largest})"))
     return verdict_of(findings, evidence)
@@ -154,7 +177,11 @@ def optimal_lr_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     for name, table in tables.items():
         first, last = table.loc[small[0]], table.loc[small[-1]]
         low, high = lr_ratio_range(last, first)
-        evidence["models"][name] = {str(small[0]): at_best(first), str(small[-1]): at_best(last), "lr_ratio_range": [low, high]}
+        evidence["models"][name] = {
+            str(small[0]): at_best(first),
+            str(small[-1]): at_best(last),
+            "lr_ratio_range": [low, high],
+        }
         bound = params["min_lr_ratio"]
         holds = True if low >= bound else False if high < bound else None
         text = f"{name}: optimal lr {first['best_lr']:g} at batch {small[0]}, {last['best_lr']:g} at batch {small[-1]}"

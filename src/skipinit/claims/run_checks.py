@@ -94,7 +94,9 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
             "gap": gap,
         }
         holds = within(gap, high=params["max_gap_pp"])
-        text = f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
+        text = (
+            f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
+        )
         findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
     return verdict_of(findings, evidence)
@@ -133,7 +135,9 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
             f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
             f"({'trains' if trains else 'does not train'}), below {params['with']} by"
         )
-        findings.append(Finding(in_range if trains else False, gap_finding_text(text, drop, in_range if trains else False)))
+        findings.append(
+            Finding(in_range if trains else False, gap_finding_text(text, drop, in_range if trains else False))
+        )
     return verdict_of(findings, evidence)
 
 
@@ -252,7 +256,10 @@ def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -
             if batch_size == largest:
                 holds, text = within(gap, low=params["min_win_pp"]), f"batch {batch_size}: {reference} over {name}"
             else:
-                holds, text = within(gap, high=params["max_gap_pp"]), f"batch {batch_size}: {name} behind {reference} by"
+                holds, text = (
+                    within(gap, high=params["max_gap_pp"]),
+                    f"batch {batch_size}: {name} behind {reference} by",
+                )
             findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     return verdict_of(findings, evidence)
 
@@ -301,7 +308,9 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     tables = {name: best_per(runs, params, name, "batch_size") for name in names}
     batch_sizes = common_values(tables)
     if len(batch_sizes) < 2 or batch_sizes[-1] < params["large_batch_min"]:
-        reason = f"needs two batch sizes with both models, the largest >= {params['large_batch_min']} (have {batch_sizes})"
+        reason = (
+            f"needs two batch sizes with both models, the largest >= {params['large_batch_min']} (have {batch_sizes})"
+        )
         return INCONCLUSIVE, {"batch_sizes": batch_sizes, "reason": reason}
     small, large = batch_sizes[0], batch_sizes[-1]
 
@@ -323,6 +332,14 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     text = f"{names[0]}'s lead over {names[1]} grows from batch {small} to {large} by"
     edges = [f"{name} at batch {b}" for name in names for b in (small, large) if not interior(tables[name].loc[b])]
     if edges:
-        return verdict_of([Finding(None, f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for {', '.join(edges)}")], evidence)
+        return verdict_of(
+            [
+                Finding(
+                    None,
+                    f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for {', '.join(edges)}",
+                )
+            ],
+            evidence,
+        )
     holds = within(growth, low=params["min_growth_pp"])
     return verdict_of([Finding(holds, gap_finding_text(text, growth, holds))], evidence)

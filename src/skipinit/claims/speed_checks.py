@@ -18,7 +18,9 @@ from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, ch
 from skipinit.claims.selection import at_best, best_per, common_values, preflight, select
 
 
-def mean_curve(runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: str, batch_size: int, lr: float) -> pd.Series:
+def mean_curve(
+    runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: str, batch_size: int, lr: float
+) -> pd.Series:
     """Test accuracy per evaluated step of model `name` at `batch_size` and `lr`, averaged over seeds."""
     rows = select(runs, params, name)
     cells = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == lr)]["cell_id"]
@@ -77,8 +79,12 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         return verdict_of([Finding(None, f"{head}: a mean curve never reaches the target")], evidence)
     first = {name: float(curve.index[0]) for name, curve in mean_curves.items()}
     if all(steps[name] == first[name] for name in names):
-        return verdict_of([Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence)
+        return verdict_of(
+            [Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence
+        )
     speedup = steps[names[1]] / steps[names[0]]
     evidence["speedup"] = speedup
     holds = bounds[0] <= speedup <= bounds[1]
-    return verdict_of([Finding(holds, f"{head} (speedup {speedup:.2f}, bounds [{bounds[0]:g}, {bounds[1]:g}])")], evidence)
+    return verdict_of(
+        [Finding(holds, f"{head} (speedup {speedup:.2f}, bounds [{bounds[0]:g}, {bounds[1]:g}])")], evidence
+    )

@@ -64,7 +64,9 @@ def describe(gap: dict) -> str:
     if gap["single_seed"]:
         return f"{gap['mean']:+.1f} pp (single seed)"
     lower, upper = gap["ci95"]
-    return f"{gap['mean']:+.1f} ± {gap['std']:.1f} pp (95% CI {lower:+.1f}..{upper:+.1f} over {gap['seeds']} paired seeds)"
+    return (
+        f"{gap['mean']:+.1f} ± {gap['std']:.1f} pp (95% CI {lower:+.1f}..{upper:+.1f} over {gap['seeds']} paired seeds)"
+    )
 
 
 def gap_finding_text(text: str, gap: dict, holds: bool | None) -> str:

@@ -30,14 +30,14 @@ def budget_note(folder: Path) -> str:
     if runs_path.exists():
         runs = pd.read_parquet(runs_path, columns=["epochs", "train_subset", "seed", "device"])
         subsets = sorted({int(s) for s in runs["train_subset"].fillna(0)})
-        subset = "the full training set" if subsets == [0] else "training subset(s) of " + "/".join(
-            f"{s:,}" if s else "all" for s in subsets
-        ) + " images"
+        subset = (
+            "the full training set"
+            if subsets == [0]
+            else "training subset(s) of " + "/".join(f"{s:,}" if s else "all" for s in subsets) + " images"
+        )
         epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
         devices = ", ".join(sorted(runs["device"].astype(str).unique()))
-        return (
-            f"{len(runs)} runs, {epochs} epochs, {subset}, {runs['seed'].nunique()} seed(s), on {devices}"
-        )
+        return f"{len(runs)} runs, {epochs} epochs, {subset}, {runs['seed'].nunique()} seed(s), on {devices}"
     packs = len(list((folder / "cells").rglob("result.json"))) if (folder / "cells").is_dir() else 0
     signal = "signal claims judged from signal.parquet" if (folder / "signal.parquet").exists() else "no signal.parquet"
     return (
@@ -61,9 +61,15 @@ def build(folders: list[Path], claims_config: str | Path, out: Path) -> tuple[li
     """(claims with their cells per folder, folders with their notes), judged with `claims_config`."""
     spec = load_spec(claims_config)
     out_dir = Path(out).parent
-    columns, rows = [], [{"id": c["id"], "statement": c["statement"], "source": c["source"], "cells": []} for c in spec["claims"]]
+    columns, rows = [], [
+        {"id": c["id"], "statement": c["statement"], "source": c["source"], "cells": []} for c in spec["claims"]
+    ]
     for folder in folders:
-        if not (folder / "runs.parquet").exists() and not (folder / "signal.parquet").exists() and not (folder / "cells").is_dir():
+        if (
+            not (folder / "runs.parquet").exists()
+            and not (folder / "signal.parquet").exists()
+            and not (folder / "cells").is_dir()
+        ):
             raise FileNotFoundError(
                 f"results folder {folder}: no runs.parquet, signal.parquet or cells/ in it; pass a folder the workflow wrote"
             )
