@@ -38,9 +38,12 @@ smoke: $(STAMP)
 	$(BIN)/python -m skipinit check-profile config/smoke.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml --workflow-profile workflow/profiles/default
 
-# Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training).
+# Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training),
+# then the scorecard (results/scorecard.{md,html}): every claim against $(RESULTS) and the committed references.
+SCORECARD_RESULTS ?= results/reference/default results/reference/gpu
 tables: $(STAMP)
 	$(BIN)/python -m skipinit report --results $(RESULTS)
+	$(BIN)/python -m skipinit scorecard --results $(RESULTS) $(SCORECARD_RESULTS) --out results/scorecard.md
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

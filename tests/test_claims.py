@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO
 from skipinit import claims
+from skipinit.claims import stats
+from skipinit.claims.judge import NO_CURVES
 from test_tables import EXPERIMENTS, batch_runs, depth_runs, run_row, runs_frame, signal_frame, write_results
 
 CLAIMS_FILE = REPO / "config" / "claims.yaml"
@@ -16,12 +18,12 @@ SPEC = claims.load_spec(CLAIMS_FILE)
 CLAIM = {claim["id"]: claim for claim in SPEC["claims"]}
 
 
-def judge(claim_id: str, frame: pd.DataFrame, **overrides) -> tuple[str, dict]:
-    """Run one claim's check with the thresholds of config/claims.yaml (and `overrides`)."""
+def judge(claim_id: str, frame: pd.DataFrame, curves: pd.DataFrame | None = None, **overrides) -> tuple[str, dict]:
+    """Run one claim's check with the thresholds of config/claims.yaml (and `overrides`), as the judge would."""
     claim = CLAIM[claim_id]
     params = {**claim["params"], **overrides}
     if claim["data"] != claims.SIGNAL:
-        params = {"models": SPEC["models"], **params}
+        params = {"models": SPEC["models"], "curves": NO_CURVES if curves is None else curves, **params}
     return claims.CHECKS[claim["check"]](frame, params)
 
 
@@ -317,7 +319,7 @@ def test_imagenet_competitive_then_beaten():
 
 
 def test_claims_file_covers_the_paper_and_names_known_checks():
-    assert len(CLAIM) >= 10
+    assert len(CLAIM) >= 20
     assert {claim["check"] for claim in SPEC["claims"]} <= set(claims.CHECKS)
     for claim in SPEC["claims"]:
         assert {"id", "statement", "source", "data", "check", "params", "paper_value"} <= set(claim), claim["id"]
@@ -360,3 +362,269 @@ def test_without_signal_parquet_signal_claims_are_not_run(tmp_path):
     verdicts = {v["id"]: v for v in json.loads((tmp_path / "claims.json").read_text())}
     assert verdicts["signal-unnormalized-doubles"]["verdict"] == "not_run"
     assert verdicts["signal-unnormalized-doubles"]["figures"] == []
+
+
+# --- paired-seed statistics -----------------------------------------------------------------------
+
+
+def test_paired_gap_of_known_numbers():
+    """Gaps 1, 2, 3 over seeds 0..2: mean 2, std 1, 95% t-interval 2 +- 4.303 / sqrt(3)."""
+    candidate = pd.Series([80.0, 70.0, 60.0], index=[0, 1, 2])
+    gap = stats.paired_gap(candidate + [1.0, 2.0, 3.0], candidate)
+    assert gap["mean"] == pytest.approx(2.0) and gap["std"] == pytest.approx(1.0) and gap["seeds"] == 3
+    half = 4.303 / math.sqrt(3)
+    assert gap["ci95"] == pytest.approx([2 - half, 2 + half])
+    assert not gap["single_seed"]
+    assert stats.within(gap, low=0) is None  # 2 - 2.48 < 0 < 2 + 2.48: straddles
+    assert stats.within(gap, low=-1) is True and stats.within(gap, high=-0.5) is False
+    assert "95% CI -0.5..+4.5 over 3 paired seeds" in stats.describe(gap)
+
+
+def test_paired_gap_pairs_by_seed_and_falls_back_to_one_seed():
+    reference = pd.Series([90.0, 91.0, 99.0], index=[0, 1, 7])  # seed 7 has no partner: left out
+    gap = stats.paired_gap(reference, pd.Series([89.0, 89.0], index=[1, 0]))
+    assert gap["seeds"] == 2 and gap["mean"] == pytest.approx(1.5) and gap["std"] == pytest.approx(math.sqrt(0.5))
+    single = stats.paired_gap(pd.Series([90.0], index=[0]), pd.Series([88.0], index=[0]))
+    assert single["single_seed"] and single["ci95"] == [2.0, 2.0] and single["std"] is None
+    assert stats.within(single, low=1) is True and stats.within(single, low=3) is False
+    assert stats.describe(single) == "+2.0 pp (single seed)"
+
+
+def test_t_quantiles():
+    assert stats.t_975(1) == 12.706 and stats.t_975(2) == 4.303
+    assert stats.t_975(60) == pytest.approx(2.000, abs=1e-3) and stats.t_975(120) == pytest.approx(1.980, abs=1e-3)
+    with pytest.raises(ValueError, match="degrees of freedom must be >= 1, got 0"):
+        stats.t_975(0)
+
+
+def test_seed_noise_makes_a_gap_inconclusive_and_a_clear_gap_decides():
+    """Three seeds of BN and SkipInit at depths 16 and 100; the gap at depth 100 is 1 +- 3 pp, then 1 +- 0.1 pp."""
+    rows = []
+    for depth in (16, 100):
+        for seed, noise in enumerate((-3.0, 0.0, 3.0)):
+            rows.append(run_row(90, depth=depth, seed=seed, variant="batchnorm"))
+            rows.append(run_row(89 + (noise if depth == 100 else 0), depth=depth, seed=seed, variant="skipinit"))
+    runs = runs_frame(rows)
+    verdict, evidence = judge("depth-skipinit-matches-bn", runs)
+    assert verdict == "inconclusive" and "straddles the bound" in evidence["reason"]
+    gap = evidence["depths"]["100"]["gap"]
+    assert gap["mean"] == pytest.approx(1.0) and gap["std"] == pytest.approx(3.0) and gap["seeds"] == 3
+    runs.loc[runs["variant"] == "skipinit", "test_acc"] = 89.0 + runs["seed"] * 0.1
+    assert judge("depth-skipinit-matches-bn", runs)[0] == "reproduced"
+    runs.loc[runs["variant"] == "skipinit", "test_acc"] = 80.0 + runs["seed"] * 0.1
+    assert judge("depth-skipinit-matches-bn", runs)[0] == "not_reproduced"
+
+
+# --- learning rates: stable against optimal ---------------------------------------------------------
+
+STABILITY_LRS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+def stability_sweep(models: dict, epochs: int = 20, experiments=("batch_size",), depth: int = 16) -> pd.DataFrame:
+    """{(variant, batch): (best lr, first diverging lr or None)}: accuracy peaks at the best lr; lrs from the
+    diverging one on diverge (score 0)."""
+    rows = []
+    for (variant, batch), (best_lr, diverges_from) in models.items():
+        for lr in STABILITY_LRS:
+            diverged = diverges_from is not None and lr >= diverges_from
+            accuracy = 90 - 3 * abs(math.log2(lr / best_lr))
+            rows.append(
+                run_row(
+                    accuracy,
+                    diverged=diverged,
+                    variant=variant,
+                    batch_size=batch,
+                    lr=lr,
+                    depth=depth,
+                    epochs=epochs,
+                    experiments=experiments,
+                )
+            )
+    return runs_frame(rows)
+
+
+def test_optimum_far_below_stable_at_small_batch_and_close_at_large():
+    holds = {
+        ("batchnorm", 64): (0.05, 0.8),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 64): (0.05, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
+    verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(holds))
+    assert verdict == "reproduced", evidence
+    assert evidence["models"]["batchnorm"]["64"]["ratio_range"] == [8, 16]
+    assert evidence["models"]["batchnorm"]["512"]["stable_lr"] == 0.4
+    assert evidence["models"]["batchnorm"]["512"]["first_unstable_lr"] == 0.8
+    near = {**holds, ("skipinit", 64): (0.4, 0.8)}  # the optimum is the largest stable lr at batch 64
+    verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(near))
+    assert (
+        verdict == "not_reproduced" and "skipinit batch 64: largest stable lr 0.4 vs optimal 0.4" in evidence["reason"]
+    )
+    far_at_large = {**holds, ("batchnorm", 512): (0.05, 0.8)}
+    assert judge("batch-optimum-below-stable", stability_sweep(far_at_large))[0] == "not_reproduced"
+
+
+def test_optimum_below_stable_undecided_without_divergence_or_budget():
+    no_divergence = {
+        ("batchnorm", 64): (0.8, None),
+        ("skipinit", 64): (0.8, None),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
+    verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(no_divergence))
+    assert verdict == "inconclusive" and "lr grid does not reach divergence" in evidence["reason"]
+    assert evidence["models"]["batchnorm"]["64"]["ratio_range"][1] == math.inf
+    # a grid that never diverges still bounds the stable lr from below: 1.6 >= 32 x 0.05 decides the small part
+    bounded = {**no_divergence, ("batchnorm", 64): (0.05, None), ("skipinit", 64): (0.05, None)}
+    assert judge("batch-optimum-below-stable", stability_sweep(bounded))[0] == "reproduced"
+    small_only = {("batchnorm", 64): (0.05, 0.8), ("skipinit", 64): (0.05, 0.8)}
+    verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(small_only))
+    assert verdict == "inconclusive" and "no batch size >= 256 (largest 64)" in evidence["reason"]
+    verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(holds_everywhere(), epochs=2))
+    assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
+
+
+def holds_everywhere() -> dict:
+    return {
+        ("batchnorm", 64): (0.05, 0.8),
+        ("batchnorm", 512): (0.4, 0.8),
+        ("skipinit", 64): (0.05, 0.8),
+        ("skipinit", 512): (0.4, 0.8),
+    }
+
+
+def test_batchnorm_tolerates_larger_learning_rates():
+    ranked = {("batchnorm", 64): (0.1, 1.6), ("skipinit", 64): (0.1, 0.4), ("unnormalized", 64): (0.05, 0.2)}
+    verdict, evidence = judge("bn-larger-stable-lr", stability_sweep(ranked))
+    assert verdict == "reproduced", evidence
+    setting = evidence["settings"]["depth 16, width 1, batch 64"]
+    assert setting["batchnorm"]["stable_lr"] == 0.8 and setting["unnormalized"]["first_unstable_lr"] == 0.2
+    reversed_ = {**ranked, ("batchnorm", 64): (0.1, 0.2), ("skipinit", 64): (0.1, 0.8)}
+    verdict, evidence = judge("bn-larger-stable-lr", stability_sweep(reversed_))
+    assert verdict == "not_reproduced" and "batchnorm fails at 0.2" in evidence["reason"]
+
+
+def test_larger_stable_lr_undecided_when_the_grid_cannot_tell():
+    never = {("batchnorm", 64): (0.1, None), ("skipinit", 64): (0.1, None), ("unnormalized", 64): (0.1, None)}
+    verdict, evidence = judge("bn-larger-stable-lr", stability_sweep(never))
+    assert verdict == "inconclusive" and "lr grid does not reach divergence" in evidence["reason"]
+    same = {("batchnorm", 64): (0.1, 0.8), ("skipinit", 64): (0.1, 0.8), ("unnormalized", 64): (0.1, 0.4)}
+    verdict, evidence = judge("bn-larger-stable-lr", stability_sweep(same))
+    assert verdict == "inconclusive" and "the grid cannot tell them apart" in evidence["reason"]
+    # the depth study: one lr where the deep unnormalized net diverges and batch norm trains decides that part
+    depth = deep_runs(lrs=(0.1,))
+    verdict, evidence = judge("bn-larger-stable-lr", depth)
+    assert verdict == "inconclusive"
+    assert evidence["settings"]["depth 100, width 1, batch 128"]["unnormalized"]["stable_lr"] == 0
+
+
+# --- convergence speed (curves.parquet) -----------------------------------------------------------------
+
+
+def speed_runs(reach: dict, evaluations: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """{(variant, batch): epoch at which its curve reaches its final 90%}: runs at one lr, curves linear until then."""
+    runs = runs_frame(
+        [
+            run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
+            for (variant, batch) in reach
+            for lr in (0.05, 0.1, 0.2)
+        ]
+    )
+    runs.loc[runs["lr"] != 0.1, "test_acc"] = 80.0  # best lr 0.1, interior
+    points = []
+    for _, run in runs.iterrows():
+        epochs_to_final = reach[(run["variant"], run["batch_size"])]
+        for epoch in range(1, evaluations + 1):
+            points.append(
+                {
+                    "cell_id": run["cell_id"],
+                    "epoch": epoch,
+                    "step": 100 * epoch,
+                    "test_acc": run["test_acc"] * min(1.0, epoch / epochs_to_final),
+                }
+            )
+    return runs, pd.DataFrame(points)
+
+
+def test_batchnorm_faster_at_large_batch():
+    runs, curves = speed_runs({("batchnorm", 512): 2, ("skipinit", 512): 6})
+    verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
+    assert verdict == "reproduced", evidence
+    # target 0.9 x 90 = 81: BN reaches it at epoch 2 (step 200), SkipInit at epoch 6 (5.4 x 90 / 6 = 81, step 600)
+    assert evidence["target_test_acc"] == pytest.approx(81) and evidence["speedup"] == pytest.approx(3)
+    runs, curves = speed_runs({("batchnorm", 512): 5, ("skipinit", 512): 5})
+    assert judge("bn-faster-large-batch", runs, curves=curves)[0] == "not_reproduced"
+
+
+def test_speed_advantage_small_at_small_batch():
+    runs, curves = speed_runs({("batchnorm", 64): 3, ("skipinit", 64): 4})
+    verdict, evidence = judge("bn-speed-small-batch-small", runs, curves=curves)
+    assert verdict == "reproduced" and evidence["speedup"] == pytest.approx(4 / 3)
+    runs, curves = speed_runs({("batchnorm", 64): 3, ("skipinit", 64): 9})
+    assert judge("bn-speed-small-batch-small", runs, curves=curves)[0] == "not_reproduced"
+
+
+def test_speed_undecided_on_coarse_or_missing_curves():
+    runs, curves = speed_runs({("batchnorm", 512): 1, ("skipinit", 512): 1})
+    verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
+    assert verdict == "inconclusive" and "first evaluation, too coarse" in evidence["reason"]
+    runs, curves = speed_runs({("batchnorm", 512): 1, ("skipinit", 512): 2}, evaluations=2)
+    verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
+    assert verdict == "inconclusive" and "2 evaluation(s), fewer than the 3" in evidence["reason"]
+    assert judge("bn-faster-large-batch", runs, curves=curves.iloc[:0])[0] == "not_run"
+    runs, curves = speed_runs({("batchnorm", 64): 2, ("skipinit", 64): 6})
+    verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
+    assert verdict == "inconclusive" and "no batch size >= 256 (largest: 64)" in evidence["reason"]
+
+
+# --- regularization and batch-size trends --------------------------------------------------------------
+
+
+def test_batchnorm_edge_at_small_batch_with_train_test_gaps():
+    runs = regularization_runs(no_l2_acc=89, dropout_acc=91)
+    runs["train_acc"] = runs["test_acc"] + np.where(runs["variant"] == "batchnorm", 3.0, 9.0)
+    verdict, evidence = judge("regularization-bn-edge-small-batch", runs)
+    assert verdict == "reproduced" and evidence["edge"]["mean"] == 2
+    assert evidence["batchnorm"]["train_test_gap_pp"] == 3 and evidence["skipinit"]["train_test_gap_pp"] == 9
+    assert "train/test gaps: batchnorm 3.0 pp, skipinit 9.0 pp" in evidence["reason"]
+    runs.loc[runs["variant"] == "batchnorm", "test_acc"] = 90.0
+    assert judge("regularization-bn-edge-small-batch", runs)[0] == "not_reproduced"
+    verdict, evidence = judge("regularization-bn-edge-small-batch", regularization_runs(89, 91, epochs=2))
+    assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
+
+
+def test_batchnorm_edge_straddling_over_seeds_is_inconclusive():
+    rows = []
+    for seed, noise in enumerate((-2.0, 0.5, 3.0)):
+        rows.append(run_row(92, variant="batchnorm", seed=seed, batch_size=64, experiments=("regularization",)))
+        rows.append(run_row(91 + noise, variant="skipinit", seed=seed, batch_size=64, experiments=("regularization",)))
+    verdict, evidence = judge("regularization-bn-edge-small-batch", runs_frame(rows))
+    assert verdict == "inconclusive" and "straddles the bound" in evidence["reason"]
+    assert evidence["edge"]["seeds"] == 3 and evidence["edge"]["mean"] == pytest.approx(1 - 0.5)
+
+
+def test_optimal_lr_grows_with_batch_at_small_batch_sizes():
+    grows = {("batchnorm", 16): 0.05, ("batchnorm", 64): 0.2, ("skipinit", 16): 0.05, ("skipinit", 64): 0.1}
+    verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep(grows))
+    assert verdict == "reproduced" and evidence["models"]["batchnorm"]["lr_ratio_range"] == [4, 4]
+    flat = {**grows, ("skipinit", 64): 0.05}
+    verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep(flat))
+    assert (
+        verdict == "not_reproduced" and "skipinit: optimal lr 0.05 at batch 16, 0.05 at batch 64" in evidence["reason"]
+    )
+    bottom = {**grows, ("batchnorm", 16): 0.025, ("batchnorm", 64): 0.025}
+    verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep(bottom))
+    assert verdict == "inconclusive" and "at the edge of the grid" in evidence["reason"]
+    verdict, evidence = judge("batch-optimal-lr-grows", batch_sweep({("batchnorm", 64): 0.1, ("skipinit", 64): 0.1}))
+    assert verdict == "inconclusive" and "the trend needs 2" in evidence["reason"]
+
+
+def test_batchnorm_lead_grows_with_batch_size():
+    best = {("batchnorm", 16): 0.05, ("batchnorm", 512): 0.2, ("skipinit", 16): 0.05, ("skipinit", 512): 0.1}
+    verdict, evidence = judge("batch-gap-grows", batch_sweep(best, accuracy={("skipinit", 512): 87}))
+    assert verdict == "reproduced" and evidence["growth"]["mean"] == pytest.approx(3)
+    verdict, evidence = judge("batch-gap-grows", batch_sweep(best))
+    assert verdict == "not_reproduced" and evidence["lead_pp"] == {"16": 0, "512": 0}
+    edge = {**best, ("batchnorm", 512): 0.8}
+    verdict, evidence = judge("batch-gap-grows", batch_sweep(edge, accuracy={("skipinit", 512): 87}))
+    assert verdict == "inconclusive" and "grid's edge for batchnorm at batch 512" in evidence["reason"]

@@ -274,3 +274,14 @@ def test_make_tables_rebuilds_the_committed_reference_results(tmp_path):
     signal_claims = [claim for claim in verdicts if claim.startswith("signal-")]
     assert signal_claims and all(verdicts[claim] == "reproduced" for claim in signal_claims)
     assert verdicts["depth-unnormalized-fails"] == "reproduced"
+
+
+def test_caption_says_seeds_and_the_budget_the_table_reflects():
+    runs = depth_runs()
+    frame = tables.summary(runs, "depth", "depth")
+    caption = tables.caption_of("depth", {"description": "hand-made"}, frame, runs)
+    assert "mean ± std over 2 seeds" in caption
+    assert "Budget: 20 epoch(s) on the full training set, 2 seed(s) per cell. hand-made" in caption
+    short = runs.assign(epochs=2, train_subset=2560, seed=0)
+    caption = tables.caption_of("depth", {}, tables.summary(short, "depth", "depth"), short)
+    assert "from a single seed" in caption and "Budget: 2 epoch(s) on a training subset of 2,560 images, 1 seed(s)" in caption

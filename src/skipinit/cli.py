@@ -118,6 +118,17 @@ def cmd_report(args: argparse.Namespace) -> None:
         plot.redraw(results)
 
 
+def cmd_scorecard(args: argparse.Namespace) -> None:
+    """Every claim against every results folder, judged from their Parquet files: one Markdown and one HTML page."""
+    from skipinit.report import scorecard
+
+    try:
+        written = scorecard.write(args.results, args.claims_config, args.out)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
+    log.info("scorecard of %d results folder(s): %s", len(args.results), ", ".join(map(str, written)))
+
+
 def cmd_check_profile(args: argparse.Namespace) -> None:
     from skipinit import profile
 
@@ -177,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--claims-config", default="config/claims.yaml")
     report.add_argument("--only", nargs="+", choices=REPORT_PARTS, help="parts to rebuild (default: all)")
     report.set_defaults(func=cmd_report)
+
+    card = commands.add_parser("scorecard", help="every claim against every results folder (Markdown and HTML)")
+    card.add_argument("--results", nargs="+", required=True, help="results folders (runs.parquet, signal.parquet or cells/)")
+    card.add_argument("--claims-config", default="config/claims.yaml")
+    card.add_argument("--out", required=True, help="the Markdown page; the HTML page is written next to it")
+    card.set_defaults(func=cmd_scorecard)
 
     check = commands.add_parser("check-profile", help="read profiles strictly (duplicate keys, YAML syntax with its line) and check them against the schema")
     check.add_argument("profiles", nargs="+")

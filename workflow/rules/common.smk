@@ -146,12 +146,26 @@ def data_source_flags():
 
 
 def claims_inputs(wildcards):
-    """What the claims read: runs.parquet, the claims file, and signal.parquet where the profile measures it."""
-    inputs = {"runs": f"results/{wildcards.name}/runs.parquet", "claims": config["claims"]}
+    """What the claims read: runs/curves Parquet, the claims file, and signal.parquet where the profile measures it."""
+    inputs = {
+        "runs": f"results/{wildcards.name}/runs.parquet",
+        "curves": f"results/{wildcards.name}/curves.parquet",
+        "claims": config["claims"],
+    }
     if signal_models():
         inputs["signal"] = f"results/{wildcards.name}/signal.parquet"
     return inputs
 
 
 def claims_targets():
-    return [f"{RESULTS}/claims.json", f"{RESULTS}/claims.md"]
+    return [f"{RESULTS}/claims.json", f"{RESULTS}/claims.md", f"{RESULTS}/scorecard.md", f"{RESULTS}/scorecard.html"]
+
+
+# Committed results the profile's scorecard sets its own results against (those this checkout has).
+REFERENCE_RESULTS = ("results/reference/default", "results/reference/gpu")
+
+
+def scorecard_references(wildcards):
+    """The reference folders, as command-line words, other than the profile's own results folder."""
+    own = f"results/{wildcards.name}"
+    return " ".join(shlex.quote(f) for f in REFERENCE_RESULTS if Path(f).is_dir() and f != own)

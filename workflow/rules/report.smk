@@ -72,3 +72,29 @@ rule claims:
     shell:
         "python -m skipinit report --results results/{wildcards.name} --only claims "
         "--claims-config {input.claims:q} > {log} 2>&1"
+
+
+rule scorecard:
+    input:
+        unpack(claims_inputs),
+    output:
+        md=report(
+            "results/{name}/scorecard.md",
+            caption="../report/scorecard.rst",
+            category="Claims",
+        ),
+        html="results/{name}/scorecard.html",
+    log:
+        "results/{name}/logs/scorecard.log",
+    benchmark:
+        "results/{name}/benchmarks/scorecard.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        references=scorecard_references,
+    shell:
+        "python -m skipinit scorecard --results results/{wildcards.name} {params.references} "
+        "--claims-config {input.claims:q} --out {output.md:q} > {log} 2>&1"

@@ -17,6 +17,9 @@ from skipinit.report.aggregate import read_experiment_meta, runs_of
 from skipinit.signal import FIGURE_STEM
 
 SIGNAL_FIGURE = f"figures/{FIGURE_STEM}.png"
+NO_CURVES = pd.DataFrame(
+    {"cell_id": pd.Series(dtype=str), "step": pd.Series(dtype=int), "test_acc": pd.Series(dtype=float)}
+)
 
 
 def load_spec(path: str | Path) -> dict:
@@ -33,8 +36,19 @@ def load_spec(path: str | Path) -> dict:
     return spec
 
 
-def judge(claim: dict, runs: pd.DataFrame, signal: pd.DataFrame, experiments: dict, models: dict) -> dict:
-    """One claim's entry in claims.json: its verdict, the evidence, and the figures it is read from."""
+def judge(
+    claim: dict,
+    runs: pd.DataFrame,
+    signal: pd.DataFrame,
+    experiments: dict,
+    models: dict,
+    curves: pd.DataFrame | None = None,
+) -> dict:
+    """One claim's entry in claims.json: its verdict, the evidence, and the figures it is read from.
+
+    A run check gets the claims file's `models` and the runs' learning curves (`curves`, empty
+    without curves.parquet) in its params, next to the claim's own thresholds.
+    """
     if claim["data"] == SIGNAL:
         frame, params = signal, claim["params"]
         figures = [SIGNAL_FIGURE] if not signal.empty else []
@@ -45,7 +59,7 @@ def judge(claim: dict, runs: pd.DataFrame, signal: pd.DataFrame, experiments: di
             name for name, meta in experiments.items() if meta.get("kind") in kinds and not runs_of(runs, name).empty
         ]
         frame = runs[runs["experiments"].map(lambda names: bool(set(names) & set(used)))]
-        params = {"models": models, **claim["params"]}
+        params = {"models": models, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
         figures = [f"figures/{name}.png" for name in used]
     verdict, evidence = CHECKS[claim["check"]](frame, params)
     if claim["data"] != SIGNAL:
@@ -77,17 +91,36 @@ def jsonable(value):
     return value
 
 
+def judge_folder(results: Path, spec: dict) -> list[dict]:
+    """Every claim of `spec` judged on one results folder: runs.parquet, and curves/signal Parquet where present.
+
+    Without runs.parquet (a folder of unaggregated cells) every run claim is not_run; the signal
+    claims are judged wherever signal.parquet is.
+    """
+    results = Path(results)
+    signal_path, curves_path, runs_path = (results / f"{name}.parquet" for name in ("signal", "curves", "runs"))
+    signal = pd.read_parquet(signal_path) if signal_path.exists() else NO_SIGNAL
+    curves = pd.read_parquet(curves_path) if curves_path.exists() else NO_CURVES
+    if runs_path.exists():
+        runs, experiments = pd.read_parquet(runs_path), read_experiment_meta(runs_path)
+    else:
+        runs, experiments = pd.DataFrame({"experiments": pd.Series(dtype=object)}), {}
+    models = spec.get("models", {})
+    verdicts = [judge(claim, runs, signal, experiments, models, curves) for claim in spec["claims"]]
+    if not runs_path.exists():
+        for entry in verdicts:
+            if entry["evidence"].get("experiments") == []:
+                entry["evidence"]["reason"] = f"no runs.parquet in {results} (trained cells not aggregated)"
+    return verdicts
+
+
 def write(results: Path, claims_config: str | Path) -> None:
     """Judge every claim of `claims_config` on `results`; write claims.json and claims.md there.
 
-    Reads runs.parquet, and signal.parquet where present (its claims are not run otherwise).
+    Reads runs.parquet, and curves.parquet and signal.parquet where present (the claims that need
+    them are not run otherwise).
     """
     results = Path(results)
-    spec = load_spec(claims_config)
-    runs = pd.read_parquet(results / "runs.parquet")
-    signal_path = results / "signal.parquet"
-    signal = pd.read_parquet(signal_path) if signal_path.exists() else NO_SIGNAL
-    experiments = read_experiment_meta(results / "runs.parquet")
-    verdicts = [judge(claim, runs, signal, experiments, spec.get("models", {})) for claim in spec["claims"]]
+    verdicts = judge_folder(results, load_spec(claims_config))
     write_json(results / "claims.json", verdicts)
     write_text(results / "claims.md", markdown(verdicts, claims_config))

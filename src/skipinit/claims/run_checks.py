@@ -1,6 +1,12 @@
-"""Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet."""
+"""Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet.
+
+Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and is decided by
+the gap's 95% interval: inside the claim's bound, outside it, or straddling it (undecided).
+"""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -10,9 +16,13 @@ from skipinit.claims.selection import (
     batch_comparison,
     best_per,
     common_values,
+    gap_at,
+    interior,
     preflight,
+    seed_scores,
     select,
 )
+from skipinit.claims.stats import gap_finding_text, paired_gap, within
 from skipinit.report.tables import best_lr_summary
 
 
@@ -76,14 +86,18 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
     findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], "depths": {}}
     for depth in depths:
         ref, cand = tables[reference].loc[depth], tables[candidate].loc[depth]
-        gap = ref["test_acc_mean"] - cand["test_acc_mean"]
-        evidence["depths"][str(depth)] = {reference: at_best(ref), candidate: at_best(cand), "gap_pp": gap}
-        findings.append(
-            Finding(
-                gap <= params["max_gap_pp"],
-                f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}% (gap {gap:+.1f} pp)",
-            )
+        gap = gap_at(runs, params, tables, "depth", depth, (reference, candidate))
+        evidence["depths"][str(depth)] = {
+            reference: at_best(ref),
+            candidate: at_best(cand),
+            "gap_pp": gap["mean"],
+            "gap": gap,
+        }
+        holds = within(gap, high=params["max_gap_pp"])
+        text = (
+            f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
         )
+        findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
     return verdict_of(findings, evidence)
 
@@ -108,20 +122,21 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
     }
     for batch_size in batch_sizes:
         kept, removed = tables[params["with"]].loc[batch_size], tables[params["without"]].loc[batch_size]
-        drop = kept["test_acc_mean"] - removed["test_acc_mean"]
+        drop = gap_at(runs, params, tables, "batch_size", batch_size, (params["with"], params["without"]))
         evidence["batch_sizes"][str(batch_size)] = {
             params["with"]: at_best(kept),
             params["without"]: at_best(removed),
-            "drop_pp": drop,
+            "drop_pp": drop["mean"],
+            "drop": drop,
         }
         trains = removed["test_acc_mean"] >= train_from
-        in_range = params["min_drop_pp"] <= drop <= params["max_drop_pp"]
+        in_range = within(drop, params["min_drop_pp"], params["max_drop_pp"])
+        text = (
+            f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
+            f"({'trains' if trains else 'does not train'}), below {params['with']} by"
+        )
         findings.append(
-            Finding(
-                bool(trains and in_range),
-                f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
-                f"({'trains' if trains else 'does not train'}), {drop:+.1f} pp below {params['with']}",
-            )
+            Finding(in_range if trains else False, gap_finding_text(text, drop, in_range if trains else False))
         )
     return verdict_of(findings, evidence)
 
@@ -145,8 +160,9 @@ def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
     findings, evidence = [], {"max_lr_ratio": bound, "max_gap_pp": params["max_gap_pp"], "batch_sizes": {}}
     for batch_size in small:
         rows = tuple(tables[name].loc[batch_size] for name in names)
+        gap = gap_at(runs, params, tables, "batch_size", batch_size, names)
         found, evidence["batch_sizes"][str(batch_size)] = batch_comparison(
-            batch_size, rows, names, similar_lrs, lambda gap: abs(gap) <= params["max_gap_pp"]
+            batch_size, rows, names, similar_lrs, gap, (-params["max_gap_pp"], params["max_gap_pp"])
         )
         findings += found
     return verdict_of(findings, evidence)
@@ -173,7 +189,8 @@ def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
         tuple(tables[name].loc[largest] for name in names),
         names,
         lambda low, high: True if low >= ratio else False if high < ratio else None,
-        lambda gap: gap >= params["min_gap_pp"],
+        gap_at(runs, params, tables, "batch_size", largest, names),
+        (params["min_gap_pp"], math.inf),
     )
     evidence = {"batch_size": largest, "min_lr_ratio": ratio, "min_gap_pp": params["min_gap_pp"], **found}
     return verdict_of(findings, evidence)
@@ -181,7 +198,10 @@ def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
 
 @check
 def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`."""
+    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`.
+
+    The shrink is `regularized` - `plain`, paired by seed (the reference's score cancels).
+    """
     if early := preflight(runs, params):
         return early
     names = (params["reference"], params["plain"], params["regularized"])
@@ -193,24 +213,26 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
     lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
     lead_regularized = reference["test_acc_mean"] - regularized["test_acc_mean"]
+    shrink = gap_at(runs, params, tables, "batch_size", batch_size, (names[2], names[1]))
     evidence = {
         "batch_size": batch_size,
         **{name: at_best(row) for name, row in zip(names, (reference, plain, regularized))},
         "lead_over_plain_pp": lead_plain,
         "lead_over_regularized_pp": lead_regularized,
         "min_shrink_pp": params["min_shrink_pp"],
+        "shrink": shrink,
     }
-    holds = lead_regularized <= lead_plain - params["min_shrink_pp"]
+    holds = within(shrink, low=params["min_shrink_pp"])
     leads = f"{names[1]} by {lead_plain:+.1f} pp and {names[2]} by {lead_regularized:+.1f} pp"
-    text = f"batch {batch_size}: {names[0]} leads {leads}"
-    return verdict_of([Finding(holds, text)], evidence)
+    text = f"batch {batch_size}: {names[0]} leads {leads}; the lead shrinks by"
+    return verdict_of([Finding(holds, gap_finding_text(text, shrink, holds))], evidence)
 
 
 @check
 def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     """Each of `candidates` is within `max_gap_pp` of `reference` below the largest batch size, and beaten there.
 
-    Beaten: `reference` leads by more than `min_win_pp`.
+    Beaten: `reference` leads by at least `min_win_pp`.
     """
     if early := preflight(runs, params):
         return early
@@ -229,14 +251,95 @@ def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -
         evidence["batch_sizes"][str(batch_size)] = {reference: at_best(ref)}
         for name in params["candidates"]:
             cand = tables[name].loc[batch_size]
-            gap = ref["test_acc_mean"] - cand["test_acc_mean"]
-            evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap}
+            gap = gap_at(runs, params, tables, "batch_size", batch_size, (reference, name))
+            evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap["mean"], "gap": gap}
             if batch_size == largest:
-                findings.append(
-                    Finding(gap > params["min_win_pp"], f"batch {batch_size}: {reference} {gap:+.1f} pp over {name}")
-                )
+                holds, text = within(gap, low=params["min_win_pp"]), f"batch {batch_size}: {reference} over {name}"
             else:
-                findings.append(
-                    Finding(gap <= params["max_gap_pp"], f"batch {batch_size}: {name} {gap:+.1f} pp behind {reference}")
+                holds, text = (
+                    within(gap, high=params["max_gap_pp"]),
+                    f"batch {batch_size}: {name} behind {reference} by",
                 )
+            findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
     return verdict_of(findings, evidence)
+
+
+@check
+def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At the smallest batch size (<= `small_batch_max`), `reference` beats `candidate` by >= `min_edge_pp`.
+
+    Paired by seed. The evidence adds each model's train/test gap (final train accuracy minus test
+    accuracy at its best lr): a regularizer narrows it, so a reference edge with the narrower gap reads
+    as regularization rather than better optimization.
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    if not batch_sizes or batch_sizes[0] > params["small_batch_max"]:
+        reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
+        return INCONCLUSIVE, {"reason": reason}
+    batch_size = batch_sizes[0]
+    edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
+    evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
+    for name in names:
+        row = tables[name].loc[batch_size]
+        rows = select(runs, params, name)
+        rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == row["best_lr"])]
+        evidence[name] = {**at_best(row), "train_test_gap_pp": float((rows["train_acc"] - rows["test_acc"]).mean())}
+    holds = within(edge, low=params["min_edge_pp"])
+    gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
+    text = f"batch {batch_size}: {names[0]} over {names[1]}"
+    return verdict_of([Finding(holds, f"{gap_finding_text(text, edge, holds)} (train/test gaps: {gaps})")], evidence)
+
+
+@check
+def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """`reference`'s lead over `candidate` at the largest batch size (>= `large_batch_min`) exceeds its lead at the
+    smallest by >= `min_growth_pp`.
+
+    Paired by seed: per seed, the lead at the largest batch size minus the lead at the smallest.
+    Decided only where all four optima are interior to their lr grids (an edge only bounds an accuracy).
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
+    batch_sizes = common_values(tables)
+    if len(batch_sizes) < 2 or batch_sizes[-1] < params["large_batch_min"]:
+        reason = (
+            f"needs two batch sizes with both models, the largest >= {params['large_batch_min']} (have {batch_sizes})"
+        )
+        return INCONCLUSIVE, {"batch_sizes": batch_sizes, "reason": reason}
+    small, large = batch_sizes[0], batch_sizes[-1]
+
+    def lead(batch_size: int) -> pd.Series:
+        scores = [
+            seed_scores(runs, params, name, {"batch_size": batch_size}, tables[name].loc[batch_size, "best_lr"])
+            for name in names
+        ]
+        return (scores[0] - scores[1]).dropna()
+
+    growth = paired_gap(lead(large), lead(small))
+    evidence = {
+        "batch_sizes": [small, large],
+        "min_growth_pp": params["min_growth_pp"],
+        "lead_pp": {str(small): float(lead(small).mean()), str(large): float(lead(large).mean())},
+        "growth": growth,
+        **{f"{name}@{b}": at_best(tables[name].loc[b]) for name in names for b in (small, large)},
+    }
+    text = f"{names[0]}'s lead over {names[1]} grows from batch {small} to {large} by"
+    edges = [f"{name} at batch {b}" for name in names for b in (small, large) if not interior(tables[name].loc[b])]
+    if edges:
+        return verdict_of(
+            [
+                Finding(
+                    None,
+                    f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for {', '.join(edges)}",
+                )
+            ],
+            evidence,
+        )
+    holds = within(growth, low=params["min_growth_pp"])
+    return verdict_of([Finding(holds, gap_finding_text(text, growth, holds))], evidence)

@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
+from skipinit.claims.stats import gap_finding_text, paired_gap, within
 from skipinit.report.tables import best_lr_summary
 
 
@@ -40,6 +41,21 @@ def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFr
     rows = select(runs, params, name)
     ends = rows.groupby(key)["lr"].agg(lr_min="min", lr_max="max")
     return best_lr_summary(rows, [key]).set_index(key).join(ends)
+
+
+def seed_scores(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float) -> pd.Series:
+    """Model `name`'s score per seed at `setting` (e.g. {"batch_size": 64}) and `lr`; a diverged run scores 0."""
+    rows = select(runs, params, name)
+    for key, value in setting.items():
+        rows = rows[rows[key] == value]
+    rows = rows[rows["lr"] == lr]
+    return rows.assign(score=rows["test_acc"].fillna(0.0)).groupby("seed")["score"].mean()
+
+
+def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:
+    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`)."""
+    scores = [seed_scores(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
+    return paired_gap(*scores)
 
 
 def at_best(row: pd.Series) -> dict:
@@ -88,31 +104,37 @@ def batch_comparison(
     rows: tuple[pd.Series, pd.Series],
     names: tuple[str, str],
     lr_verdict: Callable[[float, float], bool | None],
-    gap_holds: Callable[[float], bool],
+    gap: dict,
+    gap_bounds: tuple[float, float],
 ) -> tuple[list[Finding], dict]:
     """The lr part and the accuracy part of comparing a reference with a candidate at one batch size.
 
     An optimum at the edge of the lr grid only bounds the optimal lr (and the accuracy there): the lr
     part gets the range of lr ratios the grids allow (`lr_verdict` decides it, or not), the accuracy
-    part is decided only when both optima are interior.
+    part (the paired gap, inside `gap_bounds` or not) is decided only when both optima are interior.
     """
     reference, candidate = rows
     low, high = lr_ratio_range(reference, candidate)
-    gap = reference["test_acc_mean"] - candidate["test_acc_mean"]
     edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
     lr_text = (
         f"batch {batch_size}: best lr {reference['best_lr']:g} ({names[0]}) vs {candidate['best_lr']:g} ({names[1]})"
     )
-    gap_text = f"batch {batch_size}: {names[0]} {gap:+.1f} pp over {names[1]}"
+    gap_text = f"batch {batch_size}: {names[0]} over {names[1]}"
     lr_holds = lr_verdict(low, high)
+    gap_holds = within(gap, *gap_bounds)
     findings = [
         Finding(lr_holds, lr_text if lr_holds is not None else f"{lr_text}: {edges}"),
-        Finding(None, f"{gap_text}, not decidable: {edges}") if edges else Finding(gap_holds(gap), gap_text),
+        (
+            Finding(None, f"{gap_text} {gap['mean']:+.1f} pp, not decidable: {edges}")
+            if edges
+            else Finding(gap_holds, gap_finding_text(gap_text, gap, gap_holds))
+        ),
     ]
     evidence = {
         names[0]: at_best(reference),
         names[1]: at_best(candidate),
         "lr_ratio_range": [low, high],
-        "gap_pp": gap,
+        "gap_pp": gap["mean"],
+        "gap": gap,
     }
     return findings, evidence

@@ -117,13 +117,28 @@ def render(frame: pd.DataFrame, fmt: str, caption: str) -> str:
     raise ValueError(f"unknown table format {fmt!r}")
 
 
-def caption_of(experiment: str, meta: dict, frame: pd.DataFrame) -> str:
+def budget_of(runs: pd.DataFrame) -> str:
+    """What a table's numbers reflect: epochs, training images, seeds (a 2-epoch gap is not the paper's 200-epoch one)."""
+    if runs.empty:
+        return ""
+    epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
+    subsets = sorted({int(s) for s in runs["train_subset"].fillna(0)})
+    images = "the full training set" if subsets == [0] else "a training subset of " + "/".join(
+        f"{s:,}" if s else "all" for s in subsets
+    ) + " images"
+    seeds = int(runs["seed"].nunique())
+    return f"Budget: {epochs} epoch(s) on {images}, {seeds} seed(s) per cell."
+
+
+def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
+    """The table's caption: what a cell holds, over how many seeds, and the budget it reflects."""
     seeds = sorted(frame["seeds"].astype(int).unique()) if not frame.empty else []
     spread = "from a single seed" if seeds == [1] else f"mean ± std over {'/'.join(map(str, seeds)) or 'the'} seeds"
+    budget = budget_of(runs) if runs is not None else ""
     return (
         f"{experiment}: final test accuracy in percent, {spread}, at the best learning rate (in brackets); "
-        f"diverged runs count as 0. {meta.get('description', '')}"
-    ).strip()
+        f"diverged runs count as 0. {budget} {meta.get('description', '')}"
+    ).replace("  ", " ").strip()
 
 
 def write_all(results: Path, experiments: dict) -> list[Path]:
@@ -133,8 +148,9 @@ def write_all(results: Path, experiments: dict) -> list[Path]:
     for experiment, meta in experiments.items():
         kind = meta.get("kind", "generic")
         frame = summary(runs, experiment, kind)
-        model_order = list(dict.fromkeys(runs_of(runs, experiment)["label"]))  # as the profile lists them
-        caption = caption_of(experiment, meta, frame)
+        rows = runs_of(runs, experiment)
+        model_order = list(dict.fromkeys(rows["label"]))  # as the profile lists them
+        caption = caption_of(experiment, meta, frame, rows)
         for fmt in TABLE_FORMATS:
             path = results / "tables" / f"{experiment}.{fmt}"
             write_text(path, render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption))

@@ -1,0 +1,192 @@
+"""Checks on learning rates: the largest stable lr against the optimal one, and how both move with batch size.
+
+An lr "trains" when no seed diverged there and the mean score over seeds (a diverged run scores 0)
+reaches chance + `stable_margin_pp`. The largest stable lr of a grid is the largest lr that trains;
+it lies in [that lr, the next lr of the grid), or beyond the grid when its largest lr trains: such a
+grid does not reach divergence and only bounds the stable lr from below.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
+from skipinit.claims.selection import (
+    at_best,
+    best_per,
+    common_values,
+    edge_text,
+    lr_ratio_range,
+    optimum_range,
+    preflight,
+    select,
+)
+
+NO_DIVERGENCE = "lr grid does not reach divergence"
+
+
+def stable_range(rows: pd.DataFrame, train_from: float) -> dict:
+    """Where the largest stable lr of `rows` (one model at one setting) lies: [low, high), from its lr grid.
+
+    low: the largest lr that trains (0 when none does); high: the next lr of the grid (inf when the
+    largest lr of the grid trains).
+    """
+    per_lr = (
+        rows.assign(score=rows["test_acc"].fillna(0.0))
+        .groupby("lr")
+        .agg(score=("score", "mean"), diverged=("diverged", "any"))
+        .sort_index()
+    )
+    trains = ~per_lr["diverged"] & (per_lr["score"] >= train_from)
+    lrs = list(per_lr.index)
+    low = max((lr for lr, ok in trains.items() if ok), default=0.0)
+    above = [lr for lr in lrs if lr > low]
+    return {
+        "stable_lr": low,
+        "first_unstable_lr": above[0] if above else math.inf,
+        "lrs": lrs,
+        "diverged_lrs": [lr for lr, diverged in per_lr["diverged"].items() if diverged],
+    }
+
+
+def setting_text(setting: dict) -> str:
+    return ", ".join(f"{key.replace('_size', '')} {value}" for key, value in setting.items())
+
+
+@check
+def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
+    """Per model: at batch sizes <= `small_batch_max` the largest stable lr is >= `min_factor` x the optimal lr,
+    while at the largest batch size (>= `large_batch_min`) it is within `max_factor_large` of it.
+
+    The ratio's range follows from both grids: the stable lr's range (`stable_range`) over the range of
+    the optimal lr (`optimum_range`, an edge of the grid only bounds it). A part is undecided where the
+    range straddles the factor, e.g. because the lr grid does not reach divergence.
+    """
+    if early := preflight(runs, params):
+        return early
+    train_from = params["chance_acc"] + params["stable_margin_pp"]
+    findings, evidence = [], {"trains_from": train_from, "min_factor": params["min_factor"], "models": {}}
+    for name in params["compare"]:
+        rows = select(runs, params, name)
+        table = best_per(runs, params, name, "batch_size")
+        if table.empty:
+            findings.append(Finding(None, f"no {name} runs"))
+            continue
+        largest = max(table.index)
+        evidence["models"][name] = {}
+        for batch_size, best in table.iterrows():
+            small, large = (
+                batch_size <= params["small_batch_max"],
+                batch_size == largest and batch_size >= params["large_batch_min"],
+            )
+            if not (small or large):
+                continue
+            stable = stable_range(rows[rows["batch_size"] == batch_size], train_from)
+            opt_low, opt_high = optimum_range(best)
+            ratio = [stable["stable_lr"] / opt_high, stable["first_unstable_lr"] / opt_low if opt_low else math.inf]
+            evidence["models"][name][str(batch_size)] = {**at_best(best), **stable, "ratio_range": ratio}
+            head = (
+                f"{name} batch {batch_size}: largest stable lr {stable['stable_lr']:g} vs optimal {best['best_lr']:g}"
+            )
+            why = []
+            if stable["stable_lr"] == 0:
+                findings.append(Finding(None, f"{name} batch {batch_size}: trains at no lr of the grid"))
+                continue
+            if math.isinf(stable["first_unstable_lr"]):
+                why.append(NO_DIVERGENCE)
+            if best["best_lr"] in (best["lr_min"], best["lr_max"]):
+                why.append(edge_text(name, best))
+            if small:
+                bound = params["min_factor"]
+                holds = True if ratio[0] >= bound else False if ratio[1] < bound else None
+                claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs >= {bound:g})"
+            else:
+                bound = params["max_factor_large"]
+                holds = True if ratio[1] <= bound else False if ratio[0] > bound else None
+                claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs <= {bound:g} at the largest batch)"
+            text = f"{head} {claim}"
+            findings.append(
+                Finding(
+                    holds,
+                    (
+                        text
+                        if holds is not None
+                        else f"{text}: {'; '.join(why) or 'the lr grid is too coarse to place the ratio'}"
+                    ),
+                )
+            )
+        if largest < params["large_batch_min"]:
+            findings.append(Finding(None, f"{name}: no batch size >= {params['large_batch_min']} (largest {largest})"))
+    return verdict_of(findings, evidence)
+
+
+@check
+def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At every (depth, width, batch size) both were run at, `reference` trains at an lr where each of `others` fails.
+
+    Holds where the reference's largest stable lr is at least the first lr where the other fails; fails
+    where the reference fails at an lr where the other trains; undecided otherwise (grids that do not
+    reach divergence, or the same largest stable lr on the grid).
+    """
+    if early := preflight(runs, params):
+        return early
+    keys, train_from = ["depth", "width", "batch_size"], params["chance_acc"] + params["stable_margin_pp"]
+    reference = select(runs, params, params["reference"])
+    findings, evidence = [], {"trains_from": train_from, "settings": {}}
+    for name in params["others"]:
+        other = select(runs, params, name)
+        settings = sorted(set(map(tuple, reference[keys].to_numpy())) & set(map(tuple, other[keys].to_numpy())))
+        if not settings:
+            findings.append(Finding(None, f"no setting with both {params['reference']} and {name} runs"))
+        for values in settings:
+            setting = dict(zip(keys, (int(v) for v in values)))
+            at = lambda rows: rows[(rows[keys] == pd.Series(setting)).all(axis=1)]  # noqa: E731
+            ref, oth = stable_range(at(reference), train_from), stable_range(at(other), train_from)
+            evidence["settings"].setdefault(setting_text(setting), {})[params["reference"]] = ref
+            evidence["settings"][setting_text(setting)][name] = oth
+            text = (
+                f"{setting_text(setting)}: largest stable lr {ref['stable_lr']:g} ({params['reference']}) "
+                f"vs {oth['stable_lr']:g} ({name})"
+            )
+            if ref["stable_lr"] > 0 and ref["stable_lr"] >= oth["first_unstable_lr"]:
+                findings.append(Finding(True, f"{text}: {name} fails at {oth['first_unstable_lr']:g}"))
+            elif oth["stable_lr"] > 0 and ref["first_unstable_lr"] <= oth["stable_lr"]:
+                findings.append(Finding(False, f"{text}: {params['reference']} fails at {ref['first_unstable_lr']:g}"))
+            elif math.isinf(ref["first_unstable_lr"]) or math.isinf(oth["first_unstable_lr"]):
+                findings.append(Finding(None, f"{text}: {NO_DIVERGENCE}"))
+            else:
+                findings.append(Finding(None, f"{text}: the grid cannot tell them apart"))
+    return verdict_of(findings, evidence)
+
+
+@check
+def optimal_lr_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
+    """Per model, among batch sizes <= `small_batch_max`: the optimal lr at the largest is >= `min_lr_ratio` x that at the smallest."""
+    if early := preflight(runs, params):
+        return early
+    findings, evidence = [], {"min_lr_ratio": params["min_lr_ratio"], "models": {}}
+    tables = {name: best_per(runs, params, name, "batch_size") for name in params["compare"]}
+    small = [b for b in common_values(tables) if b <= params["small_batch_max"]]
+    if len(small) < 2:
+        return INCONCLUSIVE, {
+            "batch_sizes": small,
+            "reason": f"{len(small)} batch size(s) <= {params['small_batch_max']} with every model; the trend needs 2",
+        }
+    for name, table in tables.items():
+        first, last = table.loc[small[0]], table.loc[small[-1]]
+        low, high = lr_ratio_range(last, first)
+        evidence["models"][name] = {
+            str(small[0]): at_best(first),
+            str(small[-1]): at_best(last),
+            "lr_ratio_range": [low, high],
+        }
+        bound = params["min_lr_ratio"]
+        holds = True if low >= bound else False if high < bound else None
+        text = f"{name}: optimal lr {first['best_lr']:g} at batch {small[0]}, {last['best_lr']:g} at batch {small[-1]}"
+        if holds is None:
+            edges = [edge_text(name, row) for row in (first, last) if row["best_lr"] in (row["lr_min"], row["lr_max"])]
+            text += f" (ratio in [{low:.3g}, {high:.3g}]): {'; '.join(edges)}"
+        findings.append(Finding(holds, text))
+    return verdict_of(findings, evidence)

@@ -1,0 +1,152 @@
+"""The scorecard: every claim (rows) against every results folder (columns), the page a reader opens first.
+
+Each cell is the claim's verdict on that folder with its deciding finding (the number that decided
+it, or why it could not), linked to the claim's figure. The verdicts are judged afresh from the
+folder's Parquet files with one claims file (nothing is read from a folder's claims.json, which may
+be older than the checks), so `make tables` rebuilds the page from committed Parquet alone.
+A folder without runs.parquet (cells trained but not aggregated) is still a column: its run claims
+are not_run, its signal claims judged from signal.parquet where it has one, and a note says so.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from skipinit.claims.judge import judge_folder, load_spec
+from skipinit.claims.registry import NOT_REPRODUCED, NOT_RUN, REPRODUCED, VERDICTS
+from skipinit.fileio import write_text
+
+MARKS = {REPRODUCED: "✅", NOT_REPRODUCED: "❌", NOT_RUN: "–"}  # inconclusive: "❔"
+KEY_CHARS = 110
+
+
+def budget_note(folder: Path) -> str:
+    """What a folder's numbers reflect: epochs, training subset, seeds, runs; or why it has no runs."""
+    runs_path = folder / "runs.parquet"
+    if runs_path.exists():
+        runs = pd.read_parquet(runs_path, columns=["epochs", "train_subset", "seed", "device"])
+        subsets = sorted({int(s) for s in runs["train_subset"].fillna(0)})
+        subset = (
+            "the full training set"
+            if subsets == [0]
+            else "training subset(s) of " + "/".join(f"{s:,}" if s else "all" for s in subsets) + " images"
+        )
+        epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
+        devices = ", ".join(sorted(runs["device"].astype(str).unique()))
+        return f"{len(runs)} runs, {epochs} epochs, {subset}, {runs['seed'].nunique()} seed(s), on {devices}"
+    packs = len(list((folder / "cells").rglob("result.json"))) if (folder / "cells").is_dir() else 0
+    signal = "signal claims judged from signal.parquet" if (folder / "signal.parquet").exists() else "no signal.parquet"
+    return (
+        f"no runs.parquet ({packs} trained pack(s) under cells/, not aggregated: an incomplete run, see its "
+        f"PROVENANCE.md): run claims not_run, {signal}"
+    )
+
+
+def key_finding(entry: dict) -> str:
+    """The first finding of a verdict's reason: the one that decided it (or why it could not be decided)."""
+    first = entry["evidence"]["reason"].split("; ")[0]
+    return first if len(first) <= KEY_CHARS else first[: KEY_CHARS - 1] + "…"
+
+
+def cell(entry: dict, folder: Path, out_dir: Path) -> dict:
+    link = os.path.relpath(folder / entry["figures"][0], out_dir) if entry["figures"] else None
+    return {"verdict": entry["verdict"], "key": key_finding(entry), "link": link}
+
+
+def build(folders: list[Path], claims_config: str | Path, out: Path) -> tuple[list[dict], list[dict]]:
+    """(claims with their cells per folder, folders with their notes), judged with `claims_config`."""
+    spec = load_spec(claims_config)
+    out_dir = Path(out).parent
+    columns, rows = [], [
+        {"id": c["id"], "statement": c["statement"], "source": c["source"], "cells": []} for c in spec["claims"]
+    ]
+    for folder in folders:
+        if (
+            not (folder / "runs.parquet").exists()
+            and not (folder / "signal.parquet").exists()
+            and not (folder / "cells").is_dir()
+        ):
+            raise FileNotFoundError(
+                f"results folder {folder}: no runs.parquet, signal.parquet or cells/ in it; pass a folder the workflow wrote"
+            )
+        verdicts = judge_folder(folder, spec)
+        counts = {verdict: sum(v["verdict"] == verdict for v in verdicts) for verdict in VERDICTS}
+        columns.append({"folder": os.path.relpath(folder, out_dir), "note": budget_note(folder), "counts": counts})
+        for row, entry in zip(rows, verdicts):
+            row["cells"].append(cell(entry, folder, out_dir))
+    return rows, columns
+
+
+def markdown_page(rows: list[dict], columns: list[dict], claims_config: str | Path) -> str:
+    def md_cell(c: dict) -> str:
+        verdict = f"{MARKS.get(c['verdict'], '❔')} **{c['verdict'].replace('_', ' ')}**"
+        verdict = f"[{verdict}]({c['link']})" if c["link"] else verdict
+        return f"{verdict}: {c['key']}".replace("|", "\\|")
+
+    lines = [
+        "# Scorecard: the claims of De & Smith (NeurIPS 2020) and Ioffe & Szegedy (2015)",
+        "",
+        f"Every claim of `{claims_config}` (rows) judged on every results folder (columns) from its Parquet",
+        "files alone, by the checks in `src/skipinit/claims/` (`python -m skipinit scorecard`; `make tables`",
+        "rebuilds this page). A cell: the verdict, linked to the claim's figure (figures are drawn by",
+        "`make tables` / `python -m skipinit report`), and the finding that decided it or why it could",
+        "not be decided. With two or more seeds an accuracy gap is decided by its paired 95% interval;",
+        "one seed decides on the point estimate (the cell says `single seed`). Each folder's",
+        "`claims.md` has the full evidence.",
+        "",
+        "| results | budget | verdicts |",
+        "| --- | --- | --- |",
+    ]
+    for column in columns:
+        counts = ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in column["counts"].items())
+        lines.append(f"| `{column['folder']}` | {column['note']} | {counts} |")
+    lines += ["", "| claim | " + " | ".join(f"`{c['folder']}`" for c in columns) + " |"]
+    lines.append("| --- | " + " | ".join("---" for _ in columns) + " |")
+    for row in rows:
+        title = f"**{row['id']}**: {row['statement']} ({row['source']})".replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {title} | " + " | ".join(md_cell(c) for c in row["cells"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) -> str:
+    esc = html.escape
+
+    def html_cell(c: dict) -> str:
+        verdict = f"{MARKS.get(c['verdict'], '❔')} <b>{esc(c['verdict'].replace('_', ' '))}</b>"
+        if c["link"]:
+            verdict = f'<a href="{esc(c["link"])}">{verdict}</a>'
+        return f'<td class="{esc(c["verdict"])}">{verdict}<br><small>{esc(c["key"])}</small></td>'
+
+    head = "".join(f"<th><code>{esc(c['folder'])}</code><br><small>{esc(c['note'])}</small></th>" for c in columns)
+    body = "\n".join(
+        f"<tr><td><b>{esc(r['id'])}</b>: {esc(r['statement'])} <small>({esc(r['source'])})</small></td>"
+        + "".join(html_cell(c) for c in r["cells"])
+        + "</tr>"
+        for r in rows
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px;vertical-align:top}"
+        "table{border-collapse:collapse}.reproduced{background:#e6f4ea}.not_reproduced{background:#fce8e6}"
+        ".inconclusive{background:#fef7e0}.not_run{background:#f1f3f4}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>skipinit scorecard</title><style>{style}</style></head>"
+        f"<body><h1>Scorecard</h1><p>Every claim of <code>{esc(str(claims_config))}</code> judged on each results "
+        "folder from its Parquet files alone (<code>python -m skipinit scorecard</code>).</p>"
+        f"<table><tr><th>claim</th>{head}</tr>\n{body}\n</table></body></html>\n"
+    )
+
+
+def write(folders: list[str | Path], claims_config: str | Path, out: str | Path) -> list[Path]:
+    """The scorecard of `folders` as Markdown at `out` and HTML next to it; the folders in order, each once."""
+    out = Path(out)
+    unique = [Path(folder) for folder in dict.fromkeys(os.path.normpath(f) for f in folders)]
+    rows, columns = build(unique, claims_config, out)
+    html_path = out.with_suffix(".html")
+    write_text(out, markdown_page(rows, columns, claims_config))
+    write_text(html_path, html_page(rows, columns, claims_config))
+    return [out, html_path]

@@ -1,0 +1,60 @@
+"""The scorecard: every claim of config/claims.yaml against the committed result sets, judged from their Parquet files."""
+
+import pytest
+
+from conftest import REPO
+from skipinit import cli
+from skipinit.claims import load_spec
+from skipinit.report import scorecard
+
+CLAIMS_FILE = REPO / "config" / "claims.yaml"
+REFERENCES = [REPO / "results" / "reference" / "default", REPO / "results" / "reference" / "gpu"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("card") / "scorecard.md"
+    written = scorecard.write([*REFERENCES, REFERENCES[0]], CLAIMS_FILE, out)  # a folder passed twice is one column
+    rows, columns = scorecard.build(REFERENCES, CLAIMS_FILE, out)
+    return out, written, rows, columns
+
+
+def test_scorecard_lists_every_claim_against_every_reference(built):
+    out, written, rows, columns = built
+    ids = [claim["id"] for claim in load_spec(CLAIMS_FILE)["claims"]]
+    assert [row["id"] for row in rows] == ids and len(ids) >= 20
+    assert all(len(row["cells"]) == 2 for row in rows)
+    page = out.read_text()
+    for claim_id in ids:
+        assert page.count(f"**{claim_id}**") == 1, claim_id
+    header = "| claim | " + " | ".join(f"`{column['folder']}`" for column in columns) + " |"
+    assert page.count(header) == 1 and len(columns) == 2
+    assert [column["folder"].split("reference/")[-1] for column in columns] == ["default", "gpu"]
+    assert written == [out, out.with_suffix(".html")] and "<table>" in out.with_suffix(".html").read_text()
+
+
+def test_default_reference_verdicts_and_budget(built):
+    _, _, rows, columns = built
+    default = {row["id"]: row["cells"][0] for row in rows}
+    assert default["depth-unnormalized-fails"]["verdict"] == "reproduced"
+    assert default["depth-unnormalized-fails"]["link"].endswith("reference/default/figures/depth.png")
+    assert default["depth-skipinit-matches-bn"]["verdict"] == "inconclusive"
+    assert "budget of 2 epochs" in default["depth-skipinit-matches-bn"]["key"]
+    assert columns[0]["note"] == "60 runs, 2 epochs, training subset(s) of 2,560 images, 1 seed(s), on cpu"
+    assert sum(columns[0]["counts"].values()) == len(rows)
+
+
+def test_gpu_reference_without_runs_parquet_is_listed_as_not_run(built):
+    _, _, rows, columns = built
+    gpu = {row["id"]: row["cells"][1] for row in rows}
+    assert "no runs.parquet (13 trained pack(s) under cells/" in columns[1]["note"]
+    run_claims = [claim_id for claim_id in gpu if not claim_id.startswith("signal-")]
+    assert all(gpu[claim_id]["verdict"] == "not_run" for claim_id in run_claims)
+    assert "no runs.parquet in" in gpu["depth-unnormalized-fails"]["key"]
+    assert gpu["signal-bn-skip-linear"]["verdict"] == "reproduced"  # its signal study is complete
+    assert gpu["signal-bn-skip-linear"]["link"].endswith("reference/gpu/figures/signal_propagation.png")
+
+
+def test_a_folder_without_results_is_refused_with_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=f"results folder {tmp_path}: no runs.parquet, signal.parquet or cells/"):
+        cli.main(["scorecard", "--results", str(tmp_path), "--out", str(tmp_path / "card.md")])
