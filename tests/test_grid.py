@@ -30,7 +30,7 @@ def test_cells_are_the_product_of_grid_and_models_and_shared_across_experiments(
     assert len(cells) == 16 + 1
     cell = next(iter(cells.values()))
     assert cell["width"] == 2 and cell["epochs"] == 3 and cell["dataset"] == "synthetic"
-    assert set(cell) == set(grid.CELL_KEYS)
+    assert set(cell) == set(vocab.CELL_KEYS)
 
 
 def test_cell_ids_are_readable_paths():

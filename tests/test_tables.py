@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from skipinit import cli, grid
+from skipinit import cli, grid, vocab
 from skipinit.report import aggregate, figures, tables
 from skipinit.claims import VERDICTS
 
@@ -54,7 +54,7 @@ def runs_frame(rows: list[dict]) -> pd.DataFrame:
 
 def curves_of(runs: pd.DataFrame) -> pd.DataFrame:
     """Two evaluated epochs per run, ending at its final accuracy."""
-    identity = ["cell_id", *grid.CELL_KEYS, "net", "model", "label"]
+    identity = ["cell_id", *vocab.CELL_KEYS, "net", "model", "label"]
     rows = [
         {
             **run[identity].to_dict(),

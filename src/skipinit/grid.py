@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 
-from skipinit.vocab import ALPHA_SQRT_D, CELL_DEFAULTS, CELL_KEYS, PACKED_KEYS, SETTINGS  # noqa: F401 (re-exported until the engine imports vocab)
+from skipinit.vocab import ALPHA_SQRT_D, CELL_DEFAULTS, SETTINGS
 
 
 
