@@ -146,3 +146,35 @@ def test_truncated_or_altered_archive_is_refused_naming_the_file(tmp_path):
     (tmp_path / "SHA256SUMS").unlink()  # no checksum list: the archive itself is found truncated
     with pytest.raises(IntegrityError, match=r"mini\.tar\.gz is truncated or corrupt"):
         data.from_image_folder(archive)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("damage", ["truncated", "not an image", "wrong size"])
+def test_unreadable_image_is_one_line_naming_it_and_nothing_is_written(tmp_path, packed, damage):
+    import subprocess
+    import sys
+
+    root = tmp_path / "cifar10-jpeg"
+    write_image_folder(root)
+    bad = root / "test" / "bird" / "0001.png"
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:40])
+    elif damage == "not an image":
+        bad.write_text("hello")
+    else:
+        Image.new("RGB", (16, 16)).save(bad)
+    source = root
+    if packed:
+        source = tmp_path / "cifar10-jpeg.tar.gz"
+        with tarfile.open(source, "w:gz") as archive:
+            archive.add(root, arcname="cifar10-jpeg")
+    out = tmp_path / "out.npz"
+    result = subprocess.run([sys.executable, "-m", "skipinit", "prepare-data", "--source", "imagefolder", "--path", str(source),
+                             "--name", "cifar10-jpeg", "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    shown = f"{source}:cifar10-jpeg/test/bird/0001.png" if packed else str(bad)
+    assert message.startswith(f"error: {shown} is "), message
+    assert message.endswith("remove or replace it, then rerun the same command")
+    assert not list(tmp_path.glob("out.npz*")), "a half-written dataset file"

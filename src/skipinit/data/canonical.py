@@ -142,11 +142,11 @@ def from_image_folder(path: str | os.PathLike) -> CanonicalDataset:
             except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
                 raise IntegrityError(f"{path} is truncated or corrupt ({error}); restore the archive, then rerun the same command") from None
             root = _find_split_root(Path(scratch))
-            dataset = _read_image_folder(root)
+            dataset = _read_image_folder(root, shown_as=lambda file: f"{path}:{Path(file).relative_to(scratch).as_posix()}")
     else:
         root = _find_split_root(path)
         source_digest = _digest_of_files(sorted(p for p in root.rglob("*") if p.is_file()))
-        dataset = _read_image_folder(root)
+        dataset = _read_image_folder(root, shown_as=str)
     provenance = {"source": "imagefolder", "path": str(path), "source_sha256": source_digest}
     return dataclasses.replace(dataset, provenance=provenance)
 
@@ -220,7 +220,13 @@ def standardized(images: np.ndarray):
     return (x - mean) / std
 
 
-def _read_image_folder(root: Path) -> CanonicalDataset:
+def _read_image_folder(root: Path, shown_as) -> CanonicalDataset:
+    """Every image of `root`'s train/ and test/ as uint8 32 x 32 x 3; `shown_as(file)` names a file in errors.
+
+    An image that does not decode, or is not 32 x 32, stops the preparation with one line naming
+    it (inside its archive, where it came from one) before anything is written.
+    """
+    from PIL import Image, UnidentifiedImageError
     from torchvision.datasets import ImageFolder
 
     splits = {}
@@ -228,10 +234,15 @@ def _read_image_folder(root: Path) -> CanonicalDataset:
         folder = ImageFolder(str(root / split))
         images = np.empty((len(folder), 32, 32, 3), dtype=np.uint8)
         for index, (file, _) in enumerate(folder.samples):
-            image = folder.loader(file)
-            if image.size != (32, 32):
-                raise ValueError(f"{file} is {image.size[0]}x{image.size[1]}; expected 32x32 images")
-            images[index] = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            try:
+                with Image.open(file) as image:
+                    pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise IntegrityError(f"{shown_as(file)} is not a readable image ({reason}); remove or replace it, then rerun the same command") from None
+            if pixels.shape != (32, 32, 3):
+                raise IntegrityError(f"{shown_as(file)} is {pixels.shape[1]}x{pixels.shape[0]}; expected 32x32 images: remove or replace it, then rerun the same command")
+            images[index] = pixels
         splits[split] = (images, np.asarray(folder.targets, dtype=np.int64), tuple(folder.classes))
     if splits["train"][2] != splits["test"][2]:
         raise ValueError(f"train and test class folders differ under {root}")
