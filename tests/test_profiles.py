@@ -91,3 +91,10 @@ def test_merge_keys_may_override_what_they_bring_in(tmp_path):
 def test_committed_profiles_pass_the_strict_check(name):
     result = subprocess.run([sys.executable, "-m", "skipinit", "check-profile", f"config/{name}.yaml"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_unusable_data_path_is_refused_before_any_job(workdir, tmp_path):
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    line = refusal(workdir, smoke_with(data_source="imagefolder", data_path=str(empty), dataset="mine"))
+    assert f"data_path={str(empty)!r} has no train/<class>/<image> and test/<class>/<image> in the folder" in line
