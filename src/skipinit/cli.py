@@ -140,6 +140,15 @@ def cmd_report(args: argparse.Namespace) -> None:
         claims.write(results, args.claims_config)
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from skipinit import plan
+
+    try:
+        print(plan.report(args.profile, args.gpus, args.device_class, args.csv, args.retries))
+    except plan.PlanError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipinit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--claims-config", default="config/claims.yaml")
     report.add_argument("--only", nargs="+", choices=("figures", "tables", "claims"))
     report.set_defaults(func=cmd_report)
+
+    plan = commands.add_parser("plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits")
+    plan.add_argument("--profile", required=True, help="a profile, e.g. config/paper.yaml")
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs running jobs at once (wall time, checkpoint disk)")
+    plan.add_argument("--device-class", help="device class of bench/throughput.csv (default: the profile's resources.device_class)")
+    plan.add_argument("--csv", help="also write the table here")
+    plan.add_argument("--retries", type=int, help="resubmissions per job (default: the SLURM profile's retries)")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -22,6 +22,7 @@ shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH
 
 from skipinit import grid
 from skipinit.config import ConfigError, check_config
+from skipinit.plan import runtime_minutes
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -62,6 +63,11 @@ def pack_key(wildcards):
 def pack_cells(wildcards):
     """The cells of one training job, as JSON for `python -m skipinit train --cells`."""
     return json.dumps(PACKS[pack_key(wildcards)])
+
+
+def train_runtime(wildcards):
+    """SLURM minutes for one training job: its predicted time x safety, within [min, max] (skipinit.plan)."""
+    return runtime_minutes(PACKS[pack_key(wildcards)], config)
 
 
 def pack_results():
