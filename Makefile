@@ -11,7 +11,9 @@ PROFILE ?= config/config.yaml
 RESULTS ?= results/reference/default
 TORCH_PACKAGES := ^(torch|torchvision|triton|nvidia-.*|cuda-.*)==
 
-.PHONY: run test smoke tables lint install clean-env
+GPUS ?= 1
+
+.PHONY: run test smoke tables plan lint install clean-env
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +41,10 @@ smoke: $(STAMP)
 # Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training).
 tables: $(STAMP)
 	$(BIN)/python -m skipinit report --results $(RESULTS)
+
+# A profile's compute plan: jobs, GPU-hours, wall time on GPUS GPUs, disk, SLURM time limits (no training).
+plan: $(STAMP)
+	$(BIN)/python -m skipinit plan --profile $(PROFILE) --gpus $(GPUS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
