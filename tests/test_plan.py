@@ -171,3 +171,13 @@ def test_bench_appends_measurements_the_model_reads(tmp_path):
     assert [(row["pack"], row["steps"]) for row in rows] == [("2", "2"), ("1", "4")]
     model = cost.fit(cost.read_measurements(measurements), "mycpu")
     assert model.measurements == 2 and model.seconds(rows[0]["work"]) > 0
+
+
+def test_limits_say_which_jobs_continue_across_attempts():
+    config = plan.load_profile(REPO / "config" / "paper.yaml")
+    lines = plan.limits(config, retries=2)
+    assert any("continues from its epoch checkpoint" in line for line in lines), lines  # WRN-1000-2 beyond a day
+    assert not any(line.startswith("warning") for line in lines), lines  # the profile's retries suffice
+    assert any("raise --retries" in line for line in plan.limits(config, retries=0))
+    config["resources"]["train_runtime_max"] = 5  # shorter than a WRN-1000-2 epoch
+    assert any("longer per epoch than their time limit" in line for line in plan.limits(config, retries=2))

@@ -216,6 +216,10 @@ def limits(config: dict, retries: int) -> list[str]:
                      f"{1 + retries} (retries: {retries})")
         if max(over.values()) > 1 + retries:
             lines.append(f"warning: raise --retries to at least {max(over.values()) - 1}, or resources.train_runtime_max")
+    stuck = [key for key, job in table.items() if job.seconds / max(1, job.epochs) > 60 * minutes[key]]
+    if stuck:
+        lines.append(f"warning: {len(stuck)} jobs are predicted to take longer per epoch than their time limit, so no "
+                     f"attempt would reach a checkpoint (e.g. {stuck[0]}): raise resources.train_runtime_max")
     return lines
 
 
