@@ -11,7 +11,9 @@ PROFILE ?= config/config.yaml
 RESULTS ?= results/reference/default
 TORCH_PACKAGES := ^(torch|torchvision|triton|nvidia-.*|cuda-.*)==
 
-.PHONY: run test smoke tables lint install clean-env
+GPUS ?= 1
+
+.PHONY: run test smoke tables plan lint install clean-env
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,10 @@ SCORECARD_RESULTS ?= results/reference/default results/reference/gpu
 tables: $(STAMP)
 	$(BIN)/python -m skipinit report --results $(RESULTS)
 	$(BIN)/python -m skipinit scorecard --results $(RESULTS) $(SCORECARD_RESULTS) --out results/scorecard.md
+
+# A profile's compute plan: jobs, GPU-hours, wall time on GPUS GPUs, disk, SLURM time limits (no training).
+plan: $(STAMP)
+	$(BIN)/python -m skipinit plan --profile $(PROFILE) --gpus $(GPUS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

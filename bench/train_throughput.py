@@ -17,6 +17,8 @@ the median, which is what to use on a shared machine. The last line is always `r
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime
 import os
 import pickle
 import statistics
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from skipinit import data  # noqa: E402
+from skipinit import cost, data  # noqa: E402
 from skipinit.data.ondevice import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from skipinit.engine.options import EngineOptions  # noqa: E402
 from skipinit.engine.runtime import engine_settings, resolve_device  # noqa: E402
@@ -192,6 +194,7 @@ def run_cell(args, dataset) -> float:
             reference.append(images / time_reference(args, root, official))
             print(f"repeat {repeat + 1}: engine {engine[-1]:.1f} img/s, reference {reference[-1]:.1f} img/s", flush=True)
     e, r = statistics.median(engine), statistics.median(reference)
+    args.measured = [(1, args.steps, images / e)]
     print(f"engine images/s: {e:.1f}")
     print(f"reference images/s: {r:.1f}  (DataLoader workers={args.workers}, transforms.v2, fp32, NCHW, torch.optim.SGD)")
     return e / r
@@ -208,9 +211,46 @@ def run_sweep(args, dataset) -> float:
         print(f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h, sequential {sequential[-1]:.0f} cells/h", flush=True)
     p, s = statistics.median(packed), statistics.median(sequential)
     per_cell_images = args.steps * args.batch_size
+    args.measured = [(len(cells), args.steps, len(cells) / p * 3600), (1, args.steps * len(cells), len(cells) / s * 3600)]
     print(f"packed cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members)")
     print(f"sequential cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s)")
     return p / s
+
+
+def device_class(args) -> str:
+    """--device-class, else `cpu`, else the known class named in the GPU's name (`NVIDIA H100 80GB HBM3` -> h100)."""
+    if args.device_class:
+        return args.device_class
+    device = resolve_device(args.device)
+    if device.type != "cuda":
+        return "cpu"
+    name = torch.cuda.get_device_name(device).lower()
+    known = [key for key in cost.PEAK_TFLOPS if key in name]
+    if not known:
+        raise SystemExit(f"error: no device class known for {name!r}; give --device-class NAME with --append")
+    return known[0]
+
+
+def append_measurements(args, path: str) -> None:
+    """The engine's timings as `steps` rows of the throughput measurements (bench/throughput.csv), which the
+    compute plan (`python -m skipinit plan`) fits its throughput model to."""
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {args.threads or torch.get_num_threads()} threads)"
+    precision = args.precision if device.type == "cuda" else "fp32"
+    new = not Path(path).exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, cost.COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        for pack, steps, seconds in args.measured:
+            writer.writerow({
+                "kind": "steps", "device_class": device_class(args), "device": name, "torch": torch.__version__, "precision": precision,
+                "compile": str(args.compile).lower(), "arch": "wrn", "depth": args.depth, "width": args.width, "variant": "batchnorm",
+                "batch_size": args.batch_size, "pack": pack, "micro_batch": 0, "steps": steps, "evals": 0, "test_images": 0,
+                "seconds": f"{seconds:.4f}", "date": datetime.date.today().isoformat(),
+                "source": f"bench/train_throughput.py {' '.join(sys.argv[1:])}",
+            })
+    print(f"appended {len(args.measured)} row(s) to {path}")
 
 
 def main(argv=None) -> None:
@@ -233,6 +273,9 @@ def main(argv=None) -> None:
     parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
     parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--append", metavar="CSV", help="append the engine's timings to this measurements file (bench/throughput.csv: "
+                        "the compute plan's throughput model is fitted to it)")
+    parser.add_argument("--device-class", help="with --append: the device class to file them under (default: cpu, or h100 etc. from the GPU's name)")
     args = parser.parse_args(argv)
 
     if args.dataset:
@@ -241,6 +284,8 @@ def main(argv=None) -> None:
         dataset = data.synthetic(train_size=5000, test_size=1000, seed=0)
     print(describe(args), f"mode={args.mode}", f"packing={args.packing}" if args.mode == "sweep" else "", flush=True)
     ratio = run_cell(args, dataset) if args.mode == "cell" else run_sweep(args, dataset)
+    if args.append:
+        append_measurements(args, args.append)
     print(f"ratio={ratio:.3f}")
 
 

@@ -21,7 +21,7 @@ def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -
 
 def copy_workflow(destination: Path) -> Path:
     """A fresh checkout-like copy of the workflow (sources, configs, rules), without results."""
-    for item in ("Snakefile", "workflow", "config", "src"):
+    for item in ("Snakefile", "workflow", "config", "src", "bench"):
         source = REPO / item
         if source.is_dir():
             shutil.copytree(source, destination / item, ignore=shutil.ignore_patterns("__pycache__"))

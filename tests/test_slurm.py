@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow
+from skipinit import grid, plan
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -100,9 +102,24 @@ def default_partition() -> str:
     return next(name.rstrip("*") for name in listed if name.endswith("*"))
 
 
+def smoke_runtime() -> int:
+    """The planned SLURM minutes of a smoke cell (all alike: the floor)."""
+    config = plan.load_profile(REPO / "config" / "smoke.yaml")
+    minutes = {plan.runtime_minutes(cells, config) for cells in grid.packs(grid.all_cells(config), config["pack"]).values()}
+    assert len(minutes) == 1, minutes
+    return minutes.pop()
+
+
+def limit_minutes(limit: str) -> int:
+    """sacct's Timelimit, [days-]hours:minutes:seconds, in minutes."""
+    days, _, clock = limit.rpartition("-")
+    hours, minutes, _ = map(int, clock.split(":"))
+    return (int(days or 0) * 24 + hours) * 60 + minutes
+
+
 def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     """The profile's requests reach sbatch: one GPU and `threads` CPUs per training job, requeue,
-    memory and runtime from the config, per job or per group of cells. This GRES-less node
+    memory from the config and runtime from the compute plan, per job or per group of cells. This GRES-less node
     refuses GPU jobs, so they fail at submission."""
     workdir = copy_workflow(tmp_path)
     data = workdir / "resources" / "datasets" / "synthetic.npz"  # a stand-in: only the training jobs' sbatch calls matter
@@ -120,10 +137,11 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     for call in calls["default"] + calls["8"]:
         assert "--gpus=1" in call and "--cpus-per-task=4" in call and "--requeue" in call, call
         assert f" -p {partition} " in call and " --mem 4000 " in call, call
-    # The profile's default: one job per cell (12 smoke cells), each one cell's runtime.
-    assert len(calls["default"]) == 12 and all(" -t 120 " in call for call in calls["default"]), calls["default"]
-    # Groups of up to 8 cells: two jobs, still one GPU each, cells one after another (8 and 4 x 120 min).
-    assert sorted(int(re.search(r" -t (\d+) ", call).group(1)) for call in calls["8"]) == [480, 960], calls["8"]
+    # The profile's default: one job per cell (12 smoke cells), each its planned runtime (tiny cells: the floor).
+    minutes = smoke_runtime()
+    assert len(calls["default"]) == 12 and all(f" -t {minutes} " in call for call in calls["default"]), calls["default"]
+    # Groups of up to 8 cells: two jobs, still one GPU each, cells one after another (8 and 4 x one cell's runtime).
+    assert sorted(int(re.search(r" -t (\d+) ", call).group(1)) for call in calls["8"]) == [4 * minutes, 8 * minutes], calls["8"]
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +185,9 @@ def test_smoke_run_through_slurm_matches_a_local_run(slurm_smoke, request):
     rows = {int(line.split("|")[0]): line.split("|")[1:] for line in sacct.splitlines() if line}
     assert set(rows) == set(submitted), sacct
     assert {state for state, _, _ in rows.values()} == {"COMPLETED"}, sacct
-    # A group runs its 6 cells one after another: one cell's CPU, 6 x 120 minutes.
+    # A group runs its 6 cells one after another: one cell's CPU, 6 x one cell's planned runtime.
     groups = [rows[slurm_id] for slurm_id, kind in kinds.items() if kind.startswith("group_train")]
-    assert all(cpus == "1" and limit == "12:00:00" for _, cpus, limit in groups), sacct
+    assert all(cpus == "1" and limit_minutes(limit) == 6 * smoke_runtime() for _, cpus, limit in groups), sacct
     for job_log in submitted.values():  # the plugin's job logs (kept with --slurm-keep-successful-logs)
         assert Path(job_log).is_file(), job_log
 
@@ -182,3 +200,50 @@ def test_smoke_run_through_slurm_matches_a_local_run(slurm_smoke, request):
     # Nothing left to do: rerunning the same command (how a run resumes) submits nothing.
     again = slurm_snakemake(*args, "--dry-run", cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+# Two experiments of one tiny cell each, of different cost: on the cluster's CPU a 1-epoch WRN-10-1
+# and a 20-epoch WRN-16-1. The large safety factor turns their seconds into distinct minutes (the
+# short one at the floor of 3, room for a slow start on a busy machine).
+RUNTIME_PROFILE = {
+    "name": "runtimes", "dataset": "synthetic", "data_source": "synthetic", "data_path": None,
+    "synthetic": {"train_size": 256, "test_size": 64, "seed": 0}, "device": "cpu", "precision": "fp32", "threads": 1,
+    "resources": {"device_class": "cpu", "train_runtime_min": 3, "train_runtime_safety": 200},
+    "training": {"arch": "wrn", "width": 1, "batch_size": 64, "lr": 0.1, "seed": 0},
+    "experiments": {
+        "short": {"grid": {"depth": [10], "epochs": [1]}, "models": [{"variant": "skipinit"}]},
+        "long": {"grid": {"depth": [16], "epochs": [20]}, "models": [{"variant": "skipinit"}]},
+    },
+}
+
+
+def test_training_jobs_get_the_time_limits_of_the_plan(cluster, tmp_path):
+    """Two training jobs of different predicted cost reach SLURM with the --time the compute plan gives each."""
+    workdir = copy_workflow(tmp_path)
+    profile = workdir / "config" / "runtimes.yaml"
+    profile.write_text(yaml.safe_dump(RUNTIME_PROFILE))
+    config = plan.load_profile(profile)
+    packs = grid.packs(grid.all_cells(config), config["pack"])
+    planned = {key: plan.runtime_minutes(cells, config) for key, cells in packs.items()}
+    assert len(planned) == 2 and len(set(planned.values())) == 2, planned  # different costs, different limits
+
+    command, env = slurm_command("--until", "train", "--jobs", "2", "--retries", "0", "--verbose", *no_gpu_overrides())
+    command[command.index("config/smoke.yaml")] = "config/runtimes.yaml"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))  # this run's jobs only, in sacct
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise AssertionError(failure(["--until", "train"], result.returncode, output, workdir))
+    submitted = {int(slurm_id): job_log for _, slurm_id, job_log in SUBMITTED.findall(output)}
+    kinds = {slurm_id: Path(job_log).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0] for slurm_id, job_log in submitted.items()}
+    training = [slurm_id for slurm_id, kind in kinds.items() if kind.startswith(("rule_train", "group_train"))]
+    assert len(training) == 2, kinds
+    print(f"sbatch jobs: {kinds}")
+    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-S", started, "--format=JobID,State,Timelimit,Elapsed", "-j", ",".join(map(str, training))],
+                           capture_output=True, text=True, check=True).stdout
+    rows = {int(line.split("|")[0]): line.split("|")[1:] for line in sacct.splitlines() if line}
+    assert set(rows) == set(training), sacct
+    limits = sorted(limit_minutes(limit) for _, limit, _ in rows.values())
+    print(f"planned minutes {planned}; SLURM time limits {limits}")
+    assert limits == sorted(planned.values()), sacct
+    assert {state for state, _, _ in rows.values()} == {"COMPLETED"}, sacct

@@ -138,6 +138,15 @@ def cmd_check_profile(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {error}") from None
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from skipinit import plan
+
+    try:
+        print(plan.report(args.profile, args.gpus, args.device_class, args.csv, args.retries))
+    except plan.PlanError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipinit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("profiles", nargs="+")
     check.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"))
     check.set_defaults(func=cmd_check_profile)
+
+    plan = commands.add_parser("plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits")
+    plan.add_argument("--profile", required=True, help="a profile, e.g. config/paper.yaml")
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs running jobs at once (wall time, checkpoint disk)")
+    plan.add_argument("--device-class", help="device class of bench/throughput.csv (default: the profile's resources.device_class)")
+    plan.add_argument("--csv", help="also write the table here")
+    plan.add_argument("--retries", type=int, help="resubmissions per job (default: the SLURM profile's retries)")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -24,6 +24,7 @@ shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH
 from skipinit import grid, profile
 from skipinit.config import ConfigError, check_config
 from skipinit.engine.options import EngineOptions
+from skipinit.plan import runtime_minutes
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 # What the profile came from, for the one-line refusals (--config values override it).
@@ -75,6 +76,11 @@ def pack_key(wildcards):
 def pack_cells(wildcards):
     """The cells of one training job, as JSON for `python -m skipinit train --cells`."""
     return json.dumps(PACKS[pack_key(wildcards)])
+
+
+def train_runtime(wildcards):
+    """SLURM minutes for one training job: its predicted time x safety, within [min, max] (skipinit.plan)."""
+    return runtime_minutes(PACKS[pack_key(wildcards)], config)
 
 
 def pack_results():

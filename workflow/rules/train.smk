@@ -13,7 +13,8 @@ rule train:
     resources:
         gpu=config["resources"]["gpu"],
         mem_mb=config["resources"]["train_mem_mb"],
-        runtime=config["resources"]["train_runtime"],
+        # Minutes: the compute plan's prediction for this job's cells (resources.train_runtime: auto).
+        runtime=train_runtime,
         # One training process: SLURM group jobs run theirs one after another (profile: train_jobs=1 per job).
         train_jobs=1,
     params:
