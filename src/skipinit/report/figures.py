@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from skipinit.report import style
+from skipinit.report import provenance, style
 from skipinit.report.aggregate import runs_of
 from skipinit.report.tables import GROUP_KEYS, summary
 
@@ -221,21 +221,7 @@ def _lr_range(runs: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 def caption(profile: str, runs: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     """The provenance line of an experiment's figure, from its runs (and how many best lrs sit on a grid edge)."""
-    if runs.empty:
-        return style.provenance(profile, "no runs")
-    arch = style.values_text(runs["arch"].str.upper()) if "arch" in runs else "net"
-    lrs = sorted(runs["lr"].unique())
-    lr = f"lr {lrs[0]:g} (one value)" if len(lrs) == 1 else f"lr grid {lrs[0]:g}-{lrs[-1]:g} ({len(lrs)} values)"
-    epochs = style.values_text(runs["epochs"])
-    line = style.provenance(
-        profile,
-        style.values_text(runs["dataset"]),
-        f"{arch} depth {style.values_text(runs['depth'])}, width {style.values_text(runs['width'])}",
-        f"{epochs} epoch{'' if epochs == '1' else 's'}",
-        f"batch {style.values_text(runs['batch_size'])}",
-        lr,
-        style.seeds_text(runs["seed"]),
-    )
+    line = provenance.experiment_line(profile, runs.to_dict("records"))
     note = _edge_note(table)
     return f"{line}\n{note}" if note else line
 

@@ -1,4 +1,4 @@
-"""The look every figure of the package shares: sized for a paper column, and a provenance line.
+"""The look every figure of the package shares: sized for a paper column, with room for a provenance line.
 
 Figures are drawn at the width of a NeurIPS text column with 7 pt type, so that they read at the
 size they would be printed; the PNG is rendered at 300 dpi. Figures are `matplotlib.figure.Figure`
@@ -68,23 +68,3 @@ def save_formats(figure: Figure, paths: Iterable[tuple[str | os.PathLike, str]])
     for path, fmt in paths:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format=fmt, dpi=DPI)
-
-
-def provenance(profile: str, *parts: str) -> str:
-    """The caption line: `profile <name> · part · part ...`, empty parts left out."""
-    return " · ".join([f"profile {profile}", *(part for part in parts if part)])
-
-
-def values_text(values: Iterable) -> str:
-    """`16/100` for the distinct values, sorted (numbers as `%g`)."""
-    distinct = sorted(set(values))
-    return "/".join(f"{value:g}" if isinstance(value, (int, float)) else str(value) for value in distinct)
-
-
-def seeds_text(seeds: Iterable[int]) -> str:
-    """`1 seed (0)`, `3 seeds (0-2)`: how many seeds a figure averages over, and which."""
-    distinct = sorted(set(int(seed) for seed in seeds))
-    if not distinct:
-        return ""
-    which = ", ".join(map(str, distinct)) if len(distinct) <= 3 else f"{distinct[0]}-{distinct[-1]}"
-    return f"{len(distinct)} seed{'s' if len(distinct) > 1 else ''} ({which})"

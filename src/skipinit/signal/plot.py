@@ -30,6 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from skipinit.report import style
+from skipinit.report.provenance import provenance, seeds_text
 from skipinit.signal import FIGURE_STEM
 
 POOLED = "skip_var_pooled"
@@ -183,7 +184,7 @@ def _positive(curve: pd.Series) -> pd.Series:
 def _provenance(frame: pd.DataFrame, profile: str) -> str:
     deepest = frame.groupby(frame["model"].str.split("-").str[0])["depth"].max()
     depths = ", ".join(f"{kind} nets {deepest[kind]} blocks" for kind in ("linear", "conv") if kind in deepest)
-    return style.provenance(profile, "at initialization", depths, style.seeds_text(frame["seed"]) + ", mean shown")
+    return provenance(profile, "at initialization", depths, seeds_text(frame["seed"]) + ", mean shown")
 
 
 def _mean_over_seeds(frame: pd.DataFrame, model_name: str) -> pd.DataFrame:
