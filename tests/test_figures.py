@@ -289,3 +289,21 @@ def test_report_opens_in_chromium_with_every_figure_and_the_claims(smoke_run):
         assert browser.wait_for("document.querySelector('#app').innerText.includes('claims.md')")
         assert browser.errors == []
     print(f"report screenshots in {shots}")
+
+
+# --- every kind, with seeds -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["depth", "trainability", "batch_size", "imagenet", "regularization", "generic"])
+def test_every_kind_shows_data_with_error_bars_over_seeds(kind):
+    from test_tables import batch_runs, curves_of, depth_runs
+
+    runs = batch_runs() if kind in ("batch_size", "imagenet") else depth_runs()  # depth_runs: 2 seeds, some diverged
+    runs["experiments"] = [[kind]] * len(runs)
+    figure = figures.plot_experiment(runs, curves_of(runs), kind, kind, profile="made-up")
+    assert_every_panel_shows_data(figure, kind)
+    accuracy = figure.axes[0]
+    seeds = runs["seed"].nunique()
+    assert any(container.has_yerr for container in accuracy.containers) == (seeds > 1)  # spread only from seeds
+    assert "profile made-up" in figure_texts(figure)
+    assert provenance.seeds_text(runs["seed"]) in figure_texts(figure)

@@ -47,6 +47,9 @@ BATCH_KINDS = ("batch_size", "imagenet")
 MARKERS = ("o", "s", "D", "^", "v", "P", "<", ">", "p", "h", "*")
 DODGE_LOG2 = 0.3  # total sideways spread of the series on a log2 axis, in octaves
 ACCURACY = "test accuracy (%)"
+SETTING_KEYS = ("depth", "width", "batch_size")
+SETTING_NAMES = {"depth": "depth", "width": "width", "batch_size": "batch"}
+LINESTYLES = ("-", "--", ":", "-.")
 AT_BEST_LR = "test accuracy (%) at best lr"
 
 
@@ -87,9 +90,10 @@ class _Marks:
 
     def __init__(self) -> None:
         self.diverged = self.edge = False
+        self.settings: list[tuple[str, str]] = []  # (setting, line style) where lines differ by setting
 
     def handles(self) -> list[Line2D]:
-        handles = []
+        handles = [Line2D([], [], color="0.3", ls=ls, label=text) for text, ls in self.settings]
         if self.diverged:
             handles.append(Line2D([], [], ls="none", marker="x", color="black", ms=5, label="all seeds diverged"))
         if self.edge:
@@ -139,22 +143,42 @@ def _lr_grid(axis: Axes, runs: pd.DataFrame, x: str) -> None:
 
 
 def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _Marks) -> None:
-    """Final test accuracy (mean +- std over seeds, diverged as scored) against lr, a dodged line per model."""
+    """Final test accuracy (mean +- std over seeds, diverged as scored) against lr, a dodged line per model.
+
+    Where the experiment also varies depth, width or batch size, each setting gets its own line
+    style: seeds are averaged, settings never.
+    """
     scored = runs.assign(score=runs["test_acc"].fillna(0.0))
+    varied = [key for key in SETTING_KEYS if scored[key].nunique() > 1]
+    settings = sorted(scored.groupby(varied).groups) if varied else [()]
     present = [label for label in styles if label in set(scored["label"])]
     for i, label in enumerate(present):
-        per_lr = (
-            scored[scored["label"] == label]
-            .groupby("lr")
-            .agg(mean=("score", "mean"), std=("score", "std"), dead=("diverged", "all"), seeds=("seed", "nunique"))
-            .reset_index()
-        )
-        xs = _dodged(per_lr["lr"], i, len(present))
-        spread = per_lr["std"].fillna(0.0) if (per_lr["seeds"] > 1).any() else None
-        axis.errorbar(xs, per_lr["mean"], yerr=spread, label=label, **styles[label])
-        _cross_diverged(axis, xs, per_lr["mean"], per_lr["dead"], marks)
+        for j, setting in enumerate(settings):
+            setting = setting if isinstance(setting, tuple) else (setting,)
+            rows = scored[scored["label"] == label]
+            for key, value in zip(varied, setting):
+                rows = rows[rows[key] == value]
+            if rows.empty:
+                continue
+            per_lr = (
+                rows.groupby("lr")
+                .agg(mean=("score", "mean"), std=("score", "std"), dead=("diverged", "all"), seeds=("seed", "nunique"))
+                .reset_index()
+            )
+            xs = _dodged(per_lr["lr"], i, len(present))
+            spread = per_lr["std"].fillna(0.0) if (per_lr["seeds"] > 1).any() else None
+            look = {**styles[label], "ls": LINESTYLES[j % len(LINESTYLES)]}
+            axis.errorbar(xs, per_lr["mean"], yerr=spread, label=label, **look)
+            _cross_diverged(axis, xs, per_lr["mean"], per_lr["dead"], marks)
+    if varied:
+        marks.settings = [(_setting_text(varied, s), LINESTYLES[j % len(LINESTYLES)]) for j, s in enumerate(settings)]
     _log2_ticks(axis, "x", scored["lr"])
     axis.set(xlabel="learning rate", ylabel=ACCURACY)
+
+
+def _setting_text(keys: list[str], values) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return ", ".join(f"{SETTING_NAMES[key]} {value:g}" for key, value in zip(keys, values))
 
 
 def _best_per_model(table: pd.DataFrame, axis: Axes, styles: dict, marks: _Marks) -> None:
