@@ -150,11 +150,10 @@ def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _M
     """
     scored = runs.assign(score=runs["test_acc"].fillna(0.0))
     varied = [key for key in SETTING_KEYS if scored[key].nunique() > 1]
-    settings = sorted(scored.groupby(varied).groups) if varied else [()]
+    settings = sorted(scored[varied].drop_duplicates().itertuples(index=False, name=None)) if varied else [()]
     present = [label for label in styles if label in set(scored["label"])]
     for i, label in enumerate(present):
         for j, setting in enumerate(settings):
-            setting = setting if isinstance(setting, tuple) else (setting,)
             rows = scored[scored["label"] == label]
             for key, value in zip(varied, setting):
                 rows = rows[rows[key] == value]
@@ -176,8 +175,7 @@ def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _M
     axis.set(xlabel="learning rate", ylabel=ACCURACY)
 
 
-def _setting_text(keys: list[str], values) -> str:
-    values = values if isinstance(values, tuple) else (values,)
+def _setting_text(keys: list[str], values: tuple) -> str:
     return ", ".join(f"{SETTING_NAMES[key]} {value:g}" for key, value in zip(keys, values))
 
 
