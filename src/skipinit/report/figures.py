@@ -273,7 +273,8 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
     marks = _Marks()
     with style.column_style():
         figure, body = style.new_figure(2.9, caption(profile, mine, table))
-        left, right = body.subplots(1, 2)
+        dot_plot = kind == "regularization" and table["batch_size"].nunique() == 1  # (b) needs room for model names
+        left, right = body.subplots(1, 2, width_ratios=(0.8, 1.2) if dot_plot else (1, 1))
         title = TITLES.get(kind, TITLES["generic"])
         body.suptitle(title if experiment == kind else f"{experiment}: {title}")
         right_title = ""
@@ -293,7 +294,7 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
             right_title = "best lr (grey: lrs tried)"
         elif kind == "regularization":
             _accuracy_against_lr(mine, left, styles, marks)
-            if table["batch_size"].nunique() > 1:
+            if not dot_plot:
                 _against(table, "batch_size", "test_acc_mean", right, styles, marks, errors=True)
                 right.set(xlabel="batch size", ylabel=AT_BEST_LR)
             else:
