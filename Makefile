@@ -13,7 +13,7 @@ TORCH_PACKAGES := ^(torch|torchvision|triton|nvidia-.*|cuda-.*)==
 
 GPUS ?= 1
 
-.PHONY: run test smoke tables plan lint install clean-env
+.PHONY: run test smoke tables plan lint install browser clean-env
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,16 @@ run: $(STAMP)
 	$(BIN)/python -m skipinit check-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(PROFILE) --workflow-profile workflow/profiles/default
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the test that opens the Snakemake report (tests/test_figures.py): Debian's
+# package where apt-get and root are at hand; elsewhere that test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	echo "chromium not installed: the report-in-a-browser test will skip"
 
 smoke: $(STAMP)
 	$(BIN)/python -m skipinit check-profile config/smoke.yaml

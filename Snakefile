@@ -10,6 +10,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# The report's front page: what is reproduced, for which profile, where each claim's verdict and figure are.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/signal.smk"

@@ -25,6 +25,7 @@ from skipinit import grid, profile
 from skipinit.config import ConfigError, check_config
 from skipinit.engine.options import EngineOptions
 from skipinit.plan import runtime_minutes
+from skipinit.report.provenance import experiment_line
 
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 # What the profile came from, for the one-line refusals (--config values override it).
@@ -128,6 +129,11 @@ def report_targets():
     if signal_models():
         targets += [f"{RESULTS}/signal.parquet", f"{RESULTS}/figures/signal_propagation.png"]
     return targets + claims_targets()
+
+
+def figure_provenance(wildcards):
+    """The provenance line of an experiment's figure (profile, data, net, epochs, batch, lrs, seeds), from its cells."""
+    return experiment_line(NAME, grid.experiment_cells(config).get(wildcards.experiment, []))
 
 
 def source_files():

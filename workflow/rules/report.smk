@@ -19,6 +19,8 @@ rule figure:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        provenance=figure_provenance,  # for the caption; the figure states the same from runs.parquet
     shell:
         "python -m skipinit report --results results/{wildcards.name} --only figures "
         "--experiment {wildcards.experiment} > {log} 2>&1"

@@ -1,114 +1,322 @@
-"""Figures per experiment (PNG and PDF), drawn from runs.parquet and curves.parquet alone.
+"""Figures per experiment (PNG and PDF) in the paper's form, drawn from runs.parquet and curves.parquet alone.
 
-One figure per experiment, its form set by the experiment's kind:
+One figure per experiment, two panels set by the experiment's kind:
 
-- depth: test accuracy at the best lr against depth | test accuracy during training (best lr);
-- batch_size, imagenet: test accuracy at the best lr against batch size | that best lr against
-  batch size (the paper's Figure 3);
-- regularization, generic: test accuracy against lr | test accuracy during training (best lr).
+- depth, trainability: (a) test accuracy at the best lr against depth (the paper's Table 1 as a
+  plot); (b) test accuracy during training of the deepest nets at their best lr;
+- batch_size, imagenet: (a) test accuracy at the best lr against batch size; (b) that best lr
+  against batch size, every lr tried drawn as a grey tick (the paper's Figure 3);
+- regularization: (a) test accuracy against lr; (b) test accuracy at the best lr per model (the
+  paper's Table 2), against batch size where the experiment has several;
+- generic: (a) test accuracy against lr; (b) test accuracy during training at the best lr.
 
-Accuracies are means over seeds with their standard deviation as error bars; diverged runs count
-as 0. The signal-propagation figure (Figure 2) is `skipinit.signal.plot`'s, not drawn here.
+Accuracies are means over seeds with the standard deviation as error bars (none from one seed);
+diverged runs count as what they scored (NaN as 0), and a point whose runs all diverged carries a
+black cross. A best lr on the edge of its grid (more than one lr tried) is a triangle pointing off
+the grid: the true optimum may lie beyond. Series that coincide are dodged sideways a little on
+log axes, so none hides another. Each figure ends with a provenance line (profile, dataset,
+network, epochs, batch size, lr grid, seeds). Figure 2 is `skipinit.signal.plot`'s.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from skipinit.report import provenance, style
+from skipinit.report.aggregate import runs_of
+from skipinit.report.tables import GROUP_KEYS, summary
 
-from skipinit.fileio import atomic_path  # noqa: E402
-from skipinit.report.aggregate import runs_of  # noqa: E402
-from skipinit.report.tables import summary  # noqa: E402
+FIGURE_FORMATS = style.FIGURE_FORMATS
+TITLES = {
+    "depth": "Depth: which models train as depth grows (paper Table 1)",
+    "trainability": "Trainability: accuracy against depth",
+    "batch_size": "Batch size: accuracy and best learning rate (paper Figure 3)",
+    "imagenet": "ImageNet: accuracy and best learning rate against batch size",
+    "regularization": "Regularization: SkipInit with and without L2 and dropout against batch norm (paper Table 2)",
+    "generic": "Test accuracy against learning rate",
+}
+DEPTH_KINDS = ("depth", "trainability")
+BATCH_KINDS = ("batch_size", "imagenet")
+MARKERS = ("o", "s", "D", "^", "v", "P", "<", ">", "p", "h", "*")
+DODGE_LOG2 = 0.3  # total sideways spread of the series on a log2 axis, in octaves
+ACCURACY = "test accuracy (%)"
+SETTING_KEYS = ("depth", "width", "batch_size")
+SETTING_NAMES = {"depth": "depth", "width": "width", "batch_size": "batch"}
+LINESTYLES = ("-", "--", ":", "-.")
+AT_BEST_LR = "test accuracy (%) at best lr"
 
-FIGURE_FORMATS = ("png", "pdf")
 
-
-def save(figure: plt.Figure, stem: Path) -> list[Path]:
+def save(figure: Figure, stem: Path) -> list[Path]:
     """Write `stem.png` and `stem.pdf` atomically."""
-    paths = []
-    for fmt in FIGURE_FORMATS:
-        path = stem.with_suffix(f".{fmt}")
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    plt.close(figure)
+    paths = [stem.with_suffix(f".{fmt}") for fmt in FIGURE_FORMATS]
+    style.save_formats(figure, zip(paths, FIGURE_FORMATS))
     return paths
 
 
-def _per_model(table: pd.DataFrame, x: str, y: str, axis: plt.Axes, yerr: str | None = None) -> None:
-    """One line per model (label), in the order the table lists them, with optional error bars."""
-    colors = dict(zip(table["label"].unique(), sns.color_palette(n_colors=table["label"].nunique())))
-    for label, rows in table.groupby("label", sort=False):
-        rows = rows.sort_values(x)
-        axis.errorbar(
-            rows[x], rows[y], yerr=rows[yerr] if yerr else None, label=label, color=colors[label], marker="o", capsize=3
-        )
-    axis.set_xscale("log", base=2)
-    values = sorted(table[x].unique())
-    axis.set_xticks(values, labels=[f"{value:g}" for value in values], minor=False)
+def _styles(labels: list[str]) -> dict[str, dict]:
+    """A colour and marker per model, the same in both panels."""
+    colors = sns.color_palette("colorblind", n_colors=max(len(labels), 1))
+    return {label: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)]} for i, label in enumerate(labels)}
+
+
+def _dodged(x: pd.Series, index: int, count: int) -> pd.Series:
+    """`x` shifted by a fraction of an octave for series `index` of `count`, centred on the true value."""
+    if count < 2:
+        return x
+    return x * 2.0 ** ((index / (count - 1) - 0.5) * DODGE_LOG2)
+
+
+def _log2_ticks(axis: Axes, which: str, values) -> None:
+    """A log2 axis ticked at exactly the values tried, labelled as numbers."""
+    values = sorted(set(values))
+    if which == "x":
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(values, labels=[f"{v:g}" for v in values])
+    else:
+        axis.set_yscale("log", base=2)
+        axis.set_yticks(values, labels=[f"{v:g}" for v in values])
     axis.minorticks_off()
-    axis.legend(fontsize="small")
 
 
-def _curves(runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, axis: plt.Axes) -> None:
-    """Test accuracy per epoch of the cells at each group's best lr."""
+class _Marks:
+    """Which special marks a figure drew, for its legend."""
+
+    def __init__(self) -> None:
+        self.diverged = self.edge = False
+        self.settings: list[tuple[str, str]] = []  # (setting, line style) where lines differ by setting
+
+    def handles(self) -> list[Line2D]:
+        handles = [Line2D([], [], color="0.3", ls=ls, label=text) for text, ls in self.settings]
+        if self.diverged:
+            handles.append(Line2D([], [], ls="none", marker="x", color="black", ms=5, label="all seeds diverged"))
+        if self.edge:
+            handles.append(
+                Line2D([], [], ls="none", marker="^", mfc="none", color="0.3", ms=7, label="best lr on the grid's edge")
+            )
+        return handles
+
+
+def _cross_diverged(axis: Axes, x, y, dead, marks: _Marks) -> None:
+    if dead.any():
+        axis.plot(x[dead], y[dead], ls="none", marker="x", color="black", ms=5, mew=1.1, zorder=5)
+        marks.diverged = True
+
+
+def _against(table: pd.DataFrame, x: str, y: str, axis: Axes, styles: dict, marks: _Marks, errors: bool) -> None:
+    """One dodged line per model of `y` against `x` (log2), error bars over seeds, crosses where all runs diverged."""
+    present = [label for label in styles if label in set(table["label"])]
+    for i, label in enumerate(present):
+        rows = table[table["label"] == label].sort_values(x)
+        xs = _dodged(rows[x].astype(float), i, len(present))
+        spread = rows["test_acc_std"] if errors and (rows["seeds"] > 1).any() else None
+        axis.errorbar(xs, rows[y], yerr=spread, label=label, **styles[label])
+        _cross_diverged(axis, xs, rows[y], rows["diverged_runs"] >= rows["seeds"], marks)
+        if y == "best_lr":
+            _mark_edges(axis, xs, rows, styles[label]["color"], marks)
+    _log2_ticks(axis, "x", table[x])
+
+
+def _mark_edges(axis: Axes, xs: pd.Series, rows: pd.DataFrame, color, marks: _Marks) -> None:
+    """Triangles pointing off the grid where the best lr is the grid's largest (up) or smallest (down)."""
+    tuned = rows["lrs_tried"] > 1
+    for side, marker in (("lr_max", "^"), ("lr_min", "v")):
+        edge = tuned & (rows["best_lr"] == rows[side])
+        if edge.any():
+            axis.plot(xs[edge], rows["best_lr"][edge], ls="none", marker=marker, mfc="none", mec=color, ms=9, mew=1)
+            marks.edge = True
+
+
+def _lr_grid(axis: Axes, runs: pd.DataFrame, x: str) -> None:
+    """Every lr tried at each value of `x`, as grey ticks: the grid the best lr was picked from."""
+    tried = runs[[x, "lr"]].drop_duplicates()
+    axis.plot(tried[x], tried["lr"], ls="none", marker="_", ms=10, mew=1.5, color="0.6", zorder=1, gid=style.GUIDE_GID)
+    _log2_ticks(axis, "y", tried["lr"])
+    axis.grid(False, axis="y")  # the grey ticks are the lr grid
+    axis.margins(y=0.1)  # room for the edge triangles
+
+
+def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _Marks) -> None:
+    """Final test accuracy (mean +- std over seeds, diverged as scored) against lr, a dodged line per model.
+
+    Where the experiment also varies depth, width or batch size, each setting gets its own line
+    style: seeds are averaged, settings never.
+    """
+    scored = runs.assign(score=runs["test_acc"].fillna(0.0))
+    varied = [key for key in SETTING_KEYS if scored[key].nunique() > 1]
+    settings = sorted(scored[varied].drop_duplicates().itertuples(index=False, name=None)) if varied else [()]
+    present = [label for label in styles if label in set(scored["label"])]
+    for i, label in enumerate(present):
+        for j, setting in enumerate(settings):
+            rows = scored[scored["label"] == label]
+            for key, value in zip(varied, setting):
+                rows = rows[rows[key] == value]
+            if rows.empty:
+                continue
+            per_lr = (
+                rows.groupby("lr")
+                .agg(mean=("score", "mean"), std=("score", "std"), dead=("diverged", "all"), seeds=("seed", "nunique"))
+                .reset_index()
+            )
+            xs = _dodged(per_lr["lr"], i, len(present))
+            spread = per_lr["std"].fillna(0.0) if (per_lr["seeds"] > 1).any() else None
+            look = {**styles[label], "ls": LINESTYLES[j % len(LINESTYLES)]}
+            axis.errorbar(xs, per_lr["mean"], yerr=spread, label=label, **look)
+            _cross_diverged(axis, xs, per_lr["mean"], per_lr["dead"], marks)
+    if varied:
+        marks.settings = [(_setting_text(varied, s), LINESTYLES[j % len(LINESTYLES)]) for j, s in enumerate(settings)]
+    _log2_ticks(axis, "x", scored["lr"])
+    axis.set(xlabel="learning rate", ylabel=ACCURACY)
+
+
+def _setting_text(keys: list[str], values: tuple) -> str:
+    return ", ".join(f"{SETTING_NAMES[key]} {value:g}" for key, value in zip(keys, values))
+
+
+def _best_per_model(table: pd.DataFrame, axis: Axes, styles: dict, marks: _Marks) -> None:
+    """Accuracy at the best lr, a row per model (the paper's table as a dot plot)."""
+    present = [label for label in styles if label in set(table["label"])]
+    for row_index, label in enumerate(present):
+        row = table[table["label"] == label].iloc[0]
+        spread = row["test_acc_std"] if row["seeds"] > 1 else None
+        axis.errorbar([row["test_acc_mean"]], [row_index], xerr=spread, label=label, **styles[label])
+        dead = pd.Series([row["diverged_runs"] >= row["seeds"]])
+        _cross_diverged(axis, pd.Series([row["test_acc_mean"]]), pd.Series([row_index]), dead, marks)
+        edge = " (grid edge)" if _on_edge(row.to_frame().T).iloc[0] else ""
+        axis.annotate(
+            f"lr {row['best_lr']:g}{edge}",
+            (row["test_acc_mean"], row_index),
+            xytext=(0, 5),
+            textcoords="offset points",
+            ha="center",
+            fontsize=6,
+        )
+    axis.set_yticks(range(len(present)), labels=present)
+    axis.set_ylim(len(present) - 0.5, -0.6)
+    axis.set(xlabel=AT_BEST_LR)
+    axis.margins(x=0.15)
+
+
+def _curves(
+    runs: pd.DataFrame, curves: pd.DataFrame, table: pd.DataFrame, axis: Axes, styles: dict, marks: _Marks
+) -> str:
+    """Test accuracy per evaluated epoch (mean over seeds) of each model's best-lr cells; returns the setting shown."""
     keys = [column for column in ("label", "depth", "width", "batch_size") if column in table.columns]
     best = table.merge(runs, left_on=[*keys, "best_lr"], right_on=[*keys, "lr"])
+    shown = ""
+    if best["depth"].nunique() > 1:  # the deepest nets, where the models part
+        best = best[best["depth"] == best["depth"].max()]
+        shown = f", depth {best['depth'].max()}"
     chosen = curves[curves["cell_id"].isin(best["cell_id"]) & curves["test_acc"].notna()]
     if chosen.empty:
         axis.text(0.5, 0.5, "no evaluated epochs", ha="center", transform=axis.transAxes)
-    else:
-        style = "depth" if chosen["depth"].nunique() > 1 else None
-        sns.lineplot(data=chosen, x="epoch", y="test_acc", hue="label", style=style, ax=axis, errorbar=None)
-    axis.set_title("test accuracy during training (best lr)")
-    axis.set_ylabel("test accuracy (%)")
+        return shown
+    for label in styles:
+        rows = chosen[chosen["label"] == label]
+        if rows.empty:
+            continue
+        per_epoch = rows.groupby("epoch")["test_acc"].agg(["mean", "std"]).reset_index()
+        axis.plot(per_epoch["epoch"], per_epoch["mean"], label=label, **styles[label])
+        if best.loc[best["label"] == label, "diverged"].all():  # its curve ends where it diverged
+            last = per_epoch.tail(1)
+            _cross_diverged(axis, last["epoch"], last["mean"], pd.Series([True], index=last.index), marks)
+        if rows["seed"].nunique() > 1:
+            low, high = per_epoch["mean"] - per_epoch["std"], per_epoch["mean"] + per_epoch["std"]
+            axis.fill_between(per_epoch["epoch"], low, high, color=styles[label]["color"], alpha=0.2, lw=0)
+    axis.set_xlim(0, max(runs["epochs"].max(), chosen["epoch"].max()) + 0.3)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set(xlabel="epoch", ylabel=ACCURACY)
+    return shown
 
 
-def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, kind: str) -> plt.Figure:
-    """The experiment's two panels for its kind (see the module docstring)."""
+def _lr_range(runs: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Per summary group: the smallest and largest lr tried."""
+    group = GROUP_KEYS.get(kind, GROUP_KEYS["generic"])
+    return runs.groupby(group, dropna=False)["lr"].agg(lr_min="min", lr_max="max").reset_index()
+
+
+def caption(profile: str, runs: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
+    """The provenance line of an experiment's figure, from its runs (and how many best lrs sit on a grid edge)."""
+    line = provenance.experiment_line(profile, runs.to_dict("records"))
+    note = _edge_note(table)
+    return f"{line}\n{note}" if note else line
+
+
+def _on_edge(table: pd.DataFrame) -> pd.Series:
+    """Groups whose best lr is the smallest or largest of several tried."""
+    return (table["lrs_tried"] > 1) & ((table["best_lr"] == table["lr_max"]) | (table["best_lr"] == table["lr_min"]))
+
+
+def _edge_note(table: pd.DataFrame | None) -> str:
+    if table is None or table.empty or "lr_max" not in table:
+        return ""
+    edge = int(_on_edge(table).sum())
+    if not edge:
+        return ""
+    return f"best lr on the edge of the lr grid in {edge} of {len(table)} settings: the optimum may lie beyond"
+
+
+def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, kind: str, profile: str = "?") -> Figure:
+    """The experiment's two panels for its kind (see the module docstring), with its provenance line."""
+    mine = runs_of(runs, experiment)
     table = summary(runs, experiment, kind)
-    order = list(dict.fromkeys(runs_of(runs, experiment)["label"]))  # models as the profile lists them
-    table = table.sort_values("label", key=lambda labels: labels.map(order.index), kind="stable")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
-    figure.suptitle(experiment if experiment == kind else f"{experiment} ({kind})")
-    if table.empty:
-        for axis in (left, right):
-            axis.text(0.5, 0.5, "no runs", ha="center", transform=axis.transAxes)
-    elif kind == "depth":
-        _per_model(table, "depth", "test_acc_mean", left, yerr="test_acc_std")
-        left.set(xlabel="depth (layers)", ylabel="test accuracy (%) at best lr")
-        _curves(runs_of(runs, experiment), curves, table, right)
-    elif kind in ("batch_size", "imagenet"):
-        _per_model(table, "batch_size", "test_acc_mean", left, yerr="test_acc_std")
-        left.set(xlabel="batch size", ylabel="test accuracy (%) at best lr")
-        _per_model(table, "batch_size", "best_lr", right)
-        right.set_yscale("log", base=2)
-        right.set(xlabel="batch size", ylabel="best learning rate")
-    else:
-        scored = runs_of(runs, experiment).assign(test_acc=lambda f: f["test_acc"].fillna(0.0))
-        sns.lineplot(
-            data=scored, x="lr", y="test_acc", hue="label", hue_order=order, marker="o", errorbar="sd", ax=left
-        )
-        left.set_xscale("log", base=2)
-        left.set(xlabel="learning rate", ylabel="test accuracy (%)")
-        _curves(runs_of(runs, experiment), curves, table, right)
-    figure.tight_layout()
+    order = list(dict.fromkeys(mine["label"]))  # models as the profile lists them
+    styles = _styles(order)
+    if not table.empty:
+        table = table.merge(_lr_range(mine, kind), how="left")
+    marks = _Marks()
+    with style.column_style():
+        figure, body = style.new_figure(2.9, caption(profile, mine, table))
+        dot_plot = kind == "regularization" and table["batch_size"].nunique() == 1  # (b) needs room for model names
+        left, right = body.subplots(1, 2, width_ratios=(0.8, 1.2) if dot_plot else (1, 1))
+        title = TITLES.get(kind, TITLES["generic"])
+        body.suptitle(title if experiment == kind else f"{experiment}: {title}")
+        right_title = ""
+        if table.empty:
+            for axis in (left, right):
+                axis.text(0.5, 0.5, "no runs", ha="center", transform=axis.transAxes)
+        elif kind in DEPTH_KINDS:
+            _against(table, "depth", "test_acc_mean", left, styles, marks, errors=True)
+            left.set(xlabel="depth (layers)", ylabel=AT_BEST_LR)
+            right_title = "during training" + _curves(mine, curves, table, right, styles, marks) + " (best lr)"
+        elif kind in BATCH_KINDS:
+            _against(table, "batch_size", "test_acc_mean", left, styles, marks, errors=True)
+            left.set(xlabel="batch size", ylabel=AT_BEST_LR)
+            _lr_grid(right, mine, "batch_size")
+            _against(table, "batch_size", "best_lr", right, styles, marks, errors=False)
+            right.set(xlabel="batch size", ylabel="best learning rate")
+            right_title = "best lr (grey: lrs tried)"
+        elif kind == "regularization":
+            _accuracy_against_lr(mine, left, styles, marks)
+            if not dot_plot:
+                _against(table, "batch_size", "test_acc_mean", right, styles, marks, errors=True)
+                right.set(xlabel="batch size", ylabel=AT_BEST_LR)
+            else:
+                _best_per_model(table, right, styles, marks)
+            right_title = "at the best lr"
+        else:
+            _accuracy_against_lr(mine, left, styles, marks)
+            right_title = "during training" + _curves(mine, curves, table, right, styles, marks) + " (best lr)"
+        left.set_title("(a)", loc="left")
+        right.set_title(f"(b) {right_title}".strip(), loc="left")
+        handles = [Line2D([], [], label=label, **styles[label]) for label in order] + marks.handles()
+        if handles:
+            body.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)))
     return figure
 
 
 def write_all(results: Path, experiments: dict) -> list[Path]:
-    """Every experiment's figure, from runs.parquet and curves.parquet in `results`."""
+    """Every experiment's figure, from runs.parquet and curves.parquet in `results` (whose name is the profile's)."""
     runs = pd.read_parquet(results / "runs.parquet")
     curves = pd.read_parquet(results / "curves.parquet")
     written = []
     for experiment, meta in experiments.items():
-        written += save(
-            plot_experiment(runs, curves, experiment, meta.get("kind", "generic")), results / "figures" / experiment
-        )
+        figure = plot_experiment(runs, curves, experiment, meta.get("kind", "generic"), profile=results.resolve().name)
+        written += save(figure, results / "figures" / experiment)
     return written
