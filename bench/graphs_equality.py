@@ -89,8 +89,10 @@ def compare(name: str, cell_list: list[dict], extra: dict, dataset, args) -> dic
     row = {
         "case": name, "members": len(cell_list), "steps": len(eager), "options": extra, "state": state,
         "final_loss_eager": eager[-1].tolist(), "final_loss_graphed": graphed[-1].tolist(),
-        "final_loss_rel_diff": relative(graphed[-1], eager[-1]), "tail_loss_rel_diff": relative(graphed[-tail:].mean(0), eager[-tail:].mean(0)),
-        "noise_final_loss_rel_diff": relative(again[-1], eager[-1]), "noise_tail_loss_rel_diff": relative(again[-tail:].mean(0), eager[-tail:].mean(0)),
+        "final_loss_rel_diff": relative(graphed[-1], eager[-1]),
+        "tail_loss_rel_diff": relative(graphed[-tail:].mean(0), eager[-tail:].mean(0)),
+        "noise_final_loss_rel_diff": relative(again[-1], eager[-1]),
+        "noise_tail_loss_rel_diff": relative(again[-tail:].mean(0), eager[-tail:].mean(0)),
         "param_rel_l2_diff": float((graphed_params - eager_params).norm() / eager_params.norm()),
         "noise_param_rel_l2_diff": float((again_params - eager_params).norm() / eager_params.norm()),
         "bit_identical": bool(torch.equal(graphed_params, eager_params) and torch.equal(graphed, eager)),
