@@ -7,9 +7,20 @@
                torch.optim.SGD. Same model (wide_resnet), batch size, device. Prints images/s.
 --mode sweep : an lr sweep of --cells cells as one packed engine run against the same cells trained
                one after another by the engine. Prints cells/hour (a "cell" = --steps steps).
+--graphs     : the engine with its whole step in a CUDA graph (`cuda_graphs`) as a further contender:
+               cell mode times graphed engine, eager engine and reference; sweep mode the graphed
+               pack, the same pack eager and the cells one after another, each graphed. On the CPU
+               the option is ignored (the "graphed" contender is the eager engine again).
 
-Warm-up steps are excluded from every timing. --repeats > 1 alternates the contenders and reports
-the median, which is what to use on a shared machine. The last line is always `ratio=<engine/ref>`.
+Warm-up steps are excluded from every timing (the graphed engine warms up for at least its eager
+warm-up steps plus the capture). --repeats > 1 alternates the contenders and reports the median,
+which is what to use on a shared machine. Each engine contender's line gives its model FLOPs
+utilization on a GPU: 3 x forward MACs (`skipinit.cost.shape_cost`) x 2 FLOPs x batch x members
+per step, against the device's dense bf16 peak (`skipinit.cost.PEAK_TFLOPS`). Cell mode also
+prints the training time of one --estimate-epochs CIFAR-10 cell (50,000 images) at the measured
+step time. The last line is always `ratio=<engine/ref>`: cell mode the graphed (--graphs) or eager
+engine over the reference (over the eager engine with --no-reference); sweep mode packed over
+sequential.
 
     PYTHONPATH=src .venv/bin/python bench/train_throughput.py --mode cell --steps 30
 """
@@ -35,11 +46,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from skipinit import cost, data  # noqa: E402
 from skipinit.data.ondevice import CIFAR_MEAN, CIFAR_STD  # noqa: E402
+from skipinit.engine.graphs import GRAPH_WARMUP_STEPS, GraphedStep  # noqa: E402
 from skipinit.engine.options import EngineOptions  # noqa: E402
 from skipinit.engine.runtime import engine_settings, resolve_device  # noqa: E402
 from skipinit.engine.trainer import PackTrainer  # noqa: E402
 from skipinit.grid import make_cell  # noqa: E402
 from skipinit.models import wide_resnet  # noqa: E402
+
+try:
+    from skipinit import cost  # noqa: E402  (branch `plan`; until it is merged, MFU is not printed)
+except ImportError:
+    cost = None
+
+CIFAR_TRAIN_IMAGES = 50_000
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,15 +79,19 @@ def engine_cells(args, count: int, dataset) -> list[dict]:
             for lr in lrs]
 
 
-def time_engine(args, cells: list[dict], dataset) -> float:
+def time_engine(args, cells: list[dict], dataset, graphs: bool = False) -> float:
     """Seconds for --steps training steps of the engine (a pack when several cells), after warm-up."""
-    options = EngineOptions(device=args.device, precision=args.precision, compile=args.compile,
+    options = EngineOptions(device=args.device, precision=args.precision, compile=args.compile, cuda_graphs=graphs,
                             channels_last=not args.no_channels_last, threads=args.threads or 0, packing=args.packing)
     with engine_settings(options, torch.device(resolve_device(args.device))):
-        trainer = PackTrainer(cells, dataset, options, log=lambda line: None)
+        log = (lambda line: print(f"  graphed engine: {line}", flush=True)) if graphs else (lambda line: None)
+        trainer = PackTrainer(cells, dataset, options, log=log)  # the graphed one says whether it captured
         batches = engine_batches(trainer)
-        for _ in range(args.warmup):
+        warmup = max(args.warmup, GRAPH_WARMUP_STEPS + 2) if graphs else args.warmup  # the capture is never timed
+        for _ in range(warmup):
             trainer.step(*next(batches))
+        if graphs and isinstance(trainer.run_step, GraphedStep) and trainer.run_step.state != "graphed":
+            print(f"warning: the graphed engine is {trainer.run_step.state} after {warmup} warm-up steps: it is timed eagerly", flush=True)
         synchronize(trainer.device)
         start = time.perf_counter()
         for _ in range(args.steps):
@@ -180,40 +203,88 @@ def describe(args) -> str:
             f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}")
 
 
+def utilization(args, images_per_second: float) -> str:
+    """Model FLOPs utilization at `images_per_second` (all members' images): 3 x forward MACs x 2 FLOPs per image."""
+    device = resolve_device(args.device)
+    if device.type != "cuda":
+        return "MFU n/a on the CPU"
+    if cost is None:
+        return "MFU n/a (skipinit.cost not here: merge branch `plan`)"
+    name = torch.cuda.get_device_name(device).lower()
+    peak = next((tflops for device_class, tflops in cost.PEAK_TFLOPS.items() if device_class in name), None)
+    if peak is None:
+        return f"MFU n/a (no dense bf16 peak known for {name!r})"
+    flops_per_image = 3 * 2 * cost.shape_cost("wrn", args.depth, args.width, "batchnorm").macs
+    achieved = flops_per_image * images_per_second
+    return f"MFU {100 * achieved / (peak * 1e12):.2f}% ({achieved / 1e12:.1f} of {peak:g} TFLOP/s dense bf16)"
+
+
+def training_hours(args, images_per_second: float) -> float:
+    """Hours of training steps (no evaluation, no start-up) of one --estimate-epochs CIFAR-10 cell at this rate."""
+    steps = args.estimate_epochs * (CIFAR_TRAIN_IMAGES // args.batch_size)
+    return steps * args.batch_size / images_per_second / 3600
+
+
 def run_cell(args, dataset) -> float:
     images = args.steps * args.batch_size
-    engine, reference = [], []
+    rates = {"engine": [], "graphed": [], "reference": []}
     with tempfile.TemporaryDirectory(prefix="skipinit-bench-") as scratch:
         root, official = args.cifar_root, args.cifar_root is not None
-        if not official:
+        if not official and not args.no_reference:
             write_cifar_pickles(dataset, Path(scratch))
             root = scratch
         cells = engine_cells(args, 1, dataset)
         for repeat in range(args.repeats):
-            engine.append(images / time_engine(args, cells, dataset))
-            reference.append(images / time_reference(args, root, official))
-            print(f"repeat {repeat + 1}: engine {engine[-1]:.1f} img/s, reference {reference[-1]:.1f} img/s", flush=True)
-    e, r = statistics.median(engine), statistics.median(reference)
-    args.measured = [(1, args.steps, images / e)]
-    print(f"engine images/s: {e:.1f}")
-    print(f"reference images/s: {r:.1f}  (DataLoader workers={args.workers}, transforms.v2, fp32, NCHW, torch.optim.SGD)")
-    return e / r
+            rates["engine"].append(images / time_engine(args, cells, dataset))
+            if args.graphs:
+                rates["graphed"].append(images / time_engine(args, cells, dataset, graphs=True))
+            if not args.no_reference:
+                rates["reference"].append(images / time_reference(args, root, official))
+            print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} img/s" for name, values in rates.items() if values), flush=True)
+    median = {name: statistics.median(values) for name, values in rates.items() if values}
+    args.measured = [(1, args.steps, images / median["engine"])]  # seconds per --steps steps, for --append
+    for name in ("engine", "graphed"):
+        if name in median:
+            label = "graphed engine" if name == "graphed" else "engine"
+            print(f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; {utilization(args, median[name])})")
+    if "reference" in median:
+        print(f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, fp32, NCHW, torch.optim.SGD)")
+    for name in ("engine", "graphed"):
+        if name in median:
+            print(f"estimated {args.estimate_epochs}-epoch CIFAR-10 cell at batch {args.batch_size}, {name}: "
+                  f"{training_hours(args, median[name]):.2f} h of training steps (evaluation and start-up excluded)")
+    if "graphed" in median:
+        print(f"graphed/eager: {median['graphed'] / median['engine']:.3f}")
+    best = median.get("graphed", median["engine"])
+    if "reference" in median:
+        print(f"engine/reference: {median['engine'] / median['reference']:.3f}")
+        return best / median["reference"]
+    return best / median["engine"]
 
 
 def run_sweep(args, dataset) -> float:
     cells = engine_cells(args, args.cells, dataset)
     if args.distinct_seeds:
         cells = [dict(cell, seed=i) for i, cell in enumerate(cells)]
-    packed, sequential = [], []
+    packed, packed_eager, sequential = [], [], []
     for repeat in range(args.repeats):
-        packed.append(len(cells) / time_engine(args, cells, dataset) * 3600)
-        sequential.append(len(cells) / sum(time_engine(args, [cell], dataset) for cell in cells) * 3600)
-        print(f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h, sequential {sequential[-1]:.0f} cells/h", flush=True)
+        packed.append(len(cells) / time_engine(args, cells, dataset, graphs=args.graphs) * 3600)
+        if args.graphs:
+            packed_eager.append(len(cells) / time_engine(args, cells, dataset) * 3600)
+        sequential.append(len(cells) / sum(time_engine(args, [cell], dataset, graphs=args.graphs) for cell in cells) * 3600)
+        eager = f", packed eager {packed_eager[-1]:.0f} cells/h" if args.graphs else ""
+        print(f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h{eager}, sequential {sequential[-1]:.0f} cells/h", flush=True)
     p, s = statistics.median(packed), statistics.median(sequential)
     per_cell_images = args.steps * args.batch_size
     args.measured = [(len(cells), args.steps, len(cells) / p * 3600), (1, args.steps * len(cells), len(cells) / s * 3600)]
-    print(f"packed cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members)")
-    print(f"sequential cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s)")
+    graphed = " graphed" if args.graphs else ""
+    print(f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members; "
+          f"{utilization(args, p * per_cell_images / 3600)})")
+    if args.graphs:
+        e = statistics.median(packed_eager)
+        print(f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; {utilization(args, e * per_cell_images / 3600)})")
+        print(f"packed graphed/packed eager: {p / e:.3f}")
+    print(f"sequential{graphed} cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s; {utilization(args, s * per_cell_images / 3600)})")
     return p / s
 
 
@@ -276,6 +347,9 @@ def main(argv=None) -> None:
     parser.add_argument("--append", metavar="CSV", help="append the engine's timings to this measurements file (bench/throughput.csv: "
                         "the compute plan's throughput model is fitted to it)")
     parser.add_argument("--device-class", help="with --append: the device class to file them under (default: cpu, or h100 etc. from the GPU's name)")
+    parser.add_argument("--graphs", action="store_true", help="add the engine with its step in a CUDA graph as a contender")
+    parser.add_argument("--no-reference", action="store_true", help="cell: leave the plain PyTorch reference out")
+    parser.add_argument("--estimate-epochs", type=int, default=200, help="cell: epochs of the training-time estimate")
     args = parser.parse_args(argv)
 
     if args.dataset:
@@ -283,6 +357,8 @@ def main(argv=None) -> None:
     else:
         dataset = data.synthetic(train_size=5000, test_size=1000, seed=0)
     print(describe(args), f"mode={args.mode}", f"packing={args.packing}" if args.mode == "sweep" else "", flush=True)
+    if args.graphs and resolve_device(args.device).type != "cuda":
+        print("note: cuda_graphs is ignored on the CPU: the 'graphed' contenders are the eager engine again", flush=True)
     ratio = run_cell(args, dataset) if args.mode == "cell" else run_sweep(args, dataset)
     if args.append:
         append_measurements(args, args.append)

@@ -27,7 +27,7 @@ def test_the_cli_defaults_are_the_engine_defaults():
 
 
 def test_every_engine_option_reaches_the_engine_from_the_cli():
-    changed = {"device": "cpu", "precision": "fp32", "compile": True, "channels_last": False, "deterministic": True, "eval_every": 3,
+    changed = {"device": "cpu", "precision": "fp32", "compile": True, "cuda_graphs": True, "channels_last": False, "deterministic": True, "eval_every": 3,
                "divergence_loss": 5.0, "threads": 2, "image_size": 64, "micro_batch": 8, "packing": "vmap", "fixup_scalar_lr": 0.5}
     assert changed.keys() == FIELDS.keys() and all(changed[name] != field.default for name, field in FIELDS.items())
     flags = []

@@ -2,7 +2,8 @@
 
 A *pack* is a list of cells that differ only in learning rate and seed (see `grid.py`). Modules,
 one job each: `options` (EngineOptions), `schedule`, `packing`, `members`, `sgd`, `checkpoint`,
-`runtime`, `trainer` (PackTrainer, train_pack) and `job` (one `skipinit train` job's whole life).
+`runtime`, `graphs` (whole-step CUDA graphs), `trainer` (PackTrainer, train_pack) and `job`
+(one `skipinit train` job's whole life).
 
 Design, in the order a step runs:
 
@@ -36,6 +37,10 @@ Design, in the order a step runs:
   per-parameter row where the model asks for one (Fixup's scalars, `models.lr_multipliers`). A member whose
   loss is non-finite or above `divergence_loss` stops updating: `torch.where` keeps its parameters
   and momentum, and the first bad step is recorded on the device; nothing is read back per step.
+- **CUDA graphs** (`cuda_graphs`, off by default). After 3 eager warm-up steps the whole step
+  (forward, backward, divergence bookkeeping, SGD update) is captured once and replayed, the batch
+  copied into static input buffers first; a failed capture logs one line and trains on eagerly,
+  and on the CPU the option is ignored with one log line (`graphs`).
 - **Epoch end.** One host sync reads the epoch's summed losses and accuracies; evaluation on the
   full test set (or the cell's class-balanced `test_subset`); one log line per member; an atomic
   checkpoint with an embedded sha256, from which a killed run resumes bit for bit.

@@ -25,6 +25,9 @@ class EngineOptions:
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     precision: str = option("bf16", "bf16 autocast (CUDA only; CPU runs fp32) or fp32", PRECISIONS)
     compile: bool = option(False, "torch.compile the forward and the SGD update, falling back to eager if compiling fails")
+    # Off until a GPU measurement shows the graphed step equal to the eager one and faster (bench/RESULTS.md).
+    cuda_graphs: bool = option(False, "capture the whole training step in a CUDA graph after a few eager steps (CUDA only; "
+                                      "ignored on the CPU, eager if capture fails)")
     channels_last: bool = option(True, "channels_last memory format on the device")
     deterministic: bool = option(False, "deterministic algorithms and fixed threads: CPU runs repeat bit for bit")
     eval_every: int = option(1, "evaluate on the test set every k epochs (and always at the last)")

@@ -85,7 +85,8 @@ class PackedScalar(nn.Module):
         self.value, self.members, self.multiply = value, members, multiply
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        per_channel = self.value.repeat_interleave(x.shape[1] // self.members)
+        # expand, not repeat_interleave, which may size its output on the host (a sync a CUDA graph capture forbids)
+        per_channel = self.value[:, None].expand(self.members, x.shape[1] // self.members).reshape(-1)
         # In x's dtype, as a 0-dim scalar would be in the member's own network (bf16 stays bf16).
         per_channel = per_channel.view(1, -1, *([1] * (x.dim() - 2))).to(x.dtype)
         return x * per_channel if self.multiply else x + per_channel

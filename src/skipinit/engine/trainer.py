@@ -1,9 +1,9 @@
 """The trainer: one pack of cells trained as one batched computation, epoch by epoch, with checkpoints.
 
-`PackTrainer.step` is capture-safe, in preparation for whole-step CUDA graphs: the batch is
-copied into static input buffers, and the step counter, the learning-rate lookup and the
-divergence bookkeeping are device tensors updated in place, so forward, backward and SGD update
-neither rebind a tensor nor read the device from the host.
+`PackTrainer.compute_step` is capture-safe, for whole-step CUDA graphs (`cuda_graphs`, see
+`graphs`): `step` copies the batch into static input buffers, and the step counter, the
+learning-rate lookup and the divergence bookkeeping are device tensors updated in place, so
+forward, backward and SGD update neither rebind a tensor nor read the device from the host.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from skipinit.data.batches import derive_seed
 from skipinit.data.sources import data_kind
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skipinit.engine.graphs import graphed_or_eager
 from skipinit.engine.members import Members
 from skipinit.engine.options import PACKINGS, EngineOptions
 from skipinit.engine.runtime import CompiledOrEager, ProgressBar, engine_settings, format_seconds, is_out_of_memory, resolve_device
@@ -100,12 +101,17 @@ class PackTrainer:
         if options.compile:
             self.loss_fn = CompiledOrEager(self.forward_losses, log, "forward")
             self.update_fn = CompiledOrEager(sgd_step, log, "SGD update")
+        self.run_step: Callable[[], None] = self.compute_step
+        if options.cuda_graphs:
+            self.run_step = graphed_or_eager(self.compute_step, self.device, log)
 
     # ---- steps ----------------------------------------------------------------------------
 
     def autocast(self):
         if self.use_bf16:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            # A capture must not keep autocast's cast-weight cache (torch.cuda.graphs' AMP notes); each
+            # weight is cast once per forward anyway, so the numbers are the same without it.
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs)
         return contextlib.nullcontext()
 
     def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +133,11 @@ class PackTrainer:
             self.inputs, self.labels = torch.empty_like(x), torch.empty_like(y)
         self.inputs.copy_(x)
         self.labels.copy_(y)
+        self.run_step()
+        return self.step_losses, self.step_correct
+
+    def compute_step(self) -> None:
+        """The step on the static buffers alone (what a CUDA graph captures): no argument, no result."""
         self.members.grads.zero_()
         self.step_losses.zero_()
         self.step_correct.zero_()
@@ -143,7 +154,6 @@ class PackTrainer:
         self.update_fn(self.members.params, self.members.grads, self.members.momentum, lr, self.alive,
                        self.weight_decay, self.momentum, self.nesterov, self.members.lr_scale)
         self.step_index.add_(1)
-        return self.step_losses, self.step_correct
 
     def train_epoch(self, epoch: int) -> dict:
         """One epoch of every member; reads the device once, at the end."""
