@@ -53,11 +53,6 @@ from skipinit.engine.trainer import PackTrainer  # noqa: E402
 from skipinit.grid import make_cell  # noqa: E402
 from skipinit.models import wide_resnet  # noqa: E402
 
-try:
-    from skipinit import cost  # noqa: E402  (branch `plan`; until it is merged, MFU is not printed)
-except ImportError:
-    cost = None
-
 CIFAR_TRAIN_IMAGES = 50_000
 
 
@@ -208,8 +203,6 @@ def utilization(args, images_per_second: float) -> str:
     device = resolve_device(args.device)
     if device.type != "cuda":
         return "MFU n/a on the CPU"
-    if cost is None:
-        return "MFU n/a (skipinit.cost not here: merge branch `plan`)"
     name = torch.cuda.get_device_name(device).lower()
     peak = next((tflops for device_class, tflops in cost.PEAK_TFLOPS.items() if device_class in name), None)
     if peak is None:
