@@ -221,3 +221,30 @@ def test_linear_resnet(variant):
     has_norm = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
     assert has_norm == (variant == "batchnorm")
     assert not any(isinstance(m, (nn.ReLU, nn.Conv2d)) for m in model.modules())
+
+
+def test_plain_variant_has_no_skip_path_anywhere():
+    torch.manual_seed(0)
+    plain = wide_resnet(16, 2, "plain")
+    blocks = residual_blocks(plain)
+    assert len(blocks) == wrn_residual_blocks(16) and all(b.shortcut is None and not b.has_skip for b in blocks)
+    x = torch.randn(2, 32, 8, 8)  # the second block of the first stage, 16 x 2 channels
+    torch.testing.assert_close(blocks[1](x), blocks[1].branch(blocks[1].preact(x)))
+    # the same convs as the unnormalized net (with biases, ReLU pre-activations) minus its shortcut convs
+    unnormalized = wide_resnet(16, 2, "unnormalized")
+    shortcuts = sum(num_parameters(b.shortcut) for b in residual_blocks(unnormalized) if b.shortcut is not None)
+    assert num_parameters(plain) == num_parameters(unnormalized) - shortcuts
+    assert shortcuts == (16 * 32 + 32) + (32 * 64 + 64) + (64 * 128 + 128)  # all three stages widen at width 2
+    with pytest.raises(ValueError, match="skip path"):
+        ResidualBlock(nn.Identity(), nn.Identity(), shortcut=nn.Identity(), has_skip=False)
+
+
+def test_plain_net_signal_does_not_explode_with_depth_unlike_the_unnormalized_residual_net():
+    x = torch.randn(16, 3, 32, 32)
+    variances = {}
+    for variant in ("plain", "unnormalized"):
+        torch.manual_seed(0)
+        model = wide_resnet(40, 1, variant)
+        with torch.no_grad():
+            variances[variant] = model.stages(model.stem(x)).var().item()
+    assert variances["plain"] < 10 and variances["unnormalized"] > 2**10  # 18 blocks: 2^18 without the shortcuts

@@ -70,7 +70,7 @@ def cell_id(cell: dict) -> str:
 
 def model_label(cell: dict) -> str:
     """A short human name for tables and legends, e.g. `SkipInit (alpha=0) + dropout`."""
-    names = {"batchnorm": "BatchNorm", "skipinit": "SkipInit", "unnormalized": "Unnormalized", "scaled": "Scaled (x+f(x))/sqrt(2)", "fixup": "Fixup"}
+    names = {"batchnorm": "BatchNorm", "skipinit": "SkipInit", "unnormalized": "Unnormalized", "scaled": "Scaled (x+f(x))/sqrt(2)", "fixup": "Fixup", "plain": "Plain (no skips)"}
     label = names.get(cell["variant"], cell["variant"])
     if cell["variant"] == "skipinit":
         label += f" (alpha={cell['alpha_init']})"

@@ -2,13 +2,20 @@
 
 Every network is a stack of one kind of module, ``ResidualBlock``, computing
 ``out = output_scale * (skip + branch(preact(x)))``. The variants differ only in which
-layers the small helpers below put into ``preact``, ``branch`` and ``shortcut``:
+layers the small helpers below put into ``preact``, ``branch`` and ``shortcut``, and in
+whether the block has a skip path at all:
 
 - ``batchnorm``: BN-ReLU before every conv, bias-free convs; optionally ghost batch norm.
 - ``skipinit``: no normalization, convs with biases, a learnable scalar ``alpha`` at the end
   of every residual branch (alpha = 0 makes every block the identity at initialization).
 - ``unnormalized``: no normalization, convs with biases: the control that fails at depth.
 - ``scaled``: as ``unnormalized``, but every block output is divided by sqrt(2).
+- ``plain``: as ``unnormalized``, without skip connections: every block is its branch alone,
+  ``out = branch(preact(x))``, so the net is a plain stack of pre-activated convs (the control
+  that shows what skip connections alone buy in trainable depth). A plain net has no skip
+  path anywhere: a downsampling block is just its strided convs, with no 1x1 shortcut conv
+  (the residual nets' two or three shortcut convs are absent; depth is still 6N+4, the
+  layers on the branch path of the residual layout).
 - ``fixup`` (Zhang et al., 2019): scalar biases (init 0) before every conv, activation and
   the classifier, a scalar multiplier (init 1) at the end of every branch, the last conv of
   every branch zero-initialized, the other branch convs scaled by d^(-1/(2m-2)) (d residual
@@ -96,19 +103,30 @@ class ResidualBlock(nn.Module):
     WRN reference layout: a stage's first block feeds its activated input to both paths).
     ``branch`` ends with the variant's scalars, so its output is exactly what is added to the
     skip path: hook the block for the skip-path input and ``branch`` for the branch output.
+    With ``has_skip=False`` (the ``plain`` variant) there is no skip path: ``out = branch(preact(x))``.
     """
 
     def __init__(
-        self, preact: nn.Module, branch: nn.Module, shortcut: nn.Module | None = None, output_scale: float = 1.0
+        self,
+        preact: nn.Module,
+        branch: nn.Module,
+        shortcut: nn.Module | None = None,
+        output_scale: float = 1.0,
+        has_skip: bool = True,
     ):
         super().__init__()
+        if shortcut is not None and not has_skip:
+            raise ValueError("a block without a skip path has no shortcut")
         self.preact = preact
         self.branch = branch
         self.shortcut = shortcut
         self.output_scale = output_scale
+        self.has_skip = has_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.preact(x)
+        if not self.has_skip:
+            return self.branch(activated) * self.output_scale
         skip = x if self.shortcut is None else self.shortcut(activated)
         return (skip + self.branch(activated)) * self.output_scale
 
@@ -178,14 +196,16 @@ def _residual_block(in_channels: int, convs: list[tuple[int, int, int]], setting
             branch_convs[-1].weight.zero_()
 
     stride = max(stride for _, _, stride in convs)
+    has_skip = variant != "plain"
     shortcut = None
-    if stride != 1 or channels != in_channels:
+    if has_skip and (stride != 1 or channels != in_channels):
         shortcut = _conv(in_channels, channels, 1, stride, variant)
     return ResidualBlock(
         preact=_norm_act(in_channels, settings),
         branch=nn.Sequential(*layers),
         shortcut=shortcut,
         output_scale=2**-0.5 if variant == "scaled" else 1.0,
+        has_skip=has_skip,
     )
 
 

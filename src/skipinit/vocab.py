@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup")
+VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup", "plain")  # plain: unnormalized, no skip connections
 ARCHS = ("wrn", "resnet50_v2")
 SCHEDULES = ("halving", "step", "cosine")
 PRECISIONS = ("bf16", "fp32")
-EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "generic")
+EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "trainability", "generic")
+# trainability: a sweep over many depths and a few lrs; which depths each model still trains at
 SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
 PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
 ALPHA_SQRT_D = "1/sqrt(d)"  # SkipInit's upper bound on alpha for d residual blocks
-WRN_DEPTHS = "6N+4 with N >= 1 (10, 16, 22, 28, 40, 100, 1000, ...)"
+WRN_DEPTHS = "6N+4 with N >= 1 (10, 16, 22, 28, 34, 40, ..., 100, ..., 1000, ...)"
 
 
 def wrn_residual_blocks(depth: int) -> int:

@@ -2,18 +2,25 @@
 
 For every residual block l, ``measure`` records on one batch, in training mode at initialization:
 
-- ``skip_var``: the variance of the block input x_l, i.e. of the skip path;
+- ``skip_var``: the variance of the block input x_l, i.e. of the skip path, as the mean over
+  channels (features) of each channel's variance over the batch and spatial positions: the
+  statistic BN divides by and its moving variance estimates;
+- ``skip_var_pooled``: the variance of x_l across channels, pooled over batch, channels and
+  positions: the paper's skip-path variance (Figure 2). It adds to ``skip_var`` the spread of the
+  channel means (law of total variance), i.e. the mean shift that ReLU branches accumulate in
+  conv nets; in the linear nets of Figure 2(a, b) the feature means stay near 0 and the two agree
+  to about 1/batch;
 - ``branch_var``: the variance of the residual branch output, after SkipInit's alpha: exactly
-  what the block adds to the skip path;
+  what the block adds to the skip path (per-channel, as ``skip_var``);
 - ``bn_moving_var``: for BN networks, the moving variance of the BN layer at the branch input
   after one training-mode pass from a fresh running variance with momentum 1. That is the
   (unbiased) batch variance BN normalizes by, so it equals ``skip_var * n / (n - 1)`` with n
-  values per channel. NaN for networks without BN.
+  values per channel: by construction, not a finding. Against ``skip_var_pooled`` it is what
+  Figure 2(c) compares. NaN for networks without BN.
 
-A variance is the mean over channels (features) of each channel's variance over the batch and
-spatial positions, with 1/n normalization: the statistic BN divides by. With it the paper's
-theory holds exactly in expectation over the weights: an unnormalized linear block doubles
-skip_var, a BN linear block adds a branch of variance 1, so skip_var = 2^(l-1) and l.
+Variances use 1/n normalization. With ``skip_var`` the paper's theory holds exactly in
+expectation over the weights: an unnormalized linear block doubles skip_var, a BN linear block
+adds a branch of variance 1, so skip_var = 2^(l-1) and l.
 
 ``depth`` is the number of residual blocks for every model, linear or convolutional, and the
 block-1 input is rescaled to variance exactly 1 (for conv nets the stem output is rescaled).
@@ -37,7 +44,8 @@ from torch import nn
 from skipinit.models import ResidualBlock, linear_residual_block, single_stage_resnet
 
 MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
-COLUMNS = ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+STATISTICS = ["skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]  # see the module docstring
+COLUMNS = ["model", "depth", "block", "seed", *STATISTICS]
 DEFAULT_WIDTH = {"linear": 1000, "conv": 16}
 
 
@@ -45,6 +53,11 @@ def channel_variance(x: torch.Tensor) -> float:
     """Mean over channels (dim 1) of the per-channel variance over all other dims, 1/n normalized."""
     per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).var(dim=1, unbiased=False)
     return per_channel.double().mean().item()
+
+
+def pooled_variance(x: torch.Tensor) -> float:
+    """Variance over every element (batch, channels, positions), 1/n normalized: the paper's skip-path variance."""
+    return x.double().var(unbiased=False).item()
 
 
 def measure(
@@ -83,7 +96,7 @@ def measure(
             blocks = (m for m in network.modules() if isinstance(m, ResidualBlock))
         rows = _propagate(blocks, x, renormalize=variant != "batchnorm")
 
-    frame = pd.DataFrame(rows, columns=["skip_var", "branch_var", "bn_moving_var"])
+    frame = pd.DataFrame(rows, columns=STATISTICS)
     frame.insert(0, "model", model_name)
     frame.insert(1, "depth", depth)
     frame.insert(2, "block", range(1, len(frame) + 1))
@@ -92,7 +105,7 @@ def measure(
 
 
 def _propagate(blocks: Iterable[ResidualBlock], x: torch.Tensor, renormalize: bool) -> list[tuple]:
-    """Feed ``x``, rescaled to unit variance, through ``blocks``; (skip, branch, BN moving) variance per block."""
+    """Feed ``x``, rescaled to unit variance, through ``blocks``; the ``STATISTICS`` of each block."""
     rows = []
     x = x / math.sqrt(channel_variance(x))
     scale = 1.0  # variance of the true activations relative to those carried in x
@@ -105,7 +118,8 @@ def _propagate(blocks: Iterable[ResidualBlock], x: torch.Tensor, renormalize: bo
         out = block(x)
         hook.remove()
         moving_var = math.nan if norm is None else norm.running_var.double().mean().item()
-        rows.append((scale * channel_variance(x), scale * channel_variance(branch_outputs[0]), scale * moving_var))
+        skip, pooled, branch = channel_variance(x), pooled_variance(x), channel_variance(branch_outputs[0])
+        rows.append((scale * skip, scale * pooled, scale * branch, scale * moving_var))
         if renormalize:
             step = channel_variance(out)
             out, scale = out / math.sqrt(step), scale * step
