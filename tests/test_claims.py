@@ -37,7 +37,8 @@ def noisy(frame: pd.DataFrame, seed: int = 0, spread: float = 0.1) -> pd.DataFra
     for index in range(3):
         scale = lambda: 1 + rng.uniform(-spread, spread, len(frame))  # noqa: E731
         copies.append(
-            frame.assign(seed=index, skip_var=frame["skip_var"] * scale(), branch_var=frame["branch_var"] * scale())
+            frame.assign(seed=index, skip_var=frame["skip_var"] * scale(), skip_var_pooled=frame["skip_var_pooled"] * scale(),
+                         branch_var=frame["branch_var"] * scale())
         )
     return pd.concat(copies, ignore_index=True)
 
@@ -74,9 +75,14 @@ def test_bn_skip_path_growing_quadratically_is_not_reproduced():
 
 def test_shrinking_conv_skip_path_is_not_linear_growth():
     signal = signal_frame()
-    signal.loc[signal["model"] == "conv-batchnorm", "skip_var"] = 100.0 / signal["block"]
+    signal.loc[signal["model"] == "conv-batchnorm", "skip_var_pooled"] = 100.0 / signal["block"]
     verdict, evidence = judge("signal-conv-bn-skip-linear", signal)
     assert verdict == "not_reproduced" and evidence["slope"] < 0
+
+
+def test_signal_file_without_the_papers_statistic_cannot_decide():
+    verdict, evidence = judge("signal-conv-bn-skip-linear", signal_frame().drop(columns="skip_var_pooled"))
+    assert verdict == "inconclusive" and "no skip_var_pooled" in evidence["reason"]
 
 
 def test_branch_as_large_as_skip_path_is_not_downscaled():

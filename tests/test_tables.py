@@ -199,8 +199,11 @@ def signal_frame() -> pd.DataFrame:
             }
         )
         rows[-3:] = [{**row, "block": block} for row in rows[-3:]]
-    return pd.DataFrame(rows).assign(depth=20, seed=0)[
-        ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+    frame = pd.DataFrame(rows).assign(depth=20, seed=0)
+    # Across channels the conv net's skip path also holds the spread of its channel means: a little above.
+    frame["skip_var_pooled"] = frame["skip_var"] * np.where(frame["model"] == "conv-batchnorm", 1.1, 1.0)
+    return frame[
+        ["model", "depth", "block", "seed", "skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]
     ]
 
 

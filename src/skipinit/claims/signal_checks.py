@@ -35,14 +35,18 @@ def deepest_net(signal: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict]:
     """
     rows = signal[signal["model"] == model]
     rows = rows[rows["depth"] == rows["depth"].max()]
+    variances = [column for column in ("skip_var", "skip_var_pooled", "branch_var") if column in rows]  # pooled: newer files
     with np.errstate(divide="ignore"):
-        logs = rows.assign(skip_var=np.log(rows["skip_var"]), branch_var=np.log(rows["branch_var"]))
-    curve = np.exp(logs.groupby("block")[["skip_var", "branch_var"]].mean())
+        logs = rows.assign(**{column: np.log(rows[column]) for column in variances})
+    curve = np.exp(logs.groupby("block")[variances].mean())
     about = {"model": model, "blocks": len(curve), "seeds": int(rows["seed"].nunique())}
     return curve, about
 
 
-def too_shallow(about: dict, min_blocks: int) -> Verdict | None:
+def too_shallow(about: dict, min_blocks: int, curve: pd.DataFrame | None = None, statistic: str | None = None) -> Verdict | None:
+    """Why the net cannot decide a claim: absent, fewer blocks than needed, or a statistic its file lacks."""
+    if statistic is not None and about["blocks"] and statistic not in curve:
+        return INCONCLUSIVE, {**about, "reason": f"signal.parquet has no {statistic} (measured by an older version): rerun the signal rule"}
     if about["blocks"] == 0:
         return NOT_RUN, {**about, "reason": f"no {about['model']} net in signal.parquet"}
     if about["blocks"] < min_blocks:
@@ -57,7 +61,7 @@ def too_shallow(about: dict, min_blocks: int) -> Verdict | None:
 def variance_follows_law(signal: pd.DataFrame, params: dict) -> Verdict:
     """`statistic` of `model` stays within a factor `max_ratio` of `law` (of the block l) on blocks 1..`blocks`."""
     curve, about = deepest_net(signal, params["model"])
-    if early := too_shallow(about, params["min_blocks"]):
+    if early := too_shallow(about, params["min_blocks"], curve, params["statistic"]):
         return early
     statistic, law, max_ratio = params["statistic"], params["law"], params["max_ratio"]
     observed = curve[statistic].loc[: params["blocks"]]
@@ -87,7 +91,7 @@ def variance_follows_law(signal: pd.DataFrame, params: dict) -> Verdict:
 def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
     """A least-squares line through `statistic` of `model` against l has a positive slope and R^2 >= `min_r2`."""
     curve, about = deepest_net(signal, params["model"])
-    if early := too_shallow(about, params["min_blocks"]):
+    if early := too_shallow(about, params["min_blocks"], curve, params["statistic"]):
         return early
     values = curve[params["statistic"]]
     blocks = values.index.to_numpy(dtype=float)
