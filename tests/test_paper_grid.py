@@ -1,7 +1,6 @@
 """config/paper.yaml plans the paper's grid: the job counts of a dry run, computed by hand here."""
 
 import re
-import time
 
 import pytest
 
@@ -15,8 +14,11 @@ BATCH_SIZE = 9 * 3 * 12 * 3  # batch sizes 2^4..2^12 x (BN, SkipInit, SkipInit +
 # Regularization: 5 models at batch 64 on the batch-size study's lr grid and seeds; its batch norm,
 # SkipInit and SkipInit + dropout cells are the batch-size study's at batch 64 and train once.
 REGULARIZATION = 5 * 12 * 3 - 3 * 12 * 3
+# Trainability: plain and unnormalized nets over 8 depths x lrs 2^-6..2^-2 x 2 seeds; the unnormalized
+# cells at depths 16 and 100 (lrs 2^-6..2^-2, seeds 0 and 1) are the depth study's and train once.
+TRAINABILITY = 8 * 2 * 5 * 2 - 2 * 5 * 2
 IMAGENET = 3 * 3 * 6 * 1  # batch sizes 256/1024/4096 x (BN, Fixup, SkipInit + dropout) x lrs 2^-4..2^1 x 1 seed
-EXPERIMENTS = 4  # depth, batch_size, regularization, imagenet: one figure and one table job each
+EXPERIMENTS = 5  # depth, trainability, batch_size, regularization, imagenet: one figure and one table job each
 SELF_CONTAINED = ("data_source=synthetic", "dataset=synthetic")  # the CIFAR archive need not exist here
 
 
@@ -31,24 +33,29 @@ def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("paper"))
 
 
-def dry_run(workdir, *config: str) -> tuple[dict[str, int], float]:
-    start = time.monotonic()
-    result = snakemake(
-        "-n", "--configfile", "config/paper.yaml", "--config", *SELF_CONTAINED, *config, "--quiet", "rules", cwd=workdir
-    )
-    return job_counts(result.stdout + result.stderr), time.monotonic() - start
+def dry_run(workdir, *config: str, profile: str = "config/paper.yaml") -> dict[str, int]:
+    result = snakemake("-n", "--configfile", profile, "--config", *SELF_CONTAINED, *config, "--quiet", "rules", cwd=workdir)
+    return job_counts(result.stdout + result.stderr)
 
 
 def test_paper_profile_plans_every_training_run_once(workdir):
-    counts, seconds = dry_run(workdir)
-    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION == 1485
+    counts = dry_run(workdir)
+    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION + TRAINABILITY == 1625
     assert counts["figure"] == counts["table"] == EXPERIMENTS
     assert counts["aggregate"] == counts["signal"] == counts["prepare_data"] == 1
-    assert seconds < 60, f"planning the paper grid took {seconds:.0f} s"
+
+
+def test_gpu_profile_plans_the_trainability_sweep_beside_the_committed_packs(workdir):
+    """config/gpu.yaml: 20 packs as before (those of results/reference/gpu/cells) plus plain and
+    unnormalized WRN-n-1 at 6 depths, whose unnormalized depths 16 and 100 are the depth study's packs."""
+    counts = dry_run(workdir, profile="config/gpu.yaml")
+    assert counts["train"] == 20 + 6 + 4
+    assert counts["figure"] == counts["table"] == 4
 
 
 def test_imagenet_root_adds_the_imagenet_runs(workdir, tmp_path):
     for split in ("train", "val"):
         (tmp_path / "imagenet" / split).mkdir(parents=True)
-    counts, _ = dry_run(workdir, f"imagenet={{root: {tmp_path / 'imagenet'}}}")
-    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION + IMAGENET
+    counts = dry_run(workdir, f"imagenet={{root: {tmp_path / 'imagenet'}}}")
+    assert counts["train"] == DEPTH + BATCH_SIZE + REGULARIZATION + TRAINABILITY + IMAGENET
+    assert counts["figure"] == counts["table"] == EXPERIMENTS

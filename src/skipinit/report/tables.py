@@ -20,6 +20,7 @@ from skipinit.report.aggregate import runs_of
 
 GROUP_KEYS = {
     "depth": ["label", "depth", "width", "batch_size"],
+    "trainability": ["label", "depth", "width", "batch_size"],
     "batch_size": ["label", "batch_size", "depth", "width"],
     "regularization": ["label", "depth", "width", "batch_size"],
     "imagenet": ["label", "batch_size"],
@@ -28,6 +29,7 @@ GROUP_KEYS = {
 # The setting a kind varies, which becomes the wide table's columns.
 COLUMN_OF_KIND = {
     "depth": "depth",
+    "trainability": "depth",
     "batch_size": "batch_size",
     "regularization": "batch_size",
     "imagenet": "batch_size",
