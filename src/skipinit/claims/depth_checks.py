@@ -12,6 +12,7 @@ import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import select
+from skipinit.claims.stats import fit_line
 from skipinit.report.tables import best_lr_summary
 
 
@@ -87,16 +88,6 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
     return verdict_of([Finding(params["min_ratio"] <= ratio <= params["max_ratio"], text)], evidence)
 
 
-def _fit_line(blocks: np.ndarray, values: np.ndarray, through_origin: bool = False) -> tuple[float, float, float]:
-    """(slope, intercept, R^2) of the least-squares line, optionally through the origin."""
-    if through_origin:
-        slope, intercept = float(blocks @ values / (blocks @ blocks)), 0.0
-    else:
-        slope, intercept = (float(v) for v in np.polyfit(blocks, values, 1))
-    residuals = values - (slope * blocks + intercept)
-    return slope, intercept, 1.0 - float(np.sum(residuals**2) / np.sum((values - values.mean()) ** 2))
-
-
 @check
 def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Verdict:
     """Figure 2(c): in `model` the pooled skip-path variance is linear in l with slope in
@@ -119,8 +110,8 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
     if len(curve) < params["min_blocks"]:
         return INCONCLUSIVE, {**about, "reason": f"the {model} net has {len(curve)} blocks, fewer than the {params['min_blocks']} needed"}
     blocks = curve.index.to_numpy(dtype=float)
-    slope, intercept, r2 = _fit_line(blocks, curve["skip_var_pooled"].to_numpy())
-    moving_slope, _, moving_r2 = _fit_line(blocks, curve["bn_moving_var"].to_numpy(), through_origin=True)
+    slope, intercept, r2 = fit_line(blocks, curve["skip_var_pooled"].to_numpy())
+    moving_slope, _, moving_r2 = fit_line(blocks, curve["bn_moving_var"].to_numpy(), through_origin=True)
     ratio = (curve["bn_moving_var"] / curve["skip_var_pooled"]).loc[params["ratio_from_block"] :]
     median_ratio = float(ratio.median())
     evidence = {

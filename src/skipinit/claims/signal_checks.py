@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
+from skipinit.claims.stats import fit_line
 
 NO_SIGNAL = pd.DataFrame(
     {
@@ -94,24 +95,10 @@ def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
     if early := too_shallow(about, params["min_blocks"], curve, params["statistic"]):
         return early
     values = curve[params["statistic"]]
-    blocks = values.index.to_numpy(dtype=float)
-    slope, intercept = np.polyfit(blocks, values.to_numpy(), 1)
-    residuals = values.to_numpy() - (slope * blocks + intercept)
-    r2 = 1.0 - float(np.sum(residuals**2) / np.sum((values.to_numpy() - values.mean()) ** 2))
-    holds = slope > 0 and r2 >= params["min_r2"]
-    evidence = {
-        **about,
-        "statistic": params["statistic"],
-        "slope": slope,
-        "intercept": intercept,
-        "r2": r2,
-        "min_r2": params["min_r2"],
-    }
-    text = (
-        f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} "
-        f"(needs slope > 0, R^2 >= {params['min_r2']:g})"
-    )
-    return verdict_of([Finding(holds, text)], evidence)
+    slope, intercept, r2 = fit_line(values.index.to_numpy(dtype=float), values.to_numpy())
+    evidence = {**about, "statistic": params["statistic"], "slope": slope, "intercept": intercept, "r2": r2, "min_r2": params["min_r2"]}
+    text = f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} (needs slope > 0, R^2 >= {params['min_r2']:g})"
+    return verdict_of([Finding(slope > 0 and r2 >= params["min_r2"], text)], evidence)
 
 
 @check

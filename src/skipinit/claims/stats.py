@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 # Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30 (to 3 decimals).
@@ -73,3 +74,13 @@ def gap_finding_text(text: str, gap: dict, holds: bool | None) -> str:
     """A comparison's finding: the gap with its statistics, and why it is undecided when it is."""
     suffix = ": the 95% interval straddles the bound" if holds is None else ""
     return f"{text} {describe(gap)}{suffix}"
+
+
+def fit_line(blocks: np.ndarray, values: np.ndarray, through_origin: bool = False) -> tuple[float, float, float]:
+    """(slope, intercept, R^2) of the least-squares line, optionally through the origin."""
+    if through_origin:
+        slope, intercept = float(blocks @ values / (blocks @ blocks)), 0.0
+    else:
+        slope, intercept = (float(v) for v in np.polyfit(blocks, values, 1))
+    residuals = values - (slope * blocks + intercept)
+    return slope, intercept, 1.0 - float(np.sum(residuals**2) / np.sum((values - values.mean()) ** 2))
