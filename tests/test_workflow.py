@@ -47,7 +47,7 @@ def test_runs_and_curves_parquet_schemas(smoke_run):
 def test_signal_parquet_schema(smoke_run):
     workdir, _ = smoke_run
     signal = pq.read_table(workdir / "results" / "smoke" / "signal.parquet").to_pandas()
-    assert list(signal.columns) == ["model", "depth", "block", "seed", "skip_var", "branch_var", "bn_moving_var"]
+    assert list(signal.columns) == ["model", "depth", "block", "seed", "skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]
     assert set(signal["model"]) == {"linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized"}
     assert signal.loc[signal["model"] == "linear-unnormalized", "bn_moving_var"].isna().all()
     assert signal.loc[signal["model"] == "linear-batchnorm", "bn_moving_var"].notna().all()
