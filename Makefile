@@ -50,10 +50,10 @@ smoke: $(STAMP)
 
 # Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training),
 # then the scorecard (results/scorecard.{md,html}): every claim against $(RESULTS) and the committed references.
-SCORECARD_RESULTS ?= results/reference/default results/reference/gpu
+SCORECARD_RESULTS ?= results/reference/default results/reference/gpu  # with RESULTS, each folder once
 tables: $(STAMP)
 	$(BIN)/python -m skipinit report --results $(RESULTS)
-	$(BIN)/python -m skipinit scorecard --results $(RESULTS) $(SCORECARD_RESULTS) --out results/scorecard.md
+	$(BIN)/python -m skipinit scorecard --results $(sort $(RESULTS) $(SCORECARD_RESULTS)) --out results/scorecard.md
 
 # A profile's compute plan: jobs, GPU-hours, wall time on GPUS GPUs, disk, SLURM time limits (no training).
 plan: $(STAMP)
