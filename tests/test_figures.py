@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from browser import Browser, find_chromium
 from conftest import REPO, snakemake
-from skipinit.report import aggregate, figures, provenance, style
+from skipinit.report import aggregate, figures, provenance, style, tables
 from skipinit.signal import FIGURE_STEM
 from skipinit.signal import plot as signal_plot
 
@@ -141,7 +141,9 @@ def reference_figures():
 
 
 def test_every_panel_of_the_reference_figures_shows_data(reference_figures):
-    assert set(reference_figures) == {"depth", "batch_size", "regularization", FIGURE_STEM}
+    experiments = set(aggregate.read_experiment_meta(REFERENCE / "runs.parquet"))
+    assert {"depth", "batch_size", "regularization"} <= experiments
+    assert set(reference_figures) == experiments | {FIGURE_STEM}
     for name, figure in reference_figures.items():
         assert_every_panel_shows_data(figure, name)
 
@@ -188,12 +190,18 @@ def test_figure_2_panel_c_reads_the_pooled_skip_variance_where_the_table_has_it(
 
 
 def test_best_lrs_on_the_edge_of_the_grid_are_marked(reference_figures):
+    """Every best lr on the grid's top edge gets an up triangle, every one on its bottom edge a down triangle."""
+    runs = aggregate.runs_of(pd.read_parquet(REFERENCE / "runs.parquet"), "batch_size")
+    best = tables.best_lr_summary(runs, ["label", "batch_size"])
+    grid = sorted(runs["lr"].unique())
+    on_top, on_bottom = int((best["best_lr"] == grid[-1]).sum()), int((best["best_lr"] == grid[0]).sum())
+    assert on_top + on_bottom >= 1  # the reference has at least one optimum on an edge to draw
     best_lr = reference_figures["batch_size"].axes[1]
-    ups = [line for line in best_lr.lines if line.get_marker() == "^"]
-    assert ups and all(y == 0.4 for line in ups for y in line.get_ydata())  # 0.4 is the grid's largest lr
-    downs = [line for line in best_lr.lines if line.get_marker() == "v"]
-    assert downs and all(y == 0.025 for line in downs for y in line.get_ydata())
-    assert "best lr on the edge of the lr grid in 4 of 9 settings" in figure_texts(reference_figures["batch_size"])
+    ups = [y for line in best_lr.lines if line.get_marker() == "^" for y in line.get_ydata()]
+    downs = [y for line in best_lr.lines if line.get_marker() == "v" for y in line.get_ydata()]
+    assert ups == [grid[-1]] * on_top and downs == [grid[0]] * on_bottom
+    text = figure_texts(reference_figures["batch_size"])
+    assert f"best lr on the edge of the lr grid in {on_top + on_bottom} of {len(best)} settings" in text
     assert "edge" not in figure_texts(reference_figures["depth"])  # one lr tried: no grid to be on the edge of
 
 
