@@ -488,6 +488,11 @@ def test_optimum_below_stable_undecided_without_divergence_or_budget():
     assert verdict == "inconclusive" and "no batch size >= 256 (largest 64)" in evidence["reason"]
     verdict, evidence = judge("batch-optimum-below-stable", stability_sweep(holds_everywhere(), epochs=2))
     assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
+    # the short budget still measures the stable lr, and says where the grid stops short of divergence
+    assert evidence["stable"]["skipinit"]["512"]["stable_lr"] == 0.4
+    assert "batchnorm batch 64: 0.4;" in evidence["reason"]
+    no_divergence_2_epochs = judge("batch-optimum-below-stable", stability_sweep(no_divergence, epochs=2))[1]
+    assert "skipinit batch 64: 1.6 (lr grid does not reach divergence)" in no_divergence_2_epochs["reason"]
 
 
 def holds_everywhere() -> dict:
@@ -520,8 +525,23 @@ def test_larger_stable_lr_undecided_when_the_grid_cannot_tell():
     # the depth study: one lr where the deep unnormalized net diverges and batch norm trains decides that part
     depth = deep_runs(lrs=(0.1,))
     verdict, evidence = judge("bn-larger-stable-lr", depth)
-    assert verdict == "inconclusive"
+    assert verdict == "inconclusive" and "(skipinit): lr grid does not reach divergence" in evidence["reason"]
     assert evidence["settings"]["depth 100, width 1, batch 128"]["unnormalized"]["stable_lr"] == 0
+
+
+def test_a_setting_below_divergence_does_not_mask_one_that_decides():
+    """The depth study's one lr (both train) beside a batch-size sweep that reaches divergence (it decides)."""
+    sweep = stability_sweep({("batchnorm", 64): (0.1, 1.6), ("skipinit", 64): (0.1, 0.4), ("unnormalized", 64): (0.05, 0.2)})
+    single_lr = deep_runs(lrs=(0.1,), unnormalized_acc=None)
+    runs = pd.concat([sweep, single_lr], ignore_index=True)
+    verdict, evidence = judge("bn-larger-stable-lr", runs)
+    assert verdict == "reproduced", evidence
+    assert evidence["below_divergence"] == [
+        "depth 100, width 1, batch 128: largest stable lr 0.1 (batchnorm) vs 0.1 (skipinit): lr grid does not reach divergence"
+    ]
+    # the deciding setting still refutes: batch norm failing below SkipInit's stable lr is not masked either
+    flipped = stability_sweep({("batchnorm", 64): (0.1, 0.2), ("skipinit", 64): (0.1, 0.8), ("unnormalized", 64): (0.05, 0.2)})
+    assert judge("bn-larger-stable-lr", pd.concat([flipped, single_lr], ignore_index=True))[0] == "not_reproduced"
 
 
 # --- convergence speed (curves.parquet) -----------------------------------------------------------------

@@ -98,6 +98,19 @@ def test_image_folder_tarball_in_the_cifar10_jpeg_layout(tmp_path):
     np.testing.assert_array_equal(data.from_image_folder(top).train_images, dataset.train_images)
 
 
+def test_canonical_digest_does_not_depend_on_how_the_path_is_spelt(tmp_path, monkeypatch):
+    """The same archive named by an absolute and by a relative path: the same canonical bytes and sha256."""
+    top = tmp_path / "cifar10-jpeg"
+    write_image_folder(top)
+    with tarfile.open(tmp_path / "mini.tar.gz", "w:gz") as tar:
+        tar.add(top, arcname="cifar10-jpeg")
+    absolute = data.save_canonical(data.from_image_folder(tmp_path / "mini.tar.gz"), tmp_path / "a.npz")
+    monkeypatch.chdir(tmp_path / "cifar10-jpeg")
+    relative = data.save_canonical(data.from_image_folder("../mini.tar.gz"), tmp_path / "b.npz")
+    assert absolute == relative
+    assert data.load_canonical(tmp_path / "b.npz").provenance["source_name"] == "mini.tar.gz"
+
+
 def test_missing_image_folder_is_refused(tmp_path):
     with pytest.raises(data.DataNotFoundError, match="does not exist"):
         data.from_image_folder(tmp_path / "nowhere.tar.gz")

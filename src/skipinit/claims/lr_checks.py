@@ -55,6 +55,26 @@ def setting_text(setting: dict) -> str:
     return ", ".join(f"{key.replace('_size', '')} {value}" for key, value in setting.items())
 
 
+def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from: float) -> Verdict:
+    """A budget too short for the optimal lr still measures the stable one (divergence shows early): report it."""
+    verdict, evidence = early
+    stable = {
+        name: {
+            int(batch_size): stable_range(rows, train_from)
+            for batch_size, rows in select(runs, params, name).groupby("batch_size")
+        }
+        for name in params["compare"]
+    }
+    text = "; ".join(
+        f"{name} batch {batch_size}: {bounds['stable_lr']:g}"
+        + (f" ({NO_DIVERGENCE})" if math.isinf(bounds["first_unstable_lr"]) else "")
+        for name, per_batch in stable.items()
+        for batch_size, bounds in per_batch.items()
+    )
+    reason = f"{evidence['reason']}; the largest stable lr, measured at any budget: {text}" if text else evidence["reason"]
+    return verdict, {**evidence, "stable": {name: {str(b): v for b, v in d.items()} for name, d in stable.items()}, "reason": reason}
+
+
 @check
 def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     """Per model: at batch sizes <= `small_batch_max` the largest stable lr is >= `min_factor` x the optimal lr,
@@ -64,9 +84,9 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     the optimal lr (`optimum_range`, an edge of the grid only bounds it). A part is undecided where the
     range straddles the factor, e.g. because the lr grid does not reach divergence.
     """
-    if early := preflight(runs, params):
-        return early
     train_from = params["chance_acc"] + params["stable_margin_pp"]
+    if early := preflight(runs, params):
+        return early if early[0] != INCONCLUSIVE else with_stable_lrs(early, runs, params, train_from)
     findings, evidence = [], {"trains_from": train_from, "min_factor": params["min_factor"], "models": {}}
     for name in params["compare"]:
         rows = select(runs, params, name)
@@ -127,8 +147,11 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
     """At every (depth, width, batch size) both were run at, `reference` trains at an lr where each of `others` fails.
 
     Holds where the reference's largest stable lr is at least the first lr where the other fails; fails
-    where the reference fails at an lr where the other trains; undecided otherwise (grids that do not
-    reach divergence, or the same largest stable lr on the grid).
+    where the reference fails at an lr where the other trains; undecided otherwise. A setting whose lrs
+    stop before either model diverges (the depth study's single lr, say) says nothing about the stable
+    lr: it is listed, but leaves a model undecided only when no other setting decides it. The same
+    largest stable lr on a grid that reaches divergence is a tie at the grid's resolution and always
+    leaves the claim undecided.
     """
     if early := preflight(runs, params):
         return early
@@ -140,6 +163,7 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
         settings = sorted(set(map(tuple, reference[keys].to_numpy())) & set(map(tuple, other[keys].to_numpy())))
         if not settings:
             findings.append(Finding(None, f"no setting with both {params['reference']} and {name} runs"))
+        parts, below_divergence = [], []
         for values in settings:
             setting = dict(zip(keys, (int(v) for v in values)))
             at = lambda rows: rows[(rows[keys] == pd.Series(setting)).all(axis=1)]  # noqa: E731
@@ -151,13 +175,16 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
                 f"vs {oth['stable_lr']:g} ({name})"
             )
             if ref["stable_lr"] > 0 and ref["stable_lr"] >= oth["first_unstable_lr"]:
-                findings.append(Finding(True, f"{text}: {name} fails at {oth['first_unstable_lr']:g}"))
+                parts.append(Finding(True, f"{text}: {name} fails at {oth['first_unstable_lr']:g}"))
             elif oth["stable_lr"] > 0 and ref["first_unstable_lr"] <= oth["stable_lr"]:
-                findings.append(Finding(False, f"{text}: {params['reference']} fails at {ref['first_unstable_lr']:g}"))
+                parts.append(Finding(False, f"{text}: {params['reference']} fails at {ref['first_unstable_lr']:g}"))
             elif math.isinf(ref["first_unstable_lr"]) or math.isinf(oth["first_unstable_lr"]):
-                findings.append(Finding(None, f"{text}: {NO_DIVERGENCE}"))
+                below_divergence.append(f"{text}: {NO_DIVERGENCE}")
             else:
-                findings.append(Finding(None, f"{text}: the grid cannot tell them apart"))
+                parts.append(Finding(None, f"{text}: the grid cannot tell them apart"))
+        if below_divergence:
+            evidence.setdefault("below_divergence", []).extend(below_divergence)
+        findings += parts if parts else [Finding(None, text) for text in below_divergence]
     return verdict_of(findings, evidence)
 
 

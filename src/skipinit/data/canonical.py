@@ -124,7 +124,7 @@ def from_official_cifar10(root: str | os.PathLike, download: bool = True) -> Can
         test_images=np.ascontiguousarray(splits[False].data, dtype=np.uint8),
         test_labels=np.asarray(splits[False].targets, dtype=np.int64),
         classes=tuple(splits[True].classes),
-        provenance={"source": "cifar10", "path": str(root), "source_sha256": source_digest, "files": [p.name for p in files]},
+        provenance={"source": "cifar10", "source_name": Path(root).name, "source_sha256": source_digest, "files": [p.name for p in files]},
     )
 
 
@@ -147,7 +147,9 @@ def from_image_folder(path: str | os.PathLike) -> CanonicalDataset:
         root = _find_split_root(path)
         source_digest = _digest_of_files(sorted(p for p in root.rglob("*") if p.is_file()))
         dataset = _read_image_folder(root, shown_as=str)
-    provenance = {"source": "imagefolder", "path": str(path), "source_sha256": source_digest}
+    # the source's name, not the path it was given by: the canonical file's sha256 (every result row's
+    # dataset_sha256) then depends on the images alone, not on where a checkout keeps them
+    provenance = {"source": "imagefolder", "source_name": path.name, "source_sha256": source_digest}
     return dataclasses.replace(dataset, provenance=provenance)
 
 
