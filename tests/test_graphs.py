@@ -3,13 +3,12 @@
 The device half (`graphs.CudaGraphs`) needs a GPU (bench/gpu_graphs.sh checks it there). Here an
 emulated backend stands in for it: its capture runs nothing, and its replay reruns the step with
 every op that reads a device value back to the host forbidden, as a CUDA stream capture forbids
-it. The trainer then has to reproduce the recorded eager engine (tests/fixtures/step_reference.json)
+it. The trainer then has to reproduce the recorded eager engine (tests/fixtures/step_reference*.json)
 bit for bit, which only holds if warm-up steps are real steps, each step runs exactly once, and the
 captured step takes everything from the trainer's static buffers.
 """
 
 import contextlib
-import json
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from skipinit import data
 from skipinit.engine import graphs, trainer
 from skipinit.engine.options import EngineOptions
-from test_step_reference import CASES, FIXTURE, cell, record
+from test_step_reference import CASES, assert_repeats, cell, record
 
 HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique_consecutive", "aten::_unique2"}
 
@@ -101,10 +100,10 @@ def test_the_graphed_trainer_reproduces_the_recorded_eager_engine_bit_for_bit(ca
 
     monkeypatch.setattr(trainer, "graphed_or_eager", emulated)
     cells, options = CASES[case]
-    expected = json.loads(FIXTURE.read_text())[case]
-    assert record(cells, {**options, "cuda_graphs": True}) == expected
+    got = record(cells, {**options, "cuda_graphs": True})
+    assert_repeats(case, got)
     assert len(backends) == 1 and backends[0].events.count("capture") == 1
-    assert backends[0].events.count("replay") == expected["step"] - graphs.GRAPH_WARMUP_STEPS
+    assert backends[0].events.count("replay") == got["step"] - graphs.GRAPH_WARMUP_STEPS
 
 
 def test_a_trainer_whose_capture_fails_trains_on_eagerly_to_the_same_numbers(monkeypatch):
@@ -115,7 +114,7 @@ def test_a_trainer_whose_capture_fails_trains_on_eagerly_to_the_same_numbers(mon
 
     monkeypatch.setattr(trainer, "graphed_or_eager", failing)
     cells, options = CASES["micro_batch_ghost_bn_dropout"]
-    assert record(cells, {**options, "cuda_graphs": True}) == json.loads(FIXTURE.read_text())["micro_batch_ghost_bn_dropout"]
+    assert_repeats("micro_batch_ghost_bn_dropout", record(cells, {**options, "cuda_graphs": True}))
     assert lines == ["cuda_graphs: capturing the training step failed (RuntimeError: capture broke); training on eagerly"]
 
 

@@ -1,11 +1,16 @@
 """The training step against a committed record of the engine before the step became capture-safe.
 
-`tests/fixtures/step_reference.json` holds, for a few small deterministic CPU runs (two epochs of
+`tests/fixtures/step_reference*.json` hold, for a few small deterministic CPU runs (two epochs of
 WRN-10-1 on synthetic data), sha256 digests of the final parameters, momenta and BN buffers, the
-per-epoch losses as exact float hex, and where each member diverged. It was written by the engine
-of commit 8db6c0a (Python-int step counter, rebound `diverged_at`); regenerate it only on purpose:
+per-epoch losses as exact float hex, and where each member diverged, one file per kind of CPU
+(`recorded.py`: AMD EPYC in `step_reference.json`, an AVX-512 Xeon in
+`step_reference.genuineintel-avx512.json`). All were written by the engine of commit 2b90e6f
+(Python-int step counter, rebound `diverged_at`); record another CPU only from that commit:
 
-    PYTHONPATH=src python tests/test_step_reference.py > tests/fixtures/step_reference.json
+    git worktree add /tmp/old 2b90e6f && cd /tmp/old && PYTHONPATH=src python tests/test_step_reference.py \
+        > <repo>/tests/fixtures/step_reference.<cpu>.json    # <cpu>: recorded.cpu_label()
+
+On a CPU with no record the losses must agree within a relative 1e-4 (and divergence exactly).
 """
 
 import hashlib
@@ -22,8 +27,8 @@ from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
+from recorded import assert_repeats_a_record, variants
 
-FIXTURE = Path(__file__).parent / "fixtures" / "step_reference.json"
 OPTIONS = dict(device="cpu", precision="fp32", deterministic=True, threads=1)
 
 
@@ -61,10 +66,39 @@ def record(cells: list[dict], options: dict) -> dict:
     }
 
 
+def records(case: str) -> list[tuple[Path, dict]]:
+    return [(path, json.loads(path.read_text())[case]) for path in variants("step_reference", ".json")]
+
+
+def close(got: dict, expected: dict) -> bool:
+    """Another CPU's rounding: the same divergence and step count, every loss within a relative 1e-4."""
+    losses = lambda run: [float.fromhex(value) for key in ("train_loss", "test_loss") for member in run[key] for value in member]  # noqa: E731
+    return (
+        (got["diverged_at"], got["step"]) == (expected["diverged_at"], expected["step"])
+        and len(losses(got)) == len(losses(expected))
+        and all(abs(a - b) <= 1e-4 * abs(b) for a, b in zip(losses(got), losses(expected)))
+    )
+
+
+def assert_repeats(case: str, got: dict) -> None:
+    """`got` is one of the recorded engine's runs of `case`, bit for bit (or close, on an unrecorded CPU)."""
+
+    def show(got, expected):
+        assert got == expected
+
+    assert_repeats_a_record(got, records(case), lambda a, b: a == b, close, show)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_step_reproduces_the_recorded_engine_bit_for_bit(case):
-    expected = json.loads(FIXTURE.read_text())[case]
-    assert record(*CASES[case]) == expected
+    assert_repeats(case, record(*CASES[case]))
+
+
+def test_a_changed_step_is_caught_on_any_cpu():
+    """The tolerance for unrecorded CPUs is far below what a real change does: one more lr step fails it."""
+    cells, options = CASES["one_cell"]
+    changed = record([{**cells[0], "lr": cells[0]["lr"] * 1.01}], options)
+    assert not any(close(changed, expected) for _, expected in records("one_cell"))
 
 
 if __name__ == "__main__":
