@@ -619,6 +619,25 @@ def test_batchnorm_edge_at_small_batch_with_train_test_gaps():
     assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
 
 
+def test_a_claim_needing_a_budget_is_judged_on_the_runs_that_had_it():
+    """A 10-epoch regularization study beside a 2-epoch batch-size sweep whose batch-16 runs say the opposite."""
+    long = regularization_runs(no_l2_acc=89, dropout_acc=91)
+    long["experiments"] = [["regularization"]] * len(long)
+    short = runs_frame(
+        [run_row(acc, variant=variant, batch_size=16, epochs=2, experiments=("batch_size",))
+         for variant, acc in (("batchnorm", 20.0), ("skipinit", 25.0))]
+    )
+    experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
+    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], pd.concat([long, short], ignore_index=True),
+                         pd.DataFrame(), experiments, SPEC["models"])
+    assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
+    assert entry["evidence"]["runs_under_budget_left_out"] == 2
+    # only short runs: all stay, and the budget is the reason
+    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], short, pd.DataFrame(), experiments, SPEC["models"])
+    assert entry["verdict"] == "inconclusive" and "budget of 2 epochs" in entry["evidence"]["reason"]
+    assert "runs_under_budget_left_out" not in entry["evidence"]
+
+
 def test_batchnorm_edge_straddling_over_seeds_is_inconclusive():
     rows = []
     for seed, noise in enumerate((-2.0, 0.5, 3.0)):

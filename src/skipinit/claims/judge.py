@@ -59,11 +59,12 @@ def judge(
             name for name, meta in experiments.items() if meta.get("kind") in kinds and not runs_of(runs, name).empty
         ]
         frame = runs[runs["experiments"].map(lambda names: bool(set(names) & set(used)))]
+        frame, short = within_budget(frame, claim["params"].get("min_epochs"))
         params = {"models": models, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
         figures = [f"figures/{name}.png" for name in used]
     verdict, evidence = CHECKS[claim["check"]](frame, params)
     if claim["data"] != SIGNAL:
-        evidence = {"experiments": used, **evidence}
+        evidence = {"experiments": used, **({"runs_under_budget_left_out": short} if short else {}), **evidence}
     return {
         "id": claim["id"],
         "statement": claim["statement"],
@@ -74,6 +75,19 @@ def judge(
         "paper_value": claim.get("paper_value"),
         "figures": figures,
     }
+
+
+def within_budget(frame: pd.DataFrame, min_epochs: int | None) -> tuple[pd.DataFrame, int]:
+    """The runs a claim needing `min_epochs` may be judged on, and how many shorter runs were left out.
+
+    A claim whose data mixes budgets (a 10-epoch regularization study beside a 2-epoch batch-size
+    sweep) is judged on the long runs alone, so that no comparison pairs a long run with a short one.
+    Where no run is long enough all stay, and the check says the budget is too short.
+    """
+    if not min_epochs or frame.empty:
+        return frame, 0
+    long_enough = frame["epochs"] >= min_epochs
+    return (frame[long_enough], int((~long_enough).sum())) if long_enough.any() else (frame, 0)
 
 
 def jsonable(value):
