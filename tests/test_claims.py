@@ -590,14 +590,28 @@ def test_speed_advantage_small_at_small_batch():
     assert judge("bn-speed-small-batch-small", runs, curves=curves)[0] == "not_reproduced"
 
 
+def test_small_batch_speed_read_from_the_long_regularization_runs_beside_a_short_sweep():
+    """The default profile's case: a 2-epoch sweep (one evaluation) at batch 16, a 10-epoch study at batch 64."""
+    long, curves = speed_runs({("batchnorm", 64): 3, ("skipinit", 64): 4})
+    long["experiments"] = [["regularization"]] * len(long)
+    short, short_curves = speed_runs({("batchnorm", 16): 1, ("skipinit", 16): 1}, evaluations=2)
+    experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
+    entry = claims.judge(CLAIM["bn-speed-small-batch-small"], pd.concat([long, short], ignore_index=True),
+                         pd.DataFrame(), experiments, SPEC["models"], pd.concat([curves, short_curves], ignore_index=True))
+    assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
+    assert entry["evidence"]["runs_under_budget_left_out"] == len(short)
+
+
 def test_speed_undecided_on_coarse_or_missing_curves():
     runs, curves = speed_runs({("batchnorm", 512): 1, ("skipinit", 512): 1})
     verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
     assert verdict == "inconclusive" and "first evaluation, too coarse" in evidence["reason"]
     runs, curves = speed_runs({("batchnorm", 512): 1, ("skipinit", 512): 2}, evaluations=2)
     verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
+    assert verdict == "inconclusive" and "budget of 2 epochs, under the 10" in evidence["reason"]
+    verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves, min_epochs=1)
     assert verdict == "inconclusive" and "2 evaluation(s), fewer than the 3" in evidence["reason"]
-    assert judge("bn-faster-large-batch", runs, curves=curves.iloc[:0])[0] == "not_run"
+    assert judge("bn-faster-large-batch", runs, curves=curves.iloc[:0], min_epochs=1)[0] == "not_run"
     runs, curves = speed_runs({("batchnorm", 64): 2, ("skipinit", 64): 6})
     verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
     assert verdict == "inconclusive" and "no batch size >= 256 (largest: 64)" in evidence["reason"]
