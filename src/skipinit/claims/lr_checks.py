@@ -23,6 +23,7 @@ from skipinit.claims.selection import (
     preflight,
     select,
 )
+from skipinit.report.tables import scored
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
 
@@ -34,7 +35,7 @@ def stable_range(rows: pd.DataFrame, train_from: float) -> dict:
     largest lr of the grid trains).
     """
     per_lr = (
-        rows.assign(score=rows["test_acc"].fillna(0.0))
+        scored(rows)
         .groupby("lr")
         .agg(score=("score", "mean"), diverged=("diverged", "any"))
         .sort_index()

@@ -210,6 +210,8 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     if not batch_sizes:
         return INCONCLUSIVE, {"reason": f"no batch size with {', '.join(names)} runs"}
     batch_size = batch_sizes[0]
+    if early := without_overfitting(runs, params, tables, names[1], batch_size):
+        return early
     reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
     lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
     lead_regularized = reference["test_acc_mean"] - regularized["test_acc_mean"]
@@ -281,17 +283,49 @@ def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verd
         reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
         return INCONCLUSIVE, {"reason": reason}
     batch_size = batch_sizes[0]
+    if early := without_overfitting(runs, params, tables, names[1], batch_size):
+        return early
     edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
     evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
     for name in names:
-        row = tables[name].loc[batch_size]
-        rows = select(runs, params, name)
-        rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == row["best_lr"])]
-        evidence[name] = {**at_best(row), "train_test_gap_pp": float((rows["train_acc"] - rows["test_acc"]).mean())}
-    holds = within(edge, low=params["min_edge_pp"])
+        evidence[name] = {
+            **at_best(tables[name].loc[batch_size]),
+            "train_test_gap_pp": train_test_gap(runs, params, tables, name, batch_size),
+        }
     gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
     text = f"batch {batch_size}: {names[0]} over {names[1]}"
+    holds = within(edge, low=params["min_edge_pp"])
+    narrower = evidence[names[0]]["train_test_gap_pp"] < evidence[names[1]]["train_test_gap_pp"]
+    if holds and not narrower:
+        return verdict_of(
+            [Finding(False, f"{gap_finding_text(text, edge, holds)}, but with a train/test gap no narrower ({gaps}): "
+                            "better fitting, not regularization")],
+            evidence,
+        )
     return verdict_of([Finding(holds, f"{gap_finding_text(text, edge, holds)} (train/test gaps: {gaps})")], evidence)
+
+
+def train_test_gap(runs: pd.DataFrame, params: dict, tables: dict, name: str, batch_size: int) -> float:
+    """Model `name`'s final train accuracy minus its test accuracy at its best lr, averaged over seeds (pp)."""
+    rows = select(runs, params, name)
+    rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
+    return float((rows["train_acc"] - rows["test_acc"]).mean())
+
+
+def without_overfitting(runs: pd.DataFrame, params: dict, tables: dict, name: str, batch_size: int) -> Verdict | None:
+    """Inconclusive where `name` does not overfit (train/test gap under `min_overfit_pp`): no regularizer can show.
+
+    A regularizer narrows the gap between fitting the training set and generalizing; a net that
+    still underfits at the profile's budget has no such gap to narrow.
+    """
+    gap = train_test_gap(runs, params, tables, name, batch_size)
+    if gap >= params["min_overfit_pp"]:
+        return None
+    reason = (
+        f"batch {batch_size}: {name} does not overfit at this budget (train/test gap {gap:.1f} pp, under the "
+        f"{params['min_overfit_pp']:g} pp a regularizer needs to show)"
+    )
+    return INCONCLUSIVE, {"batch_size": batch_size, "train_test_gap_pp": gap, "reason": reason}
 
 
 @check

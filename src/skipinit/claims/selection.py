@@ -9,7 +9,7 @@ import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
 from skipinit.claims.stats import gap_finding_text, paired_gap, within
-from skipinit.report.tables import best_lr_summary
+from skipinit.report.tables import best_lr_summary, scored
 
 
 def preflight(runs: pd.DataFrame, params: dict) -> Verdict | None:
@@ -49,7 +49,7 @@ def seed_scores(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: 
     for key, value in setting.items():
         rows = rows[rows[key] == value]
     rows = rows[rows["lr"] == lr]
-    return rows.assign(score=rows["test_acc"].fillna(0.0)).groupby("seed")["score"].mean()
+    return scored(rows).groupby("seed")["score"].mean()
 
 
 def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:

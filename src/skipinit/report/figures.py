@@ -3,7 +3,8 @@
 One figure per experiment, two panels set by the experiment's kind:
 
 - depth, trainability: (a) test accuracy at the best lr against depth (the paper's Table 1 as a
-  plot); (b) test accuracy during training of the deepest nets at their best lr;
+  plot); (b) for depth, test accuracy during training of the deepest nets at their best lr, for
+  trainability (many depths, few lrs) the best lr against depth over the lr grid;
 - batch_size, imagenet: (a) test accuracy at the best lr against batch size; (b) that best lr
   against batch size, every lr tried drawn as a grey tick (the paper's Figure 3);
 - regularization: (a) test accuracy against lr; (b) test accuracy at the best lr per model (the
@@ -11,8 +12,8 @@ One figure per experiment, two panels set by the experiment's kind:
 - generic: (a) test accuracy against lr; (b) test accuracy during training at the best lr.
 
 Accuracies are means over seeds with the standard deviation as error bars (none from one seed);
-diverged runs count as what they scored (NaN as 0), and a point whose runs all diverged carries a
-black cross. A best lr on the edge of its grid (more than one lr tried) is a triangle pointing off
+a diverged run scores 0 (`tables.scored`), and a point whose runs all diverged carries a black
+cross. A best lr on the edge of its grid (more than one lr tried) is a triangle pointing off
 the grid: the true optimum may lie beyond. Series that coincide are dodged sideways a little on
 log axes, so none hides another. Each figure ends with a provenance line (profile, dataset,
 network, epochs, batch size, lr grid, seeds). Figure 2 is `skipinit.signal.plot`'s.
@@ -31,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 
 from skipinit.report import provenance, style
 from skipinit.report.aggregate import runs_of
-from skipinit.report.tables import GROUP_KEYS, summary
+from skipinit.report.tables import GROUP_KEYS, scored, summary
 
 FIGURE_FORMATS = style.FIGURE_FORMATS
 TITLES = {
@@ -148,13 +149,13 @@ def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _M
     Where the experiment also varies depth, width or batch size, each setting gets its own line
     style: seeds are averaged, settings never.
     """
-    scored = runs.assign(score=runs["test_acc"].fillna(0.0))
-    varied = [key for key in SETTING_KEYS if scored[key].nunique() > 1]
-    settings = sorted(scored[varied].drop_duplicates().itertuples(index=False, name=None)) if varied else [()]
-    present = [label for label in styles if label in set(scored["label"])]
+    runs = scored(runs)
+    varied = [key for key in SETTING_KEYS if runs[key].nunique() > 1]
+    settings = sorted(runs[varied].drop_duplicates().itertuples(index=False, name=None)) if varied else [()]
+    present = [label for label in styles if label in set(runs["label"])]
     for i, label in enumerate(present):
         for j, setting in enumerate(settings):
-            rows = scored[scored["label"] == label]
+            rows = runs[runs["label"] == label]
             for key, value in zip(varied, setting):
                 rows = rows[rows[key] == value]
             if rows.empty:
@@ -171,7 +172,7 @@ def _accuracy_against_lr(runs: pd.DataFrame, axis: Axes, styles: dict, marks: _M
             _cross_diverged(axis, xs, per_lr["mean"], per_lr["dead"], marks)
     if varied:
         marks.settings = [(_setting_text(varied, s), LINESTYLES[j % len(LINESTYLES)]) for j, s in enumerate(settings)]
-    _log2_ticks(axis, "x", scored["lr"])
+    _log2_ticks(axis, "x", runs["lr"])
     axis.set(xlabel="learning rate", ylabel=ACCURACY)
 
 
@@ -284,7 +285,13 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
         elif kind in DEPTH_KINDS:
             _against(table, "depth", "test_acc_mean", left, styles, marks, errors=True)
             left.set(xlabel="depth (layers)", ylabel=AT_BEST_LR)
-            right_title = "during training" + _curves(mine, curves, table, right, styles, marks) + " (best lr)"
+            if kind == "trainability":  # a sweep of many depths: which lr still trains each one
+                _lr_grid(right, mine, "depth")
+                _against(table, "depth", "best_lr", right, styles, marks, errors=False)
+                right.set(xlabel="depth (layers)", ylabel="best learning rate")
+                right_title = "best lr (grey: lrs tried)"
+            else:
+                right_title = "during training" + _curves(mine, curves, table, right, styles, marks) + " (best lr)"
         elif kind in BATCH_KINDS:
             _against(table, "batch_size", "test_acc_mean", left, styles, marks, errors=True)
             left.set(xlabel="batch size", ylabel=AT_BEST_LR)

@@ -50,15 +50,23 @@ LATEX_SPECIALS = {
 }
 
 
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with `score`: the final test accuracy, 0 for a run that diverged or has none.
+
+    The engine still evaluates a diverged member (its NaN logits give chance accuracy), so the
+    divergence flag, not a missing accuracy, decides.
+    """
+    return runs.assign(score=runs["test_acc"].where(~runs["diverged"].astype(bool), 0.0).fillna(0.0))
+
+
 def best_lr_summary(runs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     """One row per group: the best lr, accuracy mean/std/count over seeds there, and how many runs diverged."""
     if runs.empty:
         return pd.DataFrame(
             columns=[*group, "best_lr", "test_acc_mean", "test_acc_std", "seeds", "diverged_runs", "lrs_tried"]
         )
-    scored = runs.assign(score=runs["test_acc"].fillna(0.0))
     per_lr = (
-        scored.groupby([*group, "lr"], dropna=False)
+        scored(runs).groupby([*group, "lr"], dropna=False)
         .agg(
             test_acc_mean=("score", "mean"),
             test_acc_std=("score", "std"),
