@@ -290,3 +290,12 @@ def test_caption_says_seeds_and_the_budget_the_table_reflects():
     short = runs.assign(epochs=2, train_subset=2560, seed=0)
     caption = tables.caption_of("depth", {}, tables.summary(short, "depth", "depth"), short)
     assert "from a single seed" in caption and "Budget: 2 epoch(s) on a training subset of 2,560 images, 1 seed(s)" in caption
+
+
+def test_a_diverged_run_scores_zero_even_with_the_chance_accuracy_the_engine_recorded():
+    """The engine evaluates a diverged member (NaN logits: chance); ranking must not prefer it to a live run."""
+    live = run_row(7.25, lr=0.005, variant="unnormalized")
+    dead = {**run_row(10.0, lr=0.02, variant="unnormalized"), "diverged": True, "test_acc": 10.0}
+    best = tables.best_lr_summary(runs_frame([live, dead]), ["depth"])
+    assert best.loc[0, "best_lr"] == 0.005 and best.loc[0, "test_acc_mean"] == 7.25 and best.loc[0, "diverged_runs"] == 0
+    assert tables.scored(runs_frame([live, dead]))["score"].tolist() == [7.25, 0.0]
