@@ -61,7 +61,7 @@ def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from
     verdict, evidence = early
     stable = {
         name: {
-            int(batch_size): stable_range(rows, train_from)
+            str(batch_size): stable_range(rows, train_from)
             for batch_size, rows in select(runs, params, name).groupby("batch_size")
         }
         for name in params["compare"]
@@ -73,7 +73,7 @@ def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from
         for batch_size, bounds in per_batch.items()
     )
     reason = f"{evidence['reason']}; the largest stable lr, measured at any budget: {text}" if text else evidence["reason"]
-    return verdict, {**evidence, "stable": {name: {str(b): v for b, v in d.items()} for name, d in stable.items()}, "reason": reason}
+    return verdict, {**evidence, "stable": stable, "reason": reason}
 
 
 @check

@@ -210,7 +210,8 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     if not batch_sizes:
         return INCONCLUSIVE, {"reason": f"no batch size with {', '.join(names)} runs"}
     batch_size = batch_sizes[0]
-    if early := without_overfitting(runs, params, tables, names[1], batch_size):
+    plain_gap = train_test_gap(runs, params, tables, names[1], batch_size)
+    if early := without_overfitting(plain_gap, params, names[1], batch_size):
         return early
     reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
     lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
@@ -283,19 +284,17 @@ def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verd
         reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
         return INCONCLUSIVE, {"reason": reason}
     batch_size = batch_sizes[0]
-    if early := without_overfitting(runs, params, tables, names[1], batch_size):
+    train_test = {name: train_test_gap(runs, params, tables, name, batch_size) for name in names}
+    if early := without_overfitting(train_test[names[1]], params, names[1], batch_size):
         return early
     edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
     evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
     for name in names:
-        evidence[name] = {
-            **at_best(tables[name].loc[batch_size]),
-            "train_test_gap_pp": train_test_gap(runs, params, tables, name, batch_size),
-        }
+        evidence[name] = {**at_best(tables[name].loc[batch_size]), "train_test_gap_pp": train_test[name]}
     gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
     text = f"batch {batch_size}: {names[0]} over {names[1]}"
     holds = within(edge, low=params["min_edge_pp"])
-    narrower = evidence[names[0]]["train_test_gap_pp"] < evidence[names[1]]["train_test_gap_pp"]
+    narrower = train_test[names[0]] < train_test[names[1]]
     if holds and not narrower:
         return verdict_of(
             [Finding(False, f"{gap_finding_text(text, edge, holds)}, but with a train/test gap no narrower ({gaps}): "
@@ -312,13 +311,12 @@ def train_test_gap(runs: pd.DataFrame, params: dict, tables: dict, name: str, ba
     return float((rows["train_acc"] - rows["test_acc"]).mean())
 
 
-def without_overfitting(runs: pd.DataFrame, params: dict, tables: dict, name: str, batch_size: int) -> Verdict | None:
-    """Inconclusive where `name` does not overfit (train/test gap under `min_overfit_pp`): no regularizer can show.
+def without_overfitting(gap: float, params: dict, name: str, batch_size: int) -> Verdict | None:
+    """Inconclusive where `name`'s train/test `gap` is under `min_overfit_pp`: no regularizer can show.
 
     A regularizer narrows the gap between fitting the training set and generalizing; a net that
     still underfits at the profile's budget has no such gap to narrow.
     """
-    gap = train_test_gap(runs, params, tables, name, batch_size)
     if gap >= params["min_overfit_pp"]:
         return None
     reason = (
