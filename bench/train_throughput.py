@@ -4,7 +4,13 @@
                bf16 autocast on CUDA) against a reference written as a user would: torchvision's
                CIFAR10 dataset + DataLoader with workers + transforms.v2 (RandomCrop(32, padding=4),
                RandomHorizontalFlip, ToImage/ToDtype/Normalize), fp32, NCHW, no compile, and
-               torch.optim.SGD. Same model (wide_resnet), batch size, device. Prints images/s.
+               torch.optim.SGD, in the engine's precision (bf16 autocast where the engine runs bf16), NCHW, no
+               compile. Same model (wide_resnet), batch size, device. Prints images/s.
+--mode limit : one cell of the engine (its whole step: batched augmentation, forward, backward, divergence
+               bookkeeping, SGD on the flat buffers) against the bare loop of the same model, batch, precision and
+               threads: a fixed synthetic batch already on the device, forward, cross-entropy, backward and
+               torch.optim.SGD, nothing else. What the engine costs beyond the arithmetic. Prints img/s of both
+               and their ratio per repeat; `ratio=` is the median of the per-repeat ratios.
 --mode sweep : an lr sweep of --cells cells as one packed engine run against the same cells trained
                one after another by the engine. Prints cells/hour (a "cell" = --steps steps).
 --graphs     : the engine with its whole step in a CUDA graph (`cuda_graphs`) as a further contender:
@@ -18,9 +24,11 @@ which is what to use on a shared machine. Each engine contender's line gives its
 utilization on a GPU: 3 x forward MACs (`skipinit.cost.shape_cost`) x 2 FLOPs x batch x members
 per step, against the device's dense bf16 peak (`skipinit.cost.PEAK_TFLOPS`). Cell mode also
 prints the training time of one --estimate-epochs CIFAR-10 cell (50,000 images) at the measured
-step time. The last line is always `ratio=<engine/ref>`: cell mode the graphed (--graphs) or eager
-engine over the reference (over the eager engine with --no-reference); sweep mode packed over
-sequential.
+step time. `--precision auto` (the default) is the engine's own choice (`resolve_precision`: bf16 on
+CUDA and on CPUs with native bf16), and every contender runs in it; the first line names it. The last
+line is always `ratio=<engine/ref>`: cell mode the graphed (--graphs) or eager engine over the
+reference (over the eager engine with --no-reference); limit mode the engine over the bare loop;
+sweep mode packed over sequential.
 
     PYTHONPATH=src .venv/bin/python bench/train_throughput.py --mode cell --steps 30
 """
@@ -48,10 +56,11 @@ from skipinit import cost, data  # noqa: E402
 from skipinit.data.ondevice import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from skipinit.engine.graphs import GRAPH_WARMUP_STEPS, GraphedStep  # noqa: E402
 from skipinit.engine.options import EngineOptions  # noqa: E402
-from skipinit.engine.runtime import engine_settings, resolve_device  # noqa: E402
+from skipinit.engine.runtime import engine_settings, resolve_device, resolve_precision  # noqa: E402
 from skipinit.engine.trainer import PackTrainer  # noqa: E402
 from skipinit.grid import make_cell  # noqa: E402
 from skipinit.models import wide_resnet  # noqa: E402
+from skipinit.vocab import PRECISIONS  # noqa: E402
 
 CIFAR_TRAIN_IMAGES = 50_000
 
@@ -145,6 +154,47 @@ def reference_dataset(root: str, official: bool):
     return cls(root=root, train=True, download=False, transform=transform)
 
 
+def autocast(args):
+    """The engine's precision for a contender written by hand: bf16 autocast, or nothing."""
+    device = resolve_device(args.device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(args) == "bf16")
+
+
+def precision(args) -> str:
+    return resolve_precision(args.precision, resolve_device(args.device))
+
+
+def time_bare(args) -> float:
+    """Seconds for --steps steps of the bare loop: one fixed batch on the device, forward, loss, backward, SGD."""
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    layout = torch.preserve_format if args.no_channels_last else torch.channels_last
+    model = wide_resnet(args.depth, args.width, "batchnorm").to(device, memory_format=layout)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def step():
+        with autocast(args):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    loss.item()
+    return time.perf_counter() - start
+
+
 def time_reference(args, root: str, official: bool) -> float:
     """Seconds for --steps steps of the plain PyTorch loop, after warm-up (workers already running)."""
     device = resolve_device(args.device)
@@ -167,7 +217,9 @@ def time_reference(args, root: str, official: bool) -> float:
     def step():
         x, y = next(stream)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
+        with autocast(args):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -194,7 +246,7 @@ def describe(args) -> str:
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {threads} threads)"
-    return (f"device={name} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
+    return (f"device={name} precision={precision(args)} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
             f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}")
 
 
@@ -241,7 +293,8 @@ def run_cell(args, dataset) -> float:
             label = "graphed engine" if name == "graphed" else "engine"
             print(f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; {utilization(args, median[name])})")
     if "reference" in median:
-        print(f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, fp32, NCHW, torch.optim.SGD)")
+        print(f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, {precision(args)}, NCHW, "
+              "torch.optim.SGD)")
     for name in ("engine", "graphed"):
         if name in median:
             print(f"estimated {args.estimate_epochs}-epoch CIFAR-10 cell at batch {args.batch_size}, {name}: "
@@ -253,6 +306,21 @@ def run_cell(args, dataset) -> float:
         print(f"engine/reference: {median['engine'] / median['reference']:.3f}")
         return best / median["reference"]
     return best / median["engine"]
+
+
+def run_limit(args, dataset) -> float:
+    """The engine's step against the bare loop, alternating; the median of the per-repeat ratios."""
+    images = args.steps * args.batch_size
+    cells = engine_cells(args, 1, dataset)
+    ratios, engine_rates = [], []
+    for repeat in range(args.repeats):
+        engine, bare = images / time_engine(args, cells, dataset), images / time_bare(args)
+        ratios.append(engine / bare)
+        engine_rates.append(engine)
+        print(f"repeat {repeat + 1}: engine {engine:.1f} img/s, bare loop {bare:.1f} img/s, ratio {ratios[-1]:.3f}", flush=True)
+    args.measured = [(1, args.steps, images / statistics.median(engine_rates))]
+    print(f"precision {precision(args)}: engine/bare loop per repeat {', '.join(f'{r:.3f}' for r in ratios)}")
+    return statistics.median(ratios)
 
 
 def run_sweep(args, dataset) -> float:
@@ -300,7 +368,6 @@ def append_measurements(args, path: str) -> None:
     compute plan (`python -m skipinit plan`) fits its throughput model to."""
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {args.threads or torch.get_num_threads()} threads)"
-    precision = args.precision if device.type == "cuda" else "fp32"
     new = not Path(path).exists()
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, cost.COLUMNS, lineterminator="\n")
@@ -308,7 +375,7 @@ def append_measurements(args, path: str) -> None:
             writer.writeheader()
         for pack, steps, seconds in args.measured:
             writer.writerow({
-                "kind": "steps", "device_class": device_class(args), "device": name, "torch": torch.__version__, "precision": precision,
+                "kind": "steps", "device_class": device_class(args), "device": name, "torch": torch.__version__, "precision": precision(args),
                 "compile": str(args.compile).lower(), "arch": "wrn", "depth": args.depth, "width": args.width, "variant": "batchnorm",
                 "batch_size": args.batch_size, "pack": pack, "micro_batch": 0, "steps": steps, "evals": 0, "test_images": 0,
                 "seconds": f"{seconds:.4f}", "date": datetime.date.today().isoformat(),
@@ -327,12 +394,13 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the clock starts")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"), help="engine precision (bf16 acts on CUDA only)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="precision of every contender (auto: the engine's choice for this device)")
     parser.add_argument("--compile", action="store_true", help="engine with torch.compile")
     parser.add_argument("--no-channels-last", action="store_true", help="engine in NCHW")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both contenders")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="reference DataLoader workers")
-    parser.add_argument("--mode", choices=("cell", "sweep"), default="cell")
+    parser.add_argument("--mode", choices=("cell", "limit", "sweep"), default="cell")
     parser.add_argument("--cells", type=int, default=8, help="sweep: cells in the pack")
     parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
     parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
@@ -352,7 +420,7 @@ def main(argv=None) -> None:
     print(describe(args), f"mode={args.mode}", f"packing={args.packing}" if args.mode == "sweep" else "", flush=True)
     if args.graphs and resolve_device(args.device).type != "cuda":
         print("note: cuda_graphs is ignored on the CPU: the 'graphed' contenders are the eager engine again", flush=True)
-    ratio = run_cell(args, dataset) if args.mode == "cell" else run_sweep(args, dataset)
+    ratio = {"cell": run_cell, "limit": run_limit, "sweep": run_sweep}[args.mode](args, dataset)
     if args.append:
         append_measurements(args, args.append)
     print(f"ratio={ratio:.3f}")

@@ -63,7 +63,7 @@ def test_lowercase_boolean_on_the_command_line_gets_a_hint(workdir):
 
 def test_schema_refusal_is_one_line_naming_the_key(workdir):
     line = refusal(workdir, smoke_with(precision="fp16"))
-    assert "precision: 'fp16' is not one of ['bf16', 'fp32']" in line and "bad.yaml" in line
+    assert "precision: 'fp16' is not one of ['auto', 'bf16', 'fp32']" in line and "bad.yaml" in line
 
 
 def test_bad_grid_value_is_refused_with_its_location_and_file(workdir):

@@ -86,9 +86,11 @@ def pack_work(cells: list[dict], config: dict) -> tuple[cost.Work, int]:
     test = min(test, first["test_subset"] or test)
     epochs = int(first["epochs"])
     micro = int(config.get("micro_batch", 0))
+    # A sequential pack is one process training its members one after another: one start-up, n cells' work.
+    pack, runs = (1, len(cells)) if config.get("packing") == "sequential" else (len(cells), 1)
     work = cost.Work(first["arch"], int(first["depth"]), int(first["width"]), first["variant"], int(first["batch_size"]),
-                     len(cells), epochs * (train // int(first["batch_size"])), evaluations(epochs, int(config.get("eval_every", 1))),
-                     test, micro if 0 < micro < int(first["batch_size"]) else 0)
+                     pack, runs * epochs * (train // int(first["batch_size"])),
+                     runs * evaluations(epochs, int(config.get("eval_every", 1))), test, micro if 0 < micro < int(first["batch_size"]) else 0)
     return work, epochs
 
 

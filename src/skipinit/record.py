@@ -56,7 +56,7 @@ class RunResult:
     pack_size: int = _column(pa.int64(), 1)
     micro_batch: int | None = _column(pa.int64())
     device: str = _column(pa.string(), "cpu")
-    precision: str = _column(pa.string(), "fp32")  # effective: fp32 on CPU
+    precision: str = _column(pa.string(), "fp32")  # what ran (engine.runtime.resolve_precision)
     torch_version: str = _column(pa.string(), "")
     git_commit: str | None = _column(pa.string())  # stamped by the job
     dataset_sha256: str | None = _column(pa.string())  # stamped by the job

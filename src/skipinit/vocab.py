@@ -14,7 +14,7 @@ from dataclasses import dataclass
 VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup", "plain")  # plain: unnormalized, no skip connections
 ARCHS = ("wrn", "resnet50_v2")
 SCHEDULES = ("halving", "step", "cosine")
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device computes it natively, else fp32
 EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "trainability", "generic")
 # trainability: a sweep over many depths and a few lrs; which depths each model still trains at
 SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")

@@ -4,6 +4,11 @@ A job restores the result a finished pack recorded (Snakemake killed between the
 its bookkeeping), else opens the data, trains (resuming from its checkpoint), stamps every result
 with the code's git commit and the dataset's sha256, records the finished pack next to the
 checkpoint, and deletes the checkpoint only once both results are written.
+
+With `packing: sequential` the members of a pack train one after another in this one process,
+each exactly as a job of its own would (same code, same numbers): the start-up (imports, the
+dataset onto the device) is paid once per job, not once per cell. Each member keeps its own
+checkpoint and, once finished, its own recorded result, so a killed job resumes inside the group.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.Pa
         dataset = kind.open(dataset_path)
     except ImageNetLayoutError as error:
         raise SystemExit(f"error: {error}") from None
-    results = train_pack(cells, dataset, options, checkpoint=checkpoint, log=log)
+    results = train_cells(cells, dataset, options, checkpoint, log)
     commit, dataset_sha256 = git_commit(), kind.sha256(dataset)
     for result in results:
         result["git_commit"] = commit
@@ -58,4 +63,33 @@ def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.Pa
     write_json(finished, {**request, "results": results})
     write_json(out, results)
     Path(checkpoint).unlink(missing_ok=True)
+    for index in range(len(cells)):
+        member = member_checkpoint(checkpoint, index)
+        member.unlink(missing_ok=True)
+        Path(f"{member}.done.json").unlink(missing_ok=True)
+    return results
+
+
+def member_checkpoint(checkpoint: str | os.PathLike, index: int) -> Path:
+    return Path(f"{checkpoint}.member{index}")
+
+
+def train_cells(cells: list[dict], dataset, options: EngineOptions, checkpoint: str | os.PathLike,
+                log: Callable[[str], None] = print) -> list[dict]:
+    """The job's cells as one pack, or (`packing: sequential`) one after another, each a pack of one."""
+    if options.packing != "sequential" or len(cells) == 1:
+        return train_pack(cells, dataset, options, checkpoint=checkpoint, log=log)
+    results = []
+    for index, cell in enumerate(cells):
+        member = member_checkpoint(checkpoint, index)
+        done = Path(f"{member}.done.json")
+        recorded = json.loads(done.read_text()) if done.exists() else None
+        if recorded is not None and recorded["cell"] == cell:
+            log(f"member {index + 1}/{len(cells)} already finished; restoring its recorded result from {done}")
+            results += recorded["results"]
+            continue
+        log(f"member {index + 1}/{len(cells)}: lr={cell['lr']:g} seed={cell['seed']}")
+        rows = train_pack([cell], dataset, options, checkpoint=member, log=log)
+        write_json(done, {"cell": cell, "results": rows})
+        results += rows
     return results

@@ -13,7 +13,7 @@ import dataclasses
 from skipinit.vocab import PRECISIONS
 
 FIXUP_SCALAR_LR = 0.1  # Fixup's authors train its scalar biases and multipliers at a tenth of the learning rate
-PACKINGS = ("auto", "channels", "vmap")
+PACKINGS = ("auto", "channels", "vmap", "sequential")
 
 
 def option(default, help: str, choices: tuple | None = None):
@@ -23,7 +23,8 @@ def option(default, help: str, choices: tuple | None = None):
 @dataclasses.dataclass
 class EngineOptions:
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = option("bf16", "bf16 autocast (CUDA only; CPU runs fp32) or fp32", PRECISIONS)
+    precision: str = option("auto", "auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX), fp32 "
+                                    "elsewhere; bf16: autocast on any device (emulated, slow, on other CPUs); fp32", PRECISIONS)
     compile: bool = option(False, "torch.compile the forward and the SGD update, falling back to eager if compiling fails")
     # Off until a GPU measurement shows the graphed step equal to the eager one and faster (bench/RESULTS.md).
     cuda_graphs: bool = option(False, "capture the whole training step in a CUDA graph after a few eager steps (CUDA only; "
@@ -36,5 +37,7 @@ class EngineOptions:
     threads: int = option(1, "CPU threads (torch.set_num_threads); also the ImageNet loader's worker processes")
     image_size: int = option(224, "ImageNet crop in pixels (evaluation resizes to 8/7 of it first); 32 x 32 data keep their size")
     micro_batch: int = option(0, "examples per forward/backward; larger batches accumulate gradients (0: the whole batch)")
-    packing: str = option("auto", "how a pack of several members runs: channel packing (auto: where it applies), else torch.vmap", PACKINGS)
+    packing: str = option("auto", "how a pack of several members runs: channel packing (auto: where it applies), else torch.vmap; "
+                                  "sequential: one after another in one process (start-up paid once; CPUs, where packing is slower)",
+                          PACKINGS)
     fixup_scalar_lr: float = option(FIXUP_SCALAR_LR, "learning-rate multiplier of Fixup's scalar biases and multipliers (the authors': 0.1)")

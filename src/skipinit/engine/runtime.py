@@ -6,11 +6,13 @@ import contextlib
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from skipinit.engine.options import EngineOptions
+from skipinit.vocab import PRECISIONS
 
 # Warnings that are expected and harmless here, silenced while a pack trains (see engine_settings):
 # - parameter views of the flat [N, P] buffer have non-dense strides across members, so autograd
@@ -33,6 +35,35 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device={name!r}: the engine runs on cpu or cuda")
     return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 kernels pay.
+
+    On other x86 CPUs oneDNN emulates bf16 with fp32 arithmetic plus conversions: slower than fp32.
+    """
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probe is not None for probe in probes):
+        return any(probe() for probe in probes)
+    try:  # torch before the probes: the kernel's CPU flags (Linux)
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device, native_bf16: bool | None = None) -> str:
+    """The precision a pack runs in: `auto` is bf16 on CUDA and on CPUs with native bf16, else fp32.
+
+    `native_bf16`: whether this CPU has it (None: ask the CPU, `cpu_has_native_bf16`).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision={requested!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if (cpu_has_native_bf16() if native_bf16 is None else native_bf16) else "fp32"
 
 
 def is_out_of_memory(error: BaseException) -> bool:

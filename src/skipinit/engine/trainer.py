@@ -22,11 +22,19 @@ from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_ch
 from skipinit.engine.graphs import graphed_or_eager
 from skipinit.engine.members import Members
 from skipinit.engine.options import PACKINGS, EngineOptions
-from skipinit.engine.runtime import CompiledOrEager, ProgressBar, engine_settings, format_seconds, is_out_of_memory, resolve_device
+from skipinit.engine.runtime import (
+    CompiledOrEager,
+    ProgressBar,
+    engine_settings,
+    format_seconds,
+    is_out_of_memory,
+    resolve_device,
+    resolve_precision,
+)
 from skipinit.engine.schedule import lr_table
 from skipinit.engine.sgd import member_losses, sgd_step
 from skipinit.record import RunResult
-from skipinit.vocab import CELL_DEFAULTS, PACKED_KEYS, PRECISIONS, SCHEDULES
+from skipinit.vocab import CELL_DEFAULTS, PACKED_KEYS, SCHEDULES
 
 if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
@@ -60,17 +68,17 @@ class PackTrainer:
         first = self.config[0]
         if first["schedule"] not in SCHEDULES:
             raise ValueError(f"schedule={first['schedule']!r} is unknown; allowed: {', '.join(SCHEDULES)}")
-        if options.precision not in PRECISIONS:
-            raise ValueError(f"precision={options.precision!r}: use {' or '.join(PRECISIONS)}")
         if options.packing not in PACKINGS:
             raise ValueError(f"packing={options.packing!r} is unknown; allowed: {', '.join(PACKINGS)}")
+        if options.packing == "sequential" and len(cells) > 1:
+            raise ValueError("packing=sequential trains the members one after another: call engine.job.train_cells")
         self.options, self.log = options, log
         self.device = resolve_device(options.device)
         self.size = len(cells)
         self.epochs = int(first["epochs"])
         self.batch_size = int(first["batch_size"])
-        self.use_bf16 = self.device.type == "cuda" and options.precision == "bf16"
-        self.precision = "bf16" if self.use_bf16 else "fp32"
+        self.precision = resolve_precision(options.precision, self.device)
+        self.use_bf16 = self.precision == "bf16"
         self.micro_batch = micro_batch_size(self.batch_size, options.micro_batch)
 
         self.data = data_kind(self.config).batches(dataset, self.config, options, self.device)
@@ -108,10 +116,12 @@ class PackTrainer:
     # ---- steps ----------------------------------------------------------------------------
 
     def autocast(self):
+        """bf16 autocast where the pack runs in bf16: convs and matmuls in bf16, batch-norm statistics,
+        running buffers, the loss and the SGD update in float32 (as autocast leaves them on CUDA and CPU)."""
         if self.use_bf16:
             # A capture must not keep autocast's cast-weight cache (torch.cuda.graphs' AMP notes); each
             # weight is cast once per forward anyway, so the numbers are the same without it.
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs)
         return contextlib.nullcontext()
 
     def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,7 +363,7 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     loss, else None), status ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps,
     wall_seconds (this pack, all sessions), images_per_second (the *pack's* training throughput:
     images of all members together per second of training, evaluation excluded), device,
-    torch_version, precision (effective: fp32 on CPU), pack_size and curve (per epoch: epoch,
+    torch_version, precision (what ran: `resolve_precision`), pack_size and curve (per epoch: epoch,
     step, lr at the epoch's last step, train/test metrics with test_* None where not evaluated,
     seconds = wall seconds since the pack started).
 
@@ -363,7 +373,7 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
     """
     device = resolve_device(options.device)
-    precision = "bf16" if device.type == "cuda" and options.precision == "bf16" else "fp32"
+    precision = resolve_precision(options.precision, device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     with engine_settings(options, device):
         try:
