@@ -23,8 +23,26 @@ def judge(claim_id: str, frame: pd.DataFrame, curves: pd.DataFrame | None = None
     claim = CLAIM[claim_id]
     params = {**claim["params"], **overrides}
     if claim["data"] != claims.SIGNAL:
-        params = {"models": SPEC["models"], "curves": NO_CURVES if curves is None else curves, **params}
+        params = {"models": SPEC["models"], "noise": SPEC["noise"], "curves": NO_CURVES if curves is None else curves, **params}
     return claims.CHECKS[claim["check"]](frame, params)
+
+
+SEED_JITTER = (0.0, 0.1, -0.1)
+
+
+def three_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` (one seed) over three paired seeds, each accuracy moved by +-0.1 pp per seed (one way for batch
+    norm, the other way for the rest): every paired gap gets a small spread and a narrow 95% interval."""
+    copies = []
+    for seed, jitter in enumerate(SEED_JITTER):
+        copy = runs.copy()
+        shift = jitter * np.where(copy["variant"] == "batchnorm", 1.0, -1.0)
+        copy["test_acc"] = copy["test_acc"] + shift
+        copy["train_acc"] = copy["train_acc"] + shift
+        copy["seed"] = seed
+        copy["cell_id"] = [cell_id.rsplit("-s", 1)[0] + f"-s{seed}" for cell_id in copy["cell_id"]]
+        copies.append(copy)
+    return pd.concat(copies, ignore_index=True)
 
 
 # --- signal ---------------------------------------------------------------------------------------
@@ -54,7 +72,7 @@ def noisy(frame: pd.DataFrame, seed: int = 0, spread: float = 0.1) -> pd.DataFra
     ],
 )
 def test_signal_claims_hold_on_the_papers_laws(claim_id):
-    verdict, evidence = judge(claim_id, noisy(signal_frame()))
+    verdict, evidence = judge(claim_id, noisy(signal_frame(), spread=0.02))  # 2% per block: 3 seeds decide 20 blocks
     assert verdict == "reproduced", evidence
     assert evidence["reason"]
 
@@ -74,10 +92,15 @@ def test_bn_skip_path_growing_quadratically_is_not_reproduced():
 
 
 def test_shrinking_conv_skip_path_is_not_linear_growth():
-    signal = signal_frame()
+    signal = noisy(signal_frame(), spread=0.02)
     signal.loc[signal["model"] == "conv-batchnorm", "skip_var_pooled"] = 100.0 / signal["block"]
     verdict, evidence = judge("signal-conv-bn-skip-linear", signal)
-    assert verdict == "not_reproduced" and evidence["slope"] < 0
+    assert verdict == "not_reproduced" and evidence["slope"]["ci95"][1] < 0
+
+
+def test_a_slope_from_one_seed_has_no_interval_and_decides_nothing():
+    verdict, evidence = judge("signal-conv-bn-skip-linear", signal_frame())
+    assert verdict == "inconclusive" and "one seed has no interval" in evidence["reason"]
 
 
 def test_signal_file_without_the_papers_statistic_cannot_decide():
@@ -86,13 +109,13 @@ def test_signal_file_without_the_papers_statistic_cannot_decide():
 
 
 def test_branch_as_large_as_skip_path_is_not_downscaled():
-    signal = signal_frame()
+    signal = noisy(signal_frame(), spread=0.02)
     conv = signal["model"] == "conv-batchnorm"
     signal.loc[conv, "branch_var"] = signal.loc[conv, "skip_var"]
     verdict, evidence = judge("signal-bn-downscales-branch", signal)
     assert verdict == "not_reproduced"
-    assert evidence["linear-batchnorm"]["exponent"] == pytest.approx(0.5)
-    assert evidence["conv-batchnorm"]["exponent"] == pytest.approx(0.0, abs=1e-9)
+    assert evidence["linear-batchnorm"]["exponent"]["mean"] == pytest.approx(0.5, abs=0.02)
+    assert evidence["conv-batchnorm"]["exponent"]["mean"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_shallow_or_missing_signal_nets():
@@ -145,8 +168,12 @@ def test_depth_failure_not_reproduced_when_an_unnormalized_net_trains():
 
 
 def test_near_chance_accuracy_counts_as_failing():
-    assert judge("depth-scaled-fails", deep_runs(scaled_acc=12))[0] == "reproduced"
+    assert judge("depth-scaled-fails", deep_runs(scaled_acc=10))[0] == "reproduced"
     assert judge("depth-scaled-fails", deep_runs(scaled_acc=40))[0] == "not_reproduced"
+    # one seed at 12%: the noise model (1.5 pp seed floor, binomial on 10,000 images) cannot place it below 15%
+    verdict, evidence = judge("depth-scaled-fails", deep_runs(scaled_acc=12))
+    assert verdict == "inconclusive" and "one seed, noise model" in evidence["reason"]
+    assert "seed floor of 1.5 pp" in evidence["scaled"]["accuracy"]["method"]
 
 
 def test_depth_failure_undecided_when_too_shallow_too_few_lrs_or_seeds():
@@ -191,14 +218,14 @@ def test_skipinit_matches_bn_at_every_depth_within_the_gap():
 def regularization_runs(no_l2_acc: float, dropout_acc: float, epochs: int = 20, overfit_pp=(3.0, 9.0)) -> pd.DataFrame:
     """The regularization study at batch 64; `overfit_pp`: the train/test gaps of batch norm and of the SkipInit nets."""
     settings = dict(batch_size=64, epochs=epochs, experiments=("regularization",))
-    runs = runs_frame(
+    runs = three_seeds(runs_frame(
         [
             run_row(92, variant="batchnorm", **settings),
             run_row(90, variant="skipinit", **settings),
             run_row(no_l2_acc, variant="skipinit", weight_decay=0, **settings),
             run_row(dropout_acc, variant="skipinit", dropout=0.2, **settings),
         ]
-    )
+    ))
     runs["train_acc"] = runs["test_acc"] + np.where(runs["variant"] == "batchnorm", *overfit_pp)
     return runs
 
@@ -254,11 +281,11 @@ def batch_sweep(
             )
             for lr in lrs
         ]
-    return runs_frame(rows)
+    return three_seeds(runs_frame(rows))
 
 
 def test_small_batch_parity():
-    assert judge("batch-small-similar", batch_runs())[0] == "reproduced"
+    assert judge("batch-small-similar", three_seeds(batch_runs()))[0] == "reproduced"
     far_apart = batch_sweep({("batchnorm", 64): 0.4, ("skipinit", 64): 0.05})
     verdict, evidence = judge("batch-small-similar", far_apart)
     assert verdict == "not_reproduced" and evidence["batch_sizes"]["64"]["lr_ratio_range"] == [8, 8]
@@ -310,7 +337,7 @@ def imagenet_runs(accuracies: dict[int, tuple[float, float, float]]) -> pd.DataF
             run_row(skipinit, variant="skipinit", dropout=0.2, **settings),
             run_row(fixup, variant="fixup", **settings),
         ]
-    return runs_frame(rows)
+    return three_seeds(runs_frame(rows))
 
 
 def test_imagenet_competitive_then_beaten():
@@ -340,6 +367,13 @@ def test_unknown_check_is_refused_with_one_line(tmp_path):
         "models: {}\nclaims:\n  - {id: x, statement: s, source: t, data: depth, check: guess, params: {}, paper_value: null}\n"
     )
     with pytest.raises(ValueError, match="claim x names check 'guess'; known: "):
+        claims.load_spec(bad)
+
+
+def test_a_claims_file_without_its_noise_model_is_refused_with_one_line(tmp_path):
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("models: {}\nnoise: {gap_sd_pp: 1}\nclaims: []\n")
+    with pytest.raises(ValueError, match="`noise:` lacks accuracy_sd_pp, source"):
         claims.load_spec(bad)
 
 
@@ -376,34 +410,55 @@ def test_without_signal_parquet_signal_claims_are_not_run(tmp_path):
 # --- paired-seed statistics -----------------------------------------------------------------------
 
 
+NOISE = stats.NoiseModel(gap_sd_pp=0.9, accuracy_sd_pp=1.5, source="test")
+
+
 def test_paired_gap_of_known_numbers():
-    """Gaps 1, 2, 3 over seeds 0..2: mean 2, std 1, 95% t-interval 2 +- 4.303 / sqrt(3)."""
+    """Gaps 1, 2, 3 over seeds 0..2: mean 2, sd 1, 95% t-interval 2 +- 4.303 / sqrt(3)."""
     candidate = pd.Series([80.0, 70.0, 60.0], index=[0, 1, 2])
-    gap = stats.paired_gap(candidate + [1.0, 2.0, 3.0], candidate)
-    assert gap["mean"] == pytest.approx(2.0) and gap["std"] == pytest.approx(1.0) and gap["seeds"] == 3
-    half = 4.303 / math.sqrt(3)
+    gap = stats.paired_gap(candidate + [1.0, 2.0, 3.0], candidate, NOISE)
+    assert gap["mean"] == pytest.approx(2.0) and gap["sd"] == pytest.approx(1.0) and gap["seeds"] == 3
+    half = 4.302653 / math.sqrt(3)
     assert gap["ci95"] == pytest.approx([2 - half, 2 + half])
-    assert not gap["single_seed"]
+    assert not gap["single_seed"] and gap["method"] == "t over 3 paired seeds"
     assert stats.within(gap, low=0) is None  # 2 - 2.48 < 0 < 2 + 2.48: straddles
     assert stats.within(gap, low=-1) is True and stats.within(gap, high=-0.5) is False
-    assert "95% CI -0.5..+4.5 over 3 paired seeds" in stats.describe(gap)
+    assert "95% CI -0.484..+4.48, t over 3 paired seeds" in stats.describe(gap)
 
 
-def test_paired_gap_pairs_by_seed_and_falls_back_to_one_seed():
+def test_one_seed_takes_the_named_noise_model():
+    """One seed: 90% and 88% on 2,000 test images each, floor 0.9 pp: sd = sqrt(0.9^2 + 9*91/2000 + 12*88/2000)."""
     reference = pd.Series([90.0, 91.0, 99.0], index=[0, 1, 7])  # seed 7 has no partner: left out
-    gap = stats.paired_gap(reference, pd.Series([89.0, 89.0], index=[1, 0]))
-    assert gap["seeds"] == 2 and gap["mean"] == pytest.approx(1.5) and gap["std"] == pytest.approx(math.sqrt(0.5))
-    single = stats.paired_gap(pd.Series([90.0], index=[0]), pd.Series([88.0], index=[0]))
-    assert single["single_seed"] and single["ci95"] == [2.0, 2.0] and single["std"] is None
-    assert stats.within(single, low=1) is True and stats.within(single, low=3) is False
-    assert stats.describe(single) == "+2.0 pp (single seed)"
+    paired = stats.paired_gap(reference, pd.Series([89.0, 89.0], index=[1, 0]), NOISE)
+    assert paired["seeds"] == 2 and paired["mean"] == pytest.approx(1.5) and paired["sd"] == pytest.approx(math.sqrt(0.5))
+    single = stats.paired_gap(pd.Series([90.0], index=[0]), pd.Series([88.0], index=[0]), NOISE, (2000, 2000))
+    sd = math.sqrt(0.9**2 + 90 * 10 / 2000 + 88 * 12 / 2000)
+    assert single["single_seed"] and single["sd"] == pytest.approx(sd)
+    assert single["ci95"] == pytest.approx([2 - 1.959964 * sd, 2 + 1.959964 * sd])
+    assert "test-set binomial error (2000/2000 test images) widened by a seed floor of 0.9 pp (test)" in single["method"]
+    assert stats.within(single, low=0.5) is None and stats.within(single, low=-1.0) is True
+    assert stats.describe(single).endswith("one seed, noise model)")
+    alone = stats.accuracy(pd.Series([50.0], index=[0]), NOISE, 1000)
+    assert alone["sd"] == pytest.approx(math.sqrt(1.5**2 + 2500 / 1000))
 
 
-def test_t_quantiles():
-    assert stats.t_975(1) == 12.706 and stats.t_975(2) == 4.303
-    assert stats.t_975(60) == pytest.approx(2.000, abs=1e-3) and stats.t_975(120) == pytest.approx(1.980, abs=1e-3)
-    with pytest.raises(ValueError, match="degrees of freedom must be >= 1, got 0"):
-        stats.t_975(0)
+def test_t_quantiles_come_from_scipy():
+    assert stats.t_quantile(2) == pytest.approx(12.706, abs=1e-3) and stats.t_quantile(3) == pytest.approx(4.303, abs=1e-3)
+    assert stats.t_quantile(61) == pytest.approx(2.000, abs=1e-3) and stats.z_quantile() == pytest.approx(1.959964)
+    with pytest.raises(ValueError, match="two or more values, got 1"):
+        stats.over_seeds([1.0])
+
+
+def test_undecided_estimates_say_how_many_seeds_would_decide_them():
+    """Mean 1.0, sd 0.9 against a bound at 0: t(n-1) * 0.9 / sqrt(n) < 1 from n = 6 on."""
+    estimate = {"mean": 1.0, "sd": 0.9, "ci95": [-1.2, 3.2], "seeds": 3, "single_seed": False}
+    assert stats.seeds_to_decide(estimate, low=0.0) == 6
+    assert stats.t_quantile(6) * 0.9 / math.sqrt(6) < 1.0 < stats.t_quantile(5) * 0.9 / math.sqrt(5)
+    assert "about 6 paired seeds at sd 0.9 would decide it (3 more: about 2 min" in stats.decide_text(estimate, low=0.0,
+                                                                                                     seconds_per_seed=30)
+    on_the_edge = {**estimate, "mean": 0.0}
+    assert stats.seeds_to_decide(on_the_edge, low=0.0) is None
+    assert "no seed count decides it" in stats.decide_text(on_the_edge, low=0.0)
 
 
 def test_seed_noise_makes_a_gap_inconclusive_and_a_clear_gap_decides():
@@ -415,9 +470,10 @@ def test_seed_noise_makes_a_gap_inconclusive_and_a_clear_gap_decides():
             rows.append(run_row(89 + (noise if depth == 100 else 0), depth=depth, seed=seed, variant="skipinit"))
     runs = runs_frame(rows)
     verdict, evidence = judge("depth-skipinit-matches-bn", runs)
-    assert verdict == "inconclusive" and "straddles the bound" in evidence["reason"]
+    assert verdict == "inconclusive" and "straddles the band" in evidence["reason"]
+    assert "paired seeds at sd 3 would decide it" in evidence["reason"]
     gap = evidence["depths"]["100"]["gap"]
-    assert gap["mean"] == pytest.approx(1.0) and gap["std"] == pytest.approx(3.0) and gap["seeds"] == 3
+    assert gap["mean"] == pytest.approx(1.0) and gap["sd"] == pytest.approx(3.0) and gap["seeds"] == 3
     runs.loc[runs["variant"] == "skipinit", "test_acc"] = 89.0 + runs["seed"] * 0.1
     assert judge("depth-skipinit-matches-bn", runs)[0] == "reproduced"
     runs.loc[runs["variant"] == "skipinit", "test_acc"] = 80.0 + runs["seed"] * 0.1
@@ -551,14 +607,15 @@ def test_a_setting_below_divergence_does_not_mask_one_that_decides():
 
 
 def speed_runs(reach: dict, evaluations: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """{(variant, batch): epoch at which its curve reaches its final 90%}: runs at one lr, curves linear until then."""
-    runs = runs_frame(
+    """{(variant, batch): epoch at which its curve reaches its final 90%}: three seeds at three lrs, the best 0.1,
+    curves linear until then."""
+    runs = three_seeds(runs_frame(
         [
             run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
             for (variant, batch) in reach
             for lr in (0.05, 0.1, 0.2)
         ]
-    )
+    ))
     runs.loc[runs["lr"] != 0.1, "test_acc"] = 80.0  # best lr 0.1, interior
     points = []
     for _, run in runs.iterrows():
@@ -580,7 +637,8 @@ def test_batchnorm_faster_at_large_batch():
     verdict, evidence = judge("bn-faster-large-batch", runs, curves=curves)
     assert verdict == "reproduced", evidence
     # target 0.9 x 90 = 81: BN reaches it at epoch 2 (step 200), SkipInit at epoch 6 (5.4 x 90 / 6 = 81, step 600)
-    assert evidence["target_test_acc"] == pytest.approx(81) and evidence["speedup"] == pytest.approx(3)
+    assert evidence["target_test_acc"] == pytest.approx(81) and evidence["speedup"]["mean"] == pytest.approx(3)
+    assert evidence["speedup"]["seeds"] == 3 and evidence["speedup"]["ci95"] == pytest.approx([3, 3])
     runs, curves = speed_runs({("batchnorm", 512): 5, ("skipinit", 512): 5})
     assert judge("bn-faster-large-batch", runs, curves=curves)[0] == "not_reproduced"
 
@@ -588,7 +646,7 @@ def test_batchnorm_faster_at_large_batch():
 def test_speed_advantage_small_at_small_batch():
     runs, curves = speed_runs({("batchnorm", 64): 3, ("skipinit", 64): 4})
     verdict, evidence = judge("bn-speed-small-batch-small", runs, curves=curves)
-    assert verdict == "reproduced" and evidence["speedup"] == pytest.approx(4 / 3)
+    assert verdict == "reproduced" and evidence["speedup"]["mean"] == pytest.approx(4 / 3)
     runs, curves = speed_runs({("batchnorm", 64): 3, ("skipinit", 64): 9})
     assert judge("bn-speed-small-batch-small", runs, curves=curves)[0] == "not_reproduced"
 
@@ -600,7 +658,8 @@ def test_small_batch_speed_read_from_the_long_regularization_runs_beside_a_short
     short, short_curves = speed_runs({("batchnorm", 16): 1, ("skipinit", 16): 1}, evaluations=2)
     experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
     entry = claims.judge(CLAIM["bn-speed-small-batch-small"], pd.concat([long, short], ignore_index=True),
-                         pd.DataFrame(), experiments, SPEC["models"], pd.concat([curves, short_curves], ignore_index=True))
+                         pd.DataFrame(), experiments, SPEC["models"], pd.concat([curves, short_curves], ignore_index=True),
+                         SPEC["noise"])
     assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
     assert entry["evidence"]["runs_under_budget_left_out"] == len(short)
 
@@ -660,11 +719,12 @@ def test_a_claim_needing_a_budget_is_judged_on_the_runs_that_had_it():
     )
     experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
     entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], pd.concat([long, short], ignore_index=True),
-                         pd.DataFrame(), experiments, SPEC["models"])
+                         pd.DataFrame(), experiments, SPEC["models"], noise=SPEC["noise"])
     assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
     assert entry["evidence"]["runs_under_budget_left_out"] == 2
     # only short runs: all stay, and the budget is the reason
-    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], short, pd.DataFrame(), experiments, SPEC["models"])
+    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], short, pd.DataFrame(), experiments, SPEC["models"],
+                         noise=SPEC["noise"])
     assert entry["verdict"] == "inconclusive" and "budget of 2 epochs" in entry["evidence"]["reason"]
     assert "runs_under_budget_left_out" not in entry["evidence"]
 
@@ -677,7 +737,7 @@ def test_batchnorm_edge_straddling_over_seeds_is_inconclusive():
     runs = runs_frame(rows)
     runs["train_acc"] = runs["test_acc"] + np.where(runs["variant"] == "batchnorm", 3.0, 9.0)
     verdict, evidence = judge("regularization-bn-edge-small-batch", runs)
-    assert verdict == "inconclusive" and "straddles the bound" in evidence["reason"]
+    assert verdict == "inconclusive" and "straddles the band" in evidence["reason"]
     assert evidence["edge"]["seeds"] == 3 and evidence["edge"]["mean"] == pytest.approx(1 - 0.5)
 
 

@@ -46,10 +46,12 @@ def test_paper_profile_plans_every_training_run_once(workdir):
 
 
 def test_gpu_profile_plans_the_trainability_sweep_beside_the_committed_packs(workdir):
-    """config/gpu.yaml: 20 packs as before (those of results/reference/gpu/cells) plus plain and
-    unnormalized WRN-n-1 at 6 depths, whose unnormalized depths 16 and 100 are the depth study's packs."""
+    """config/gpu.yaml: 14 depth-study packs (7 models x 2 depths, 4 lrs each); the batch-size study's 8 lrs x 4
+    seeds in packs of 8 (2 models x 2 batch sizes x 4 packs); SkipInit without L2 and with dropout, 4 lrs x 4
+    seeds (2 packs each; batch norm and SkipInit share the batch-size study's); plain and unnormalized WRN-n-1
+    at 6 depths, whose unnormalized depths 16 and 100 are the depth study's packs (12 - 2)."""
     counts = dry_run(workdir, profile="config/gpu.yaml")
-    assert counts["train"] == 20 + 6 + 4
+    assert counts["train"] == 14 + 16 + 4 + 10
     assert counts["figure"] == counts["table"] == 4
 
 

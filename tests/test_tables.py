@@ -32,6 +32,7 @@ def run_row(test_acc: float, diverged: bool = False, experiments: tuple = ("dept
         "error": None,
         "test_acc": math.nan if diverged else test_acc,
         "test_loss": math.nan if diverged else 1.0,
+        "test_images": 10_000,
         "train_loss": math.nan if diverged else 0.5,
         "train_acc": math.nan if diverged else test_acc,
         "epochs_completed": cell["epochs"],
@@ -95,9 +96,9 @@ def test_depth_table_has_a_row_per_model_and_a_column_per_depth():
     assert list(wide.columns) == ["model", "depth 16", "depth 100"]
     assert list(wide["model"]) == ["BatchNorm", "SkipInit (alpha=0)", "Unnormalized"]
     bn = wide.set_index("model").loc["BatchNorm", "depth 100"]
-    assert bn == "91.1 ± 0.1 (lr 0.1)"  # mean of 91.0 and 91.2 at the best lr, with it
+    assert bn == "91.1 ± 0.1 (n=2, lr 0.1)"  # mean of 91.0 and 91.2 at the best lr, with it
     assert wide.set_index("model").loc["Unnormalized", "depth 100"] == "diverged"
-    assert wide.set_index("model").loc["Unnormalized", "depth 16"] == "81.0 ± 0.0 (lr 0.1)"
+    assert wide.set_index("model").loc["Unnormalized", "depth 16"] == "81.0 ± 0.0 (n=2, lr 0.1)"
 
 
 def test_one_seed_has_no_spread_and_partial_divergence_is_counted():
@@ -110,11 +111,11 @@ def test_one_seed_has_no_spread_and_partial_divergence_is_counted():
         ]
     )
     row = tables.best_lr_summary(runs, ["label"]).iloc[0]
-    assert tables.cell_text(row) == "72.5 ± 3.5 (lr 0.1)"
+    assert tables.cell_text(row) == "72.5 ± 3.5 (n=2, lr 0.1)"
     single = tables.best_lr_summary(runs[runs["seed"] == 0], ["label"]).iloc[0]
-    assert tables.cell_text(single) == "70.0 (lr 0.1)"
+    assert tables.cell_text(single) == "70.0 (n=1, lr 0.1)"
     shaky = tables.best_lr_summary(runs[runs["lr"] == 0.2], ["label"]).iloc[0]
-    assert tables.cell_text(shaky) == "30.0 ± 42.4 (lr 0.2; 1/2 diverged)"
+    assert tables.cell_text(shaky) == "30.0 ± 42.4 (n=2, lr 0.2; 1/2 diverged)"
 
 
 def test_latex_escapes_text_and_typesets_plus_minus():
@@ -285,7 +286,7 @@ def test_caption_says_seeds_and_the_budget_the_table_reflects():
     runs = depth_runs()
     frame = tables.summary(runs, "depth", "depth")
     caption = tables.caption_of("depth", {"description": "hand-made"}, frame, runs)
-    assert "mean ± std over 2 seeds" in caption
+    assert "mean ± sd over n = 2 seeds" in caption
     assert "Budget: 20 epoch(s) on the full training set, 2 seed(s) per cell. hand-made" in caption
     short = runs.assign(epochs=2, train_subset=2560, seed=0)
     caption = tables.caption_of("depth", {}, tables.summary(short, "depth", "depth"), short)

@@ -47,6 +47,7 @@ class RunResult:
     error: str | None = _column(pa.string())  # a failed pack's reason and hint
     test_acc: float | None = _column(pa.float64())  # percent, last evaluation
     test_loss: float | None = _column(pa.float64())
+    test_images: int | None = _column(pa.int64())  # what test_acc was measured on (its binomial error)
     train_loss: float | None = _column(pa.float64())  # mean over the last epoch's steps
     train_acc: float | None = _column(pa.float64())
     epochs_completed: int = _column(pa.int64(), 0)

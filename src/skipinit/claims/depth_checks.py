@@ -7,34 +7,56 @@ paper's skip-path statistic `skip_var_pooled` (see `skipinit.signal.measure`).
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
-from skipinit.claims.selection import select
-from skipinit.claims.stats import fit_line
+from skipinit.claims.selection import accuracy_at, select
+from skipinit.claims.signal_checks import per_seed_curves
+from skipinit.claims.stats import finding_text, fit_line, over_seeds, within
 from skipinit.report.tables import best_lr_summary
 
 
-def trainable_depths(rows: pd.DataFrame, trains_from: float) -> pd.DataFrame:
-    """Per depth: the best lr, its mean test accuracy over seeds, and whether the model trains there.
+def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd.DataFrame:
+    """Per depth: the best lr, its accuracy with its 95% interval, and whether the model trains there.
 
-    Trains: at the best lr no run diverged and the mean test accuracy reaches `trains_from`.
+    `trains`: True where some lr surely trains (no run diverged, the interval above `trains_from`),
+    False where every lr surely fails (diverged, or the interval below), None (undecided) otherwise.
     """
     table = best_lr_summary(rows, ["depth"]).set_index("depth")
-    table["trains"] = (table["diverged_runs"] == 0) & (table["test_acc_mean"] >= trains_from)
+    status, intervals = {}, {}
+    for depth, at_depth in rows.groupby("depth"):
+        per_lr = []
+        for lr, at_lr in at_depth.groupby("lr"):
+            estimate = accuracy_at(at_lr, params, lr)
+            per_lr.append(False if at_lr["diverged"].any() else within(estimate, low=trains_from))
+            if lr == table.loc[depth, "best_lr"]:
+                intervals[depth] = estimate["ci95"]
+        status[depth] = True if True in per_lr else False if all(s is False for s in per_lr) else None
+    table["trains"] = pd.Series(status, dtype=object)
+    table["ci95"] = pd.Series(intervals, dtype=object)
     return table
+
+
+def largest_trainable(table: pd.DataFrame) -> tuple[int | None, int | None]:
+    """The largest depth that surely trains, and the largest that may (undecided depths included)."""
+    surely = [int(depth) for depth, trains in table["trains"].items() if trains is True]
+    maybe = [int(depth) for depth, trains in table["trains"].items() if trains is not False]
+    return (max(surely) if surely else None), (max(maybe) if maybe else None)
 
 
 @check
 def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
     """The largest depth at which `deep` trains over the largest at which `shallow` trains lies in [`min_ratio`, `max_ratio`].
 
-    Both models must share the depth sweep and the lr grid. A model trains at a depth when its best
-    lr there reaches chance + `train_margin_pp` with no diverged run. The ratio is decided only when
-    each model trains at some depth of the sweep and fails at its deepest depth; a `deep` model that
-    still trains at the deepest depth bounds the ratio from below only, which refutes the claim when
-    that bound already exceeds `max_ratio`.
+    Both models must share the depth sweep and the lr grid. A model trains at a depth when some lr
+    there surely reaches chance + `train_margin_pp` (the 95% interval of its accuracy above it) with
+    no diverged run, and fails there when every lr surely fails. An undecided depth makes the largest
+    trainable depth a range, and the ratio an interval: [deep's surest / shallow's widest, deep's
+    widest / shallow's surest]. A model that may still train at the deepest depth swept bounds its
+    depth from below only (an unbounded interval), which refutes the claim only when even the lower
+    end exceeds `max_ratio`.
     """
     if runs.empty:
         return NOT_RUN, {"reason": "no trainability runs in runs.parquet"}
@@ -57,35 +79,40 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
     if len(depths) < params["min_depths"]:
         return INCONCLUSIVE, {**evidence, "reason": f"{len(depths)} depths swept, fewer than {params['min_depths']}"}
 
-    largest, undecided = {}, []
+    largest, deepest = {}, int(depths[-1])
     for name, frame in rows.items():
-        table = trainable_depths(frame, trains_from)
-        trained = [int(depth) for depth in table.index[table["trains"]]]
-        largest[name] = max(trained) if trained else None
+        table = trainable_depths(frame, trains_from, params)
+        low, high = largest_trainable(table)
+        largest[name] = (low, math.inf if high == deepest else high)
         evidence[name] = {
-            "largest_trainable_depth": largest[name],
-            "trains_at": trained,
-            "best_acc_by_depth": {str(int(d)): row["test_acc_mean"] for d, row in table.iterrows()},
+            "largest_trainable_depth": [low, high],
+            "trains_by_depth": {str(int(d)): trains for d, trains in table["trains"].items()},
+            "best_acc_ci95_by_depth": {str(int(d)): ci for d, ci in table["ci95"].items()},
             "best_lr_by_depth": {str(int(d)): row["best_lr"] for d, row in table.iterrows()},
         }
-        if not trained:
-            undecided.append(f"{name} trains at no depth of the sweep (shallowest {depths[0]})")
-    if undecided:
-        return INCONCLUSIVE, {**evidence, "reason": "; ".join(undecided)}
-    ratio = largest[deep] / largest[shallow]
-    evidence["ratio"] = ratio
+    if largest[shallow][0] is None:
+        return INCONCLUSIVE, {**evidence, "reason": f"{shallow} surely trains at no depth of the sweep (shallowest {depths[0]})"}
+    if largest[deep][0] is None:
+        return INCONCLUSIVE, {**evidence, "reason": f"{deep} surely trains at no depth of the sweep (shallowest {depths[0]})"}
+    ratio = [largest[deep][0] / largest[shallow][1], largest[deep][1] / largest[shallow][0]]
+    evidence["ratio_range"] = ratio
+
+    def reach(name: str) -> str:
+        low, high = largest[name]
+        if math.isinf(high):
+            return f"{low} or deeper (it may still train at the deepest depth swept, {deepest})"
+        return f"{low}" if low == high else f"{low}..{high} (undecided in between)"
+
+    bounds = f"at least {ratio[0]:.2f}" if math.isinf(ratio[1]) else f"in [{ratio[0]:.2f}, {ratio[1]:.2f}]"
     text = (
-        f"{deep} trains up to depth {largest[deep]}, {shallow} up to {largest[shallow]}: "
-        f"ratio {ratio:.2f} (claim: {params['min_ratio']:g}-{params['max_ratio']:g})"
+        f"{deep} trains up to depth {reach(deep)}, {shallow} up to {reach(shallow)}: "
+        f"ratio {bounds} (claim: {params['min_ratio']:g}-{params['max_ratio']:g})"
     )
-    deepest = depths[-1]
-    if largest[shallow] == deepest:
-        return INCONCLUSIVE, {**evidence, "reason": f"{shallow} still trains at the deepest depth swept ({deepest})"}
-    if largest[deep] == deepest:
-        if ratio > params["max_ratio"]:
-            return verdict_of([Finding(False, f"{text}, at least: {deep} still trains at {deepest}")], evidence)
-        return INCONCLUSIVE, {**evidence, "reason": f"{text}, at least: {deep} still trains at the deepest depth swept"}
-    return verdict_of([Finding(params["min_ratio"] <= ratio <= params["max_ratio"], text)], evidence)
+    holds = within({"ci95": ratio}, params["min_ratio"], params["max_ratio"])
+    if holds is None:
+        return verdict_of([Finding(None, f"{text}: the range straddles the band; more seeds or a deeper sweep would narrow it")],
+                          evidence)
+    return verdict_of([Finding(holds, text)], evidence)
 
 
 @check
@@ -113,7 +140,7 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
     slope, intercept, r2 = fit_line(blocks, curve["skip_var_pooled"].to_numpy())
     moving_slope, _, moving_r2 = fit_line(blocks, curve["bn_moving_var"].to_numpy(), through_origin=True)
     ratio = (curve["bn_moving_var"] / curve["skip_var_pooled"]).loc[params["ratio_from_block"] :]
-    median_ratio = float(ratio.median())
+    seeds = per_seed_curves(signal, model, ["skip_var_pooled", "bn_moving_var"])
     evidence = {
         **about,
         "pooled_slope": slope,
@@ -121,23 +148,33 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
         "pooled_r2": r2,
         "moving_var_slope_through_origin": moving_slope,
         "moving_var_r2_through_origin": moving_r2,
-        "median_moving_over_pooled": median_ratio,
+        "median_moving_over_pooled": float(ratio.median()),
         "moving_over_pooled_range": [float(ratio.min()), float(ratio.max())],
     }
     low, high = params["min_slope"], params["max_slope"]
+    if len(seeds) < 2:
+        reason = f"skip_var_pooled ~ {slope:.3g} l from one seed: a slope from one seed has no interval; measure 2 or more seeds"
+        return INCONCLUSIVE, {**evidence, "reason": reason}
+    slopes = over_seeds([fit_line(c.index.to_numpy(dtype=float), c["skip_var_pooled"].to_numpy())[0] for c in seeds.values()])
+    ratios = over_seeds([float((c["bn_moving_var"] / c["skip_var_pooled"]).loc[params["ratio_from_block"] :].median())
+                         for c in seeds.values()])
+    evidence.update(pooled_slope=slopes, median_moving_over_pooled=ratios)
+    slope_holds = within(slopes, low, high, open_high=True) if r2 >= params["min_r2"] else False
+    ratio_holds = within(ratios, params["min_ratio"], 1.0, open_high=True)
     findings = [
         Finding(
-            low <= slope < high and r2 >= params["min_r2"],
-            f"skip_var_pooled ~ {slope:.3g} l + {intercept:.3g}, R^2 {r2:.3f} (slope in [{low:g}, {high:g}), R^2 >= {params['min_r2']:g})",
+            slope_holds,
+            finding_text(f"skip_var_pooled ~ {slope:.3g} l + {intercept:.3g}, R^2 {r2:.3f} (slope in [{low:g}, {high:g}), "
+                         f"R^2 >= {params['min_r2']:g}); per-seed slope", slopes, slope_holds, low, high, unit=""),
         ),
         Finding(
             moving_r2 >= params["min_r2"],
             f"bn_moving_var ~ {moving_slope:.3g} l, R^2 {moving_r2:.3f} through the origin (>= {params['min_r2']:g})",
         ),
         Finding(
-            params["min_ratio"] <= median_ratio < 1.0,
-            f"bn_moving_var / skip_var_pooled: median {median_ratio:.3f} from block {params['ratio_from_block']} "
-            f"(in [{params['min_ratio']:g}, 1))",
+            ratio_holds,
+            finding_text(f"bn_moving_var / skip_var_pooled from block {params['ratio_from_block']} (median in "
+                         f"[{params['min_ratio']:g}, 1)), per-seed median", ratios, ratio_holds, params["min_ratio"], 1.0, unit=""),
         ),
     ]
     return verdict_of(findings, evidence)

@@ -33,6 +33,9 @@ def load_spec(path: str | Path) -> dict:
             raise ValueError(
                 f"{path}: claim {claim['id']} names check {claim['check']!r}; known: {', '.join(sorted(CHECKS))}"
             )
+    noise = spec.get("noise") or {}
+    if missing := [key for key in ("gap_sd_pp", "accuracy_sd_pp", "source") if key not in noise]:
+        raise ValueError(f"{path}: `noise:` lacks {', '.join(missing)} (the seed-noise floors single-seed decisions rest on)")
     return spec
 
 
@@ -43,11 +46,13 @@ def judge(
     experiments: dict,
     models: dict,
     curves: pd.DataFrame | None = None,
+    noise: dict | None = None,
 ) -> dict:
     """One claim's entry in claims.json: its verdict, the evidence, and the figures it is read from.
 
-    A run check gets the claims file's `models` and the runs' learning curves (`curves`, empty
-    without curves.parquet) in its params, next to the claim's own thresholds.
+    A run check gets the claims file's `models`, its `noise` model (the seed-noise floors of
+    single-seed decisions) and the runs' learning curves (`curves`, empty without curves.parquet)
+    in its params, next to the claim's own thresholds.
     """
     if claim["data"] == SIGNAL:
         frame, params = signal, claim["params"]
@@ -60,7 +65,7 @@ def judge(
         ]
         frame = runs[runs["experiments"].map(lambda names: bool(set(names) & set(used)))]
         frame, short = within_budget(frame, claim["params"].get("min_epochs"))
-        params = {"models": models, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
+        params = {"models": models, "noise": noise, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
         figures = [f"figures/{name}.png" for name in used]
     verdict, evidence = CHECKS[claim["check"]](frame, params)
     if claim["data"] != SIGNAL:
@@ -120,7 +125,7 @@ def judge_folder(results: Path, spec: dict) -> list[dict]:
     else:
         runs, experiments = pd.DataFrame({"experiments": pd.Series(dtype=object)}), {}
     models = spec.get("models", {})
-    verdicts = [judge(claim, runs, signal, experiments, models, curves) for claim in spec["claims"]]
+    verdicts = [judge(claim, runs, signal, experiments, models, curves, spec.get("noise")) for claim in spec["claims"]]
     if not runs_path.exists():
         for entry in verdicts:
             if entry["evidence"].get("experiments") == []:

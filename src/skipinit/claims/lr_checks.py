@@ -1,9 +1,11 @@
 """Checks on learning rates: the largest stable lr against the optimal one, and how both move with batch size.
 
-An lr "trains" when no seed diverged there and the mean score over seeds (a diverged run scores 0)
-reaches chance + `stable_margin_pp`. The largest stable lr of a grid is the largest lr that trains;
-it lies in [that lr, the next lr of the grid), or beyond the grid when its largest lr trains: such a
-grid does not reach divergence and only bounds the stable lr from below.
+An lr "trains" when no seed diverged there and the 95% interval of its score (over seeds, or the
+claims file's noise model for one seed; `stats.accuracy`) lies above chance + `stable_margin_pp`;
+it "fails" when a seed diverged or the interval lies below; otherwise it is undecided. The largest
+stable lr of a grid lies in [the largest lr that trains, the first larger lr that fails): an
+undecided lr between widens that range, and a grid with no failing lr above its largest training
+one does not reach divergence and only bounds the stable lr from below.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
     at_best,
+    test_images,
     best_per,
     common_values,
     edge_text,
@@ -23,32 +26,35 @@ from skipinit.claims.selection import (
     preflight,
     select,
 )
+from skipinit.claims.stats import NoiseModel, accuracy, within
 from skipinit.report.tables import scored
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
 
 
-def stable_range(rows: pd.DataFrame, train_from: float) -> dict:
+def stable_range(rows: pd.DataFrame, train_from: float, noise: NoiseModel) -> dict:
     """Where the largest stable lr of `rows` (one model at one setting) lies: [low, high), from its lr grid.
 
-    low: the largest lr that trains (0 when none does); high: the next lr of the grid (inf when the
-    largest lr of the grid trains).
+    low: the largest lr that surely trains (0 when none does); high: the first larger lr that surely
+    fails (inf when none does).
     """
-    per_lr = (
-        scored(rows)
-        .groupby("lr")
-        .agg(score=("score", "mean"), diverged=("diverged", "any"))
-        .sort_index()
-    )
-    trains = ~per_lr["diverged"] & (per_lr["score"] >= train_from)
-    lrs = list(per_lr.index)
-    low = max((lr for lr, ok in trains.items() if ok), default=0.0)
-    above = [lr for lr in lrs if lr > low]
+    status, scores, diverged = {}, {}, []
+    for lr, at_lr in scored(rows).groupby("lr"):
+        estimate = accuracy(at_lr.groupby("seed")["score"].mean(), noise, test_images(at_lr))
+        scores[lr] = estimate["ci95"]
+        if at_lr["diverged"].any():
+            diverged.append(lr)
+        status[lr] = False if at_lr["diverged"].any() else within(estimate, low=train_from)
+    lrs = sorted(status)
+    low = max((lr for lr in lrs if status[lr] is True), default=0.0)
+    failing = [lr for lr in lrs if lr > low and status[lr] is False]
     return {
         "stable_lr": low,
-        "first_unstable_lr": above[0] if above else math.inf,
+        "first_unstable_lr": failing[0] if failing else math.inf,
         "lrs": lrs,
-        "diverged_lrs": [lr for lr, diverged in per_lr["diverged"].items() if diverged],
+        "diverged_lrs": diverged,
+        "undecided_lrs": [lr for lr in lrs if status[lr] is None],
+        "score_ci95_by_lr": {str(lr): scores[lr] for lr in lrs},
     }
 
 
@@ -61,7 +67,7 @@ def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from
     verdict, evidence = early
     stable = {
         name: {
-            str(batch_size): stable_range(rows, train_from)
+            str(batch_size): stable_range(rows, train_from, NoiseModel.from_params(params))
             for batch_size, rows in select(runs, params, name).groupby("batch_size")
         }
         for name in params["compare"]
@@ -104,7 +110,7 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
             )
             if not (small or large):
                 continue
-            stable = stable_range(rows[rows["batch_size"] == batch_size], train_from)
+            stable = stable_range(rows[rows["batch_size"] == batch_size], train_from, NoiseModel.from_params(params))
             opt_low, opt_high = optimum_range(best)
             ratio = [stable["stable_lr"] / opt_high, stable["first_unstable_lr"] / opt_low if opt_low else math.inf]
             evidence["models"][name][str(batch_size)] = {**at_best(best), **stable, "ratio_range": ratio}
@@ -168,7 +174,8 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
         for values in settings:
             setting = dict(zip(keys, (int(v) for v in values)))
             at = lambda rows: rows[(rows[keys] == pd.Series(setting)).all(axis=1)]  # noqa: E731
-            ref, oth = stable_range(at(reference), train_from), stable_range(at(other), train_from)
+            noise = NoiseModel.from_params(params)
+            ref, oth = stable_range(at(reference), train_from, noise), stable_range(at(other), train_from, noise)
             evidence["settings"].setdefault(setting_text(setting), {})[params["reference"]] = ref
             evidence["settings"][setting_text(setting)][name] = oth
             text = (

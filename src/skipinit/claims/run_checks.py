@@ -1,7 +1,9 @@
 """Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet.
 
-Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and is decided by
-the gap's 95% interval: inside the claim's bound, outside it, or straddling it (undecided).
+Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and every accuracy
+against chance is an estimate over seeds (`stats.accuracy`); with one seed both take the claims
+file's noise model. Each is decided by its 95% interval: inside the claim's band, outside it, or
+straddling it (undecided, with the seeds that would decide it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
+    accuracy_at,
     at_best,
     batch_comparison,
     best_per,
@@ -21,8 +24,9 @@ from skipinit.claims.selection import (
     preflight,
     seed_scores,
     select,
+    test_images,
 )
-from skipinit.claims.stats import gap_finding_text, paired_gap, within
+from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, modelled, over_seeds, within
 from skipinit.report.tables import best_lr_summary
 
 
@@ -59,17 +63,22 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
             findings.append(Finding(None, f"no {name} run at depth {depth}"))
             continue
         best = best_lr_summary(rows, ["depth"]).iloc[0]
-        evidence[name] = {**at_best(best), "runs": len(rows), "diverged_runs": int(rows["diverged"].sum())}
-        accuracy, lrs = best["test_acc_mean"], int(best["lrs_tried"])
-        trains, fails = accuracy >= train_from, accuracy < fail_below
-        outcome = "trains" if trains else "fails" if fails else "neither trains nor fails"
+        estimate = accuracy_at(rows, params, best["best_lr"])
+        evidence[name] = {**at_best(best), "accuracy": estimate, "runs": len(rows), "diverged_runs": int(rows["diverged"].sum())}
+        lrs = int(best["lrs_tried"])
+        trains, fails = within(estimate, low=train_from), within(estimate, high=fail_below)
+        outcome = "trains" if trains else "fails" if fails else "neither surely trains nor surely fails"
         diverged = f"{evidence[name]['diverged_runs']}/{len(rows)} runs diverged"
-        text = f"{name} {outcome} at depth {depth} (best {accuracy:.1f}% over {lrs} lr(s), {diverged})"
-        failed_to_train = not trains if should_train else fails  # the observation another lr might overturn
-        if failed_to_train and lrs < params["min_lrs"]:
+        text = f"{name} {outcome} at depth {depth} (best {describe(estimate, '%')} over {lrs} lr(s), {diverged})"
+        holds = trains if should_train else fails
+        band = (train_from, math.inf) if should_train else (-math.inf, fail_below)
+        negative = holds is False if should_train else fails is True  # failing to train: another lr might overturn it
+        if negative and lrs < params["min_lrs"]:
             findings.append(Finding(None, f"{text}, but only {lrs} learning rate(s) tried (need {params['min_lrs']})"))
+        elif holds is None:
+            findings.append(Finding(None, finding_text(text + ":", estimate, None, *band)))
         else:
-            findings.append(Finding(trains if should_train else fails, text))
+            findings.append(Finding(holds, text))
     return verdict_of(findings, evidence)
 
 
@@ -97,47 +106,9 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
         text = (
             f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
         )
-        findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
+        findings.append(Finding(holds, finding_text(text, gap, holds, high=params["max_gap_pp"],
+                                                    seconds_per_seed=gap["seconds_per_seed"])))
     evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
-    return verdict_of(findings, evidence)
-
-
-@check
-def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
-    """`without` (a model minus one regularizer) trains, and scores `min_drop_pp`..`max_drop_pp` below `with`.
-
-    Compared at every batch size both were run at. `min_drop_pp` below 0 allows for seed noise.
-    """
-    if early := preflight(runs, params):
-        return early
-    tables = {name: best_per(runs, params, name, "batch_size") for name in (params["with"], params["without"])}
-    batch_sizes = common_values(tables)
-    if not batch_sizes:
-        return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
-    train_from = params["chance_acc"] + params["train_margin_pp"]
-    findings, evidence = [], {
-        "trains_from": train_from,
-        "drop_range_pp": [params["min_drop_pp"], params["max_drop_pp"]],
-        "batch_sizes": {},
-    }
-    for batch_size in batch_sizes:
-        kept, removed = tables[params["with"]].loc[batch_size], tables[params["without"]].loc[batch_size]
-        drop = gap_at(runs, params, tables, "batch_size", batch_size, (params["with"], params["without"]))
-        evidence["batch_sizes"][str(batch_size)] = {
-            params["with"]: at_best(kept),
-            params["without"]: at_best(removed),
-            "drop_pp": drop["mean"],
-            "drop": drop,
-        }
-        trains = removed["test_acc_mean"] >= train_from
-        in_range = within(drop, params["min_drop_pp"], params["max_drop_pp"])
-        text = (
-            f"batch {batch_size}: {params['without']} {removed['test_acc_mean']:.1f}% "
-            f"({'trains' if trains else 'does not train'}), below {params['with']} by"
-        )
-        findings.append(
-            Finding(in_range if trains else False, gap_finding_text(text, drop, in_range if trains else False))
-        )
     return verdict_of(findings, evidence)
 
 
@@ -197,41 +168,6 @@ def large_batch_advantage(runs: pd.DataFrame, params: dict) -> Verdict:
 
 
 @check
-def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At the smallest batch size, `reference` leads `regularized` by >= `min_shrink_pp` less than it leads `plain`.
-
-    The shrink is `regularized` - `plain`, paired by seed (the reference's score cancels).
-    """
-    if early := preflight(runs, params):
-        return early
-    names = (params["reference"], params["plain"], params["regularized"])
-    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
-    batch_sizes = common_values(tables)
-    if not batch_sizes:
-        return INCONCLUSIVE, {"reason": f"no batch size with {', '.join(names)} runs"}
-    batch_size = batch_sizes[0]
-    plain_gap = train_test_gap(runs, params, tables, names[1], batch_size)
-    if early := without_overfitting(plain_gap, params, names[1], batch_size):
-        return early
-    reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
-    lead_plain = reference["test_acc_mean"] - plain["test_acc_mean"]
-    lead_regularized = reference["test_acc_mean"] - regularized["test_acc_mean"]
-    shrink = gap_at(runs, params, tables, "batch_size", batch_size, (names[2], names[1]))
-    evidence = {
-        "batch_size": batch_size,
-        **{name: at_best(row) for name, row in zip(names, (reference, plain, regularized))},
-        "lead_over_plain_pp": lead_plain,
-        "lead_over_regularized_pp": lead_regularized,
-        "min_shrink_pp": params["min_shrink_pp"],
-        "shrink": shrink,
-    }
-    holds = within(shrink, low=params["min_shrink_pp"])
-    leads = f"{names[1]} by {lead_plain:+.1f} pp and {names[2]} by {lead_regularized:+.1f} pp"
-    text = f"batch {batch_size}: {names[0]} leads {leads}; the lead shrinks by"
-    return verdict_of([Finding(holds, gap_finding_text(text, shrink, holds))], evidence)
-
-
-@check
 def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     """Each of `candidates` is within `max_gap_pp` of `reference` below the largest batch size, and beaten there.
 
@@ -257,73 +193,12 @@ def competitive_then_beaten_at_largest_batch(runs: pd.DataFrame, params: dict) -
             gap = gap_at(runs, params, tables, "batch_size", batch_size, (reference, name))
             evidence["batch_sizes"][str(batch_size)][name] = {**at_best(cand), "gap_pp": gap["mean"], "gap": gap}
             if batch_size == largest:
-                holds, text = within(gap, low=params["min_win_pp"]), f"batch {batch_size}: {reference} over {name}"
+                band, text = (params["min_win_pp"], math.inf), f"batch {batch_size}: {reference} over {name}"
             else:
-                holds, text = (
-                    within(gap, high=params["max_gap_pp"]),
-                    f"batch {batch_size}: {name} behind {reference} by",
-                )
-            findings.append(Finding(holds, gap_finding_text(text, gap, holds)))
+                band, text = (-math.inf, params["max_gap_pp"]), f"batch {batch_size}: {name} behind {reference} by"
+            holds = within(gap, *band)
+            findings.append(Finding(holds, finding_text(text, gap, holds, *band, gap["seconds_per_seed"])))
     return verdict_of(findings, evidence)
-
-
-@check
-def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At the smallest batch size (<= `small_batch_max`), `reference` beats `candidate` by >= `min_edge_pp`.
-
-    Paired by seed. The evidence adds each model's train/test gap (final train accuracy minus test
-    accuracy at its best lr): a regularizer narrows it, so a reference edge with the narrower gap reads
-    as regularization rather than better optimization.
-    """
-    if early := preflight(runs, params):
-        return early
-    names = (params["reference"], params["candidate"])
-    tables = {name: best_per(runs, params, name, "batch_size") for name in names}
-    batch_sizes = common_values(tables)
-    if not batch_sizes or batch_sizes[0] > params["small_batch_max"]:
-        reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
-        return INCONCLUSIVE, {"reason": reason}
-    batch_size = batch_sizes[0]
-    train_test = {name: train_test_gap(runs, params, tables, name, batch_size) for name in names}
-    if early := without_overfitting(train_test[names[1]], params, names[1], batch_size):
-        return early
-    edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
-    evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
-    for name in names:
-        evidence[name] = {**at_best(tables[name].loc[batch_size]), "train_test_gap_pp": train_test[name]}
-    gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
-    text = f"batch {batch_size}: {names[0]} over {names[1]}"
-    holds = within(edge, low=params["min_edge_pp"])
-    narrower = train_test[names[0]] < train_test[names[1]]
-    if holds and not narrower:
-        return verdict_of(
-            [Finding(False, f"{gap_finding_text(text, edge, holds)}, but with a train/test gap no narrower ({gaps}): "
-                            "better fitting, not regularization")],
-            evidence,
-        )
-    return verdict_of([Finding(holds, f"{gap_finding_text(text, edge, holds)} (train/test gaps: {gaps})")], evidence)
-
-
-def train_test_gap(runs: pd.DataFrame, params: dict, tables: dict, name: str, batch_size: int) -> float:
-    """Model `name`'s final train accuracy minus its test accuracy at its best lr, averaged over seeds (pp)."""
-    rows = select(runs, params, name)
-    rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
-    return float((rows["train_acc"] - rows["test_acc"]).mean())
-
-
-def without_overfitting(gap: float, params: dict, name: str, batch_size: int) -> Verdict | None:
-    """Inconclusive where `name`'s train/test `gap` is under `min_overfit_pp`: no regularizer can show.
-
-    A regularizer narrows the gap between fitting the training set and generalizing; a net that
-    still underfits at the profile's budget has no such gap to narrow.
-    """
-    if gap >= params["min_overfit_pp"]:
-        return None
-    reason = (
-        f"batch {batch_size}: {name} does not overfit at this budget (train/test gap {gap:.1f} pp, under the "
-        f"{params['min_overfit_pp']:g} pp a regularizer needs to show)"
-    )
-    return INCONCLUSIVE, {"batch_size": batch_size, "train_test_gap_pp": gap, "reason": reason}
 
 
 @check
@@ -353,7 +228,7 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
         ]
         return (scores[0] - scores[1]).dropna()
 
-    growth = paired_gap(lead(large), lead(small))
+    growth = growth_estimate(runs, params, tables, names, (small, large), lead)
     evidence = {
         "batch_sizes": [small, large],
         "min_growth_pp": params["min_growth_pp"],
@@ -374,4 +249,24 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
             evidence,
         )
     holds = within(growth, low=params["min_growth_pp"])
-    return verdict_of([Finding(holds, gap_finding_text(text, growth, holds))], evidence)
+    return verdict_of([Finding(holds, finding_text(text, growth, holds, low=params["min_growth_pp"]))], evidence)
+
+
+def growth_estimate(runs: pd.DataFrame, params: dict, tables: dict, names: tuple, batch_sizes: tuple, lead) -> dict:
+    """The lead at the largest batch size minus the lead at the smallest: t over seeds, or the noise model.
+
+    With one seed the growth is a difference of two gaps: two gap floors and four binomial errors.
+    """
+    small, large = batch_sizes
+    per_seed = (lead(large) - lead(small)).dropna()
+    if len(per_seed) >= 2:
+        return over_seeds(per_seed.to_numpy(), "paired seeds")
+    noise = NoiseModel.from_params(params)
+    variance, counts = noise.gap_sd_pp**2, []  # a second gap floor; `modelled` adds the first
+    for name in names:
+        for batch_size in batch_sizes:
+            rows = select(runs, params, name)
+            rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
+            counts.append(test_images(rows))
+            variance += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), counts[-1])
+    return modelled(float(per_seed.mean()), variance, noise.gap_sd_pp, noise, counts)

@@ -8,7 +8,7 @@ from typing import Callable
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
-from skipinit.claims.stats import gap_finding_text, paired_gap, within
+from skipinit.claims.stats import NoiseModel, accuracy, finding_text, paired_gap, within
 from skipinit.report.tables import best_lr_summary, scored
 
 
@@ -43,19 +43,50 @@ def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFr
     return best_lr_summary(rows, [key]).set_index(key).join(ends)
 
 
-def seed_scores(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float) -> pd.Series:
-    """Model `name`'s score per seed at `setting` (e.g. {"batch_size": 64}) and `lr`; a diverged run scores 0."""
+def at_setting(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float | None = None) -> pd.DataFrame:
+    """Model `name`'s runs at `setting` (e.g. {"batch_size": 64}), and at `lr` where given."""
     rows = select(runs, params, name)
     for key, value in setting.items():
         rows = rows[rows[key] == value]
-    rows = rows[rows["lr"] == lr]
-    return scored(rows).groupby("seed")["score"].mean()
+    return rows if lr is None else rows[rows["lr"] == lr]
+
+
+def seed_scores(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float) -> pd.Series:
+    """Model `name`'s score per seed at `setting` and `lr`; a diverged run scores 0."""
+    return scored(at_setting(runs, params, name, setting, lr)).groupby("seed")["score"].mean()
+
+
+def test_images(rows: pd.DataFrame) -> float | None:
+    """How many test images the rows' accuracies were measured on (the binomial part of the noise model)."""
+    if "test_images" in rows and rows["test_images"].notna().any():
+        return float(rows["test_images"].min())
+    subset = rows["test_subset"] if "test_subset" in rows else pd.Series(dtype=float)
+    return float(subset.min()) if len(subset) and subset.min() > 0 else None
+
+
+def seconds_per_seed(rows: pd.DataFrame) -> float | None:
+    """Training wall seconds of one more seed of `rows` (every lr and model in them), from their own timings."""
+    if rows.empty or "wall_seconds" not in rows or rows["wall_seconds"].isna().all():
+        return None
+    return float(rows["wall_seconds"].sum()) / max(1, int(rows["seed"].nunique()))
 
 
 def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:
-    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`)."""
-    scores = [seed_scores(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
-    return paired_gap(*scores)
+    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`).
+
+    The estimate carries `seconds_per_seed`: what one more paired seed of both models' sweeps costs here.
+    """
+    rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
+    scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
+    gap = paired_gap(*scores, NoiseModel.from_params(params), (test_images(rows[0]), test_images(rows[1])))
+    sweeps = pd.concat([at_setting(runs, params, name, {key: value}) for name in names])
+    return {**gap, "seconds_per_seed": seconds_per_seed(sweeps)}
+
+
+def accuracy_at(rows: pd.DataFrame, params: dict, lr: float) -> dict:
+    """The accuracy of `rows` (one model at one setting) at `lr`, over seeds or by the noise model."""
+    at_lr = rows[rows["lr"] == lr]
+    return accuracy(scored(at_lr).groupby("seed")["score"].mean(), NoiseModel.from_params(params), test_images(at_lr))
 
 
 def at_best(row: pd.Series) -> dict:
@@ -127,7 +158,7 @@ def batch_comparison(
         (
             Finding(None, f"{gap_text} {gap['mean']:+.1f} pp, not decidable: {edges}")
             if edges
-            else Finding(gap_holds, gap_finding_text(gap_text, gap, gap_holds))
+            else Finding(gap_holds, finding_text(gap_text, gap, gap_holds, *gap_bounds, gap.get("seconds_per_seed")))
         ),
     ]
     evidence = {

@@ -1,4 +1,10 @@
-"""Checks on signal propagation at initialization (Figure 2), read from signal.parquet."""
+"""Checks on signal propagation at initialization (Figure 2), read from signal.parquet.
+
+A fitted slope or exponent is fitted per seed and carries the t-interval over seeds
+(`stats.over_seeds`); a net measured with one seed gives it no interval, and its claim stays
+inconclusive. The three linear laws of Figure 2(a, b) are exact in expectation and checked as a
+worst ratio over 1,000 blocks instead.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
-from skipinit.claims.stats import fit_line
+from skipinit.claims.stats import finding_text, fit_line, over_seeds, within
 
 NO_SIGNAL = pd.DataFrame(
     {
@@ -42,6 +48,20 @@ def deepest_net(signal: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict]:
     curve = np.exp(logs.groupby("block")[variances].mean())
     about = {"model": model, "blocks": len(curve), "seeds": int(rows["seed"].nunique())}
     return curve, about
+
+
+def per_seed_curves(signal: pd.DataFrame, model: str, columns: list[str]) -> dict[int, pd.DataFrame]:
+    """Per seed, `columns` by block of the deepest `model` net."""
+    rows = signal[signal["model"] == model]
+    rows = rows[rows["depth"] == rows["depth"].max()]
+    return {int(seed): group.set_index("block")[columns].sort_index() for seed, group in rows.groupby("seed")}
+
+
+def seed_interval(values: list[float], what: str) -> tuple[dict | None, str | None]:
+    """The t-interval of per-seed `values`, or why there is none (one seed)."""
+    if len(values) < 2:
+        return None, f"{what} from one seed has no interval: measure 2 or more seeds"
+    return over_seeds(values), None
 
 
 def too_shallow(about: dict, min_blocks: int, curve: pd.DataFrame | None = None, statistic: str | None = None) -> Verdict | None:
@@ -96,9 +116,17 @@ def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
         return early
     values = curve[params["statistic"]]
     slope, intercept, r2 = fit_line(values.index.to_numpy(dtype=float), values.to_numpy())
-    evidence = {**about, "statistic": params["statistic"], "slope": slope, "intercept": intercept, "r2": r2, "min_r2": params["min_r2"]}
+    slopes = [fit_line(c.index.to_numpy(dtype=float), c[params["statistic"]].to_numpy())[0]
+              for c in per_seed_curves(signal, params["model"], [params["statistic"]]).values()]
+    estimate, missing = seed_interval(slopes, "the slope")
+    evidence = {**about, "statistic": params["statistic"], "slope": estimate or slope, "intercept": intercept, "r2": r2,
+                "min_r2": params["min_r2"]}
     text = f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} (needs slope > 0, R^2 >= {params['min_r2']:g})"
-    return verdict_of([Finding(slope > 0 and r2 >= params["min_r2"], text)], evidence)
+    if missing:
+        return verdict_of([Finding(None, f"{text}: {missing}")], evidence)
+    positive = within(estimate, low=0.0)
+    holds = positive if r2 >= params["min_r2"] or positive is not True else False
+    return verdict_of([Finding(holds, finding_text(f"{text}; per-seed slope", estimate, holds, low=0.0, unit=""))], evidence)
 
 
 @check
@@ -123,21 +151,31 @@ def branch_downscaled_by_sqrt_depth(signal: pd.DataFrame, params: dict) -> Verdi
             )
             evidence[net] = about
             continue
-        std_ratio = np.sqrt(fitted["skip_var"] / fitted["branch_var"])
-        exponent = float(np.polyfit(np.log(fitted.index.to_numpy(dtype=float)), np.log(std_ratio.to_numpy()), 1)[0])
+        exponents = [
+            sqrt_exponent(seed_curve.loc[params["fit_from_block"]:])
+            for seed_curve in per_seed_curves(signal, net, ["skip_var", "branch_var"]).values()
+        ]
+        estimate, missing = seed_interval(exponents, f"{net}: the exponent")
         last = int(curve.index.max())
         evidence[net] = {
             **about,
-            "exponent": exponent,
+            "exponent": estimate or sqrt_exponent(fitted),
             "std_ratio_at_last_block": float(np.sqrt(curve["skip_var"].iloc[-1] / curve["branch_var"].iloc[-1])),
             "sqrt_last_block": math.sqrt(last),
         }
-        holds = abs(exponent - 0.5) <= params["tolerance"]
-        findings.append(
-            Finding(
-                holds, f"{net}: std ratio grows as l^{exponent:.2f} (paper: l^0.5, tolerance {params['tolerance']:g})"
-            )
-        )
+        if missing:
+            findings.append(Finding(None, missing))
+            continue
+        band = (0.5 - params["tolerance"], 0.5 + params["tolerance"])
+        holds = within(estimate, *band)
+        text = f"{net}: std ratio grows as l^e (paper: e = 0.5, band {band[0]:g}..{band[1]:g}), e ="
+        findings.append(Finding(holds, finding_text(text, estimate, holds, *band, unit="")))
     if not findings:
         return NOT_RUN, {"reason": f"none of {', '.join(params['nets'])} in signal.parquet"}
     return verdict_of(findings, evidence)
+
+
+def sqrt_exponent(curve: pd.DataFrame) -> float:
+    """e of std(skip) / std(branch) ~ l^e, fitted in log-log over the curve's blocks."""
+    std_ratio = np.sqrt(curve["skip_var"] / curve["branch_var"])
+    return float(np.polyfit(np.log(curve.index.to_numpy(dtype=float)), np.log(std_ratio.to_numpy()), 1)[0])

@@ -6,26 +6,32 @@ test accuracy on its seed-averaged curve; the target is `target_fraction` of the
 models' final accuracies, so that both reach it. Steps are read at the curve's evaluations (once
 per epoch), so a speedup is known to that resolution only: when both reach the target at the first
 evaluation the curves cannot tell them apart.
+
+The speedup's interval is over paired seeds: per seed, the candidate's steps over the reference's on
+that seed's own curves, and a t-interval of the log speedups (a ratio is symmetric in logs). One seed
+gives no interval (no noise model covers steps to a target), so a single-seed speed claim stays
+inconclusive and says so.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import at_best, best_per, common_values, preflight, select
+from skipinit.claims.stats import over_seeds, seeds_to_decide, within
 
 
-def mean_curve(
-    runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: str, batch_size: int, lr: float
-) -> pd.Series:
-    """Test accuracy per evaluated step of model `name` at `batch_size` and `lr`, averaged over seeds."""
+def seed_curves(runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: str, batch_size: int, lr: float) -> dict:
+    """Test accuracy per evaluated step of model `name` at `batch_size` and `lr`, one curve per seed."""
     rows = select(runs, params, name)
-    cells = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == lr)]["cell_id"]
-    points = curves[curves["cell_id"].isin(set(cells))].dropna(subset=["test_acc"])
-    return points.groupby("step")["test_acc"].mean().sort_index()
+    seed_of = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == lr)].set_index("cell_id")["seed"]
+    points = curves[curves["cell_id"].isin(set(seed_of.index))].dropna(subset=["test_acc"])
+    points = points.assign(run_seed=points["cell_id"].map(seed_of))
+    return {int(seed): group.groupby("step")["test_acc"].mean().sort_index() for seed, group in points.groupby("run_seed")}
 
 
 def steps_to(curve: pd.Series, target: float) -> float:
@@ -60,31 +66,43 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
             return INCONCLUSIVE, {"reason": f"no batch size <= {params['small_batch_max']} (smallest: {batch_size})"}
     best = {name: tables[name].loc[batch_size] for name in names}
     target = params["target_fraction"] * min(row["test_acc_mean"] for row in best.values())
-    mean_curves = {name: mean_curve(runs, curves, params, name, batch_size, best[name]["best_lr"]) for name in names}
-    evaluations = min(len(curve) for curve in mean_curves.values())
-    steps = {name: steps_to(curve, target) for name, curve in mean_curves.items()}
+    per_seed = {name: seed_curves(runs, curves, params, name, batch_size, best[name]["best_lr"]) for name in names}
+    seeds = sorted(set(per_seed[names[0]]) & set(per_seed[names[1]]))
+    evaluations = min((len(curve) for name in names for curve in per_seed[name].values()), default=0)
+    steps = {name: {seed: steps_to(per_seed[name][seed], target) for seed in seeds} for name in names}
     bounds = [params.get("min_speedup", 0.0), params.get("max_speedup", math.inf)]
     evidence = {
         "batch_size": batch_size,
         "target_test_acc": target,
         "speedup_bounds": bounds,
         "evaluations": evaluations,
-        **{name: {**at_best(best[name]), "steps_to_target": steps[name]} for name in names},
+        **{name: {**at_best(best[name]), "steps_to_target_by_seed": {str(k): v for k, v in steps[name].items()}} for name in names},
     }
     if evaluations < params["min_evaluations"]:
         reason = f"the curves hold {evaluations} evaluation(s), fewer than the {params['min_evaluations']} a speed comparison needs"
         return INCONCLUSIVE, {**evidence, "reason": reason}
-    head = f"batch {batch_size}: to {target:.1f}% {names[0]} needs {steps[names[0]]:g} steps, {names[1]} {steps[names[1]]:g}"
-    if any(math.isinf(step) for step in steps.values()):
-        return verdict_of([Finding(None, f"{head}: a mean curve never reaches the target")], evidence)
-    first = {name: float(curve.index[0]) for name, curve in mean_curves.items()}
-    if all(steps[name] == first[name] for name in names):
-        return verdict_of(
-            [Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence
-        )
-    speedup = steps[names[1]] / steps[names[0]]
+    head = f"batch {batch_size}: to {target:.1f}% {names[0]} needs {median_steps(steps[names[0]])} steps, {names[1]} {median_steps(steps[names[1]])}"
+    if any(math.isinf(step) for name in names for step in steps[name].values()):
+        return verdict_of([Finding(None, f"{head}: a seed's curve never reaches the target")], evidence)
+    firsts = [all(steps[name][seed] == float(per_seed[name][seed].index[0]) for name in names) for seed in seeds]
+    if all(firsts):
+        return verdict_of([Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence)
+    ratios = [steps[names[1]][seed] / steps[names[0]][seed] for seed in seeds]
+    if len(ratios) < 2:
+        reason = f"{head} (speedup {ratios[0]:.2f} on one seed): one seed gives the speedup no interval; run 2 or more seeds"
+        return verdict_of([Finding(None, reason)], {**evidence, "speedup": ratios[0]})
+    logs = over_seeds(np.log(ratios), "paired seeds, on log speedup")
+    speedup = {**logs, "mean": math.exp(logs["mean"]), "ci95": [math.exp(v) for v in logs["ci95"]], "sd_log": logs["sd"]}
     evidence["speedup"] = speedup
-    holds = bounds[0] <= speedup <= bounds[1]
-    return verdict_of(
-        [Finding(holds, f"{head} (speedup {speedup:.2f}, bounds [{bounds[0]:g}, {bounds[1]:g}])")], evidence
-    )
+    holds = within(speedup, *bounds)
+    low, high = speedup["ci95"]
+    text = f"{head} (speedup {speedup['mean']:.2f}, 95% CI {low:.2f}..{high:.2f} over {len(ratios)} paired seeds; bounds [{bounds[0]:g}, {bounds[1]:g}])"
+    if holds is None:
+        decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds))
+        text += f": the interval straddles a bound; {f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"
+    return verdict_of([Finding(holds, text)], evidence)
+
+
+def median_steps(steps: dict) -> str:
+    values = sorted(steps.values())
+    return f"{values[len(values) // 2]:g}" if values else "n/a"

@@ -326,6 +326,7 @@ class PackTrainer:
             results.append(RunResult(
                 status="diverged" if diverged else "ok", diverged=diverged, diverged_step=diverged_at[i] if diverged else None,
                 test_acc=evaluated[-1]["test_acc"] if evaluated else None, test_loss=evaluated[-1]["test_loss"] if evaluated else None,
+                test_images=self.data.num_test if evaluated else None,
                 train_loss=last.get("train_loss"), train_acc=last.get("train_acc"), epochs_completed=self.epoch, steps=self.step_count,
                 wall_seconds=self.wall_seconds, images_per_second=rate, pack_size=self.size, micro_batch=self.micro_batch,
                 device=device_name, precision=self.precision, torch_version=torch.__version__, curve=[dict(point) for point in curve],

@@ -86,13 +86,14 @@ def summary(runs: pd.DataFrame, experiment: str, kind: str) -> pd.DataFrame:
 
 
 def cell_text(row: pd.Series) -> str:
-    """`93.1 ± 0.2 (lr 0.1)`; no ± from one seed; `diverged` when every run at the best lr did (so at every lr)."""
+    """`93.1 ± 0.2 (n=3, lr 0.1)`: mean ± sd over n seeds, no ± from one seed; `diverged` when every run at the
+    best lr did (so at every lr)."""
     if row["diverged_runs"] >= row["seeds"]:
         return "diverged"
     text = f"{row['test_acc_mean']:.1f}"
     if row["seeds"] > 1:
         text += f" ± {row['test_acc_std']:.1f}"
-    text += f" (lr {row['best_lr']:g}"
+    text += f" (n={int(row['seeds'])}, lr {row['best_lr']:g}"
     if row["diverged_runs"]:
         text += f"; {int(row['diverged_runs'])}/{int(row['seeds'])} diverged"
     return text + ")"
@@ -143,7 +144,7 @@ def budget_of(runs: pd.DataFrame) -> str:
 def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
     """The table's caption: what a cell holds, over how many seeds, and the budget it reflects."""
     seeds = sorted(frame["seeds"].astype(int).unique()) if not frame.empty else []
-    spread = "from a single seed" if seeds == [1] else f"mean ± std over {'/'.join(map(str, seeds)) or 'the'} seeds"
+    spread = "from a single seed (n=1)" if seeds == [1] else f"mean ± sd over n = {'/'.join(map(str, seeds)) or 'the'} seeds"
     budget = budget_of(runs) if runs is not None else ""
     return (
         f"{experiment}: final test accuracy in percent, {spread}, at the best learning rate (in brackets); "
