@@ -86,6 +86,21 @@ def test_the_package_has_no_import_cycle():
     assert cycle is None, " -> ".join(cycle)
 
 
+def part_of(module: str) -> str:
+    """The part a module belongs to: `skipinit.claims` for `skipinit.claims.stats`, a top-level module itself."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_the_packages_parts_have_no_import_cycle_between_them():
+    """claims, report, engine, data, signal and the top-level modules: data flows one way between them too."""
+    parts: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        parts.setdefault(part_of(module), set()).update(part_of(target) for target in targets if part_of(target) != part_of(module))
+    assert {"skipinit.claims", "skipinit.report", "skipinit.engine", "skipinit.models"} <= set(parts)
+    cycle = find_cycle(parts)
+    assert cycle is None, " -> ".join(cycle)
+
+
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_no_module_is_over_about_400_lines(name):
     lines = len(modules()[name].read_text().splitlines())

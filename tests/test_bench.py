@@ -25,6 +25,17 @@ def test_benchmark_runs_and_reports_a_ratio(mode, graphs):
         assert "graphed engine: cuda_graphs: ignored on cpu" in result.stdout and "MFU n/a on the CPU" in result.stdout
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_limit_mode_names_its_precision_and_ends_with_the_engine_over_the_bare_loop(precision):
+    command = [sys.executable, str(REPO / "bench" / "train_throughput.py"), "--mode", "limit", "--steps", "2", "--warmup", "1",
+               "--repeats", "2", "--depth", "10", "--batch-size", "16", "--device", "cpu", "--threads", "1", "--precision", precision]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"precision={precision}" in result.stdout.splitlines()[0]
+    assert len(re.findall(r"^repeat \d: engine [\d.]+ img/s, bare loop [\d.]+ img/s, ratio [\d.]+$", result.stdout, re.MULTILINE)) == 2
+    assert re.search(r"^ratio=\d+\.\d+$", result.stdout.splitlines()[-1])
+
+
 def test_the_graphs_equality_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     """bench/gpu_graphs.sh's first part; on the CPU the option is ignored, so graphed == eager exactly."""
     command = [sys.executable, str(REPO / "bench" / "graphs_equality.py"), "--device", "cpu", "--depth", "10", "--width", "1",

@@ -20,7 +20,8 @@ from matplotlib.lines import Line2D
 
 from browser import Browser, find_chromium
 from conftest import REPO, snakemake
-from skipinit.report import aggregate, figures, provenance, style, tables
+from skipinit import runtable
+from skipinit.report import figures, provenance, style, tables
 from skipinit.signal import FIGURE_STEM
 from skipinit.signal import plot as signal_plot
 
@@ -97,7 +98,7 @@ def experiment_figures(results, profile: str) -> dict[str, Figure]:
     curves = pd.read_parquet(results / "curves.parquet")
     built = {
         name: figures.plot_experiment(runs, curves, name, meta.get("kind", "generic"), profile=profile)
-        for name, meta in aggregate.read_experiment_meta(results / "runs.parquet").items()
+        for name, meta in runtable.read_experiment_meta(results / "runs.parquet").items()
     }
     built[FIGURE_STEM] = signal_plot.figure(pd.read_parquet(results / "signal.parquet"), profile)
     return built
@@ -141,7 +142,7 @@ def reference_figures():
 
 
 def test_every_panel_of_the_reference_figures_shows_data(reference_figures):
-    experiments = set(aggregate.read_experiment_meta(REFERENCE / "runs.parquet"))
+    experiments = set(runtable.read_experiment_meta(REFERENCE / "runs.parquet"))
     assert {"depth", "batch_size", "regularization"} <= experiments
     assert set(reference_figures) == experiments | {FIGURE_STEM}
     for name, figure in reference_figures.items():
@@ -152,7 +153,7 @@ def test_every_reference_figure_states_its_provenance(reference_figures):
     runs = pd.read_parquet(REFERENCE / "runs.parquet")
     for name in ("depth", "batch_size", "regularization"):
         text = figure_texts(reference_figures[name])
-        (epochs,) = aggregate.runs_of(runs, name)["epochs"].unique()  # the regularization study trains longer
+        (epochs,) = runtable.runs_of(runs, name)["epochs"].unique()  # the regularization study trains longer
         for part in ("profile default", "cifar10-jpeg", "width 1", f"{epochs} epochs", "1 seed (0)"):
             assert part in text, (name, part, text)
     assert "profile default" in figure_texts(reference_figures[FIGURE_STEM])
@@ -193,8 +194,8 @@ def test_figure_2_panel_c_reads_the_pooled_skip_variance_where_the_table_has_it(
 
 def test_best_lrs_on_the_edge_of_the_grid_are_marked(reference_figures):
     """Every best lr on the grid's top edge gets an up triangle, every one on its bottom edge a down triangle."""
-    runs = aggregate.runs_of(pd.read_parquet(REFERENCE / "runs.parquet"), "batch_size")
-    best = tables.best_lr_summary(runs, ["label", "batch_size"])
+    runs = runtable.runs_of(pd.read_parquet(REFERENCE / "runs.parquet"), "batch_size")
+    best = runtable.best_lr_summary(runs, ["label", "batch_size"])
     grid = sorted(runs["lr"].unique())
     on_top, on_bottom = int((best["best_lr"] == grid[-1]).sum()), int((best["best_lr"] == grid[0]).sum())
     assert on_top + on_bottom >= 1  # the reference has at least one optimum on an edge to draw

@@ -107,7 +107,7 @@ def chunkwise_batch_norm(x, chunk, bn):
     )
 
 
-@pytest.mark.parametrize("batch, ghost, chunk", [(16, 4, 4), (12, 8, 6)])
+@pytest.mark.parametrize("batch, ghost, chunk", [(16, 4, 4), (24, 8, 8)])
 def test_ghost_batch_norm_normalizes_each_chunk_separately(batch, ghost, chunk):
     torch.manual_seed(0)
     bn = GhostBatchNorm2d(5, ghost)
@@ -122,6 +122,11 @@ def test_ghost_batch_norm_normalizes_each_chunk_separately(batch, ghost, chunk):
     torch.testing.assert_close(bn.running_mean, 0.9 * torch.zeros(5) + 0.1 * mean)
     torch.testing.assert_close(bn.running_var, 0.9 * torch.ones(5) + 0.1 * var)
     assert bn.num_batches_tracked.item() == 1
+
+
+def test_ghost_batch_norm_refuses_a_batch_it_does_not_divide():
+    with pytest.raises(ValueError, match="ghost_batch_size=8 does not divide the batch of 12"):
+        GhostBatchNorm2d(5, 8)(torch.randn(12, 5, 4, 4))
 
 
 def test_ghost_batch_norm_is_plain_batch_norm_for_small_batches_and_in_eval():

@@ -36,8 +36,8 @@ def test_scorecard_lists_every_claim_against_every_reference(built):
 def test_default_reference_verdicts_and_budget(built):
     _, _, rows, columns = built
     default = {row["id"]: row["cells"][0] for row in rows}
-    assert default["depth-unnormalized-fails"]["verdict"] == "reproduced"
-    assert default["depth-unnormalized-fails"]["link"].endswith("reference/default/figures/depth.png")
+    assert default["depth-scaled-fails"]["verdict"] == "reproduced"
+    assert default["depth-scaled-fails"]["link"].endswith("reference/default/figures/depth.png")
     assert default["depth-skipinit-matches-bn"]["verdict"] == "inconclusive"
     assert "budget of 2 epochs" in default["depth-skipinit-matches-bn"]["key"]
     import pandas as pd
@@ -45,7 +45,7 @@ def test_default_reference_verdicts_and_budget(built):
     runs = pd.read_parquet(REPO / "results" / "reference" / "default" / "runs.parquet")
     epochs = "/".join(str(e) for e in sorted(runs["epochs"].unique()))  # 2/10: the regularization study trains longer
     assert epochs.startswith("2") and columns[0]["note"] == (
-        f"{len(runs)} runs, {epochs} epochs, training subset(s) of 2,560 images, 1 seed(s), on cpu"
+        f"{len(runs)} runs, {epochs} epochs, training subset(s) of 2,560 images, 1-3 seeds per setting, on cpu (bf16)"
     )
     assert sum(columns[0]["counts"].values()) == len(rows)
 

@@ -36,6 +36,16 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
     log.info("wrote %s (%d train, %d test images, sha256 %s)", args.out, len(dataset.train_labels), len(dataset.test_labels), digest)
 
 
+def cmd_check_sizes(args: argparse.Namespace) -> None:
+    from skipinit import data
+    from skipinit.config import size_problem
+
+    problem = size_problem(json.loads(args.requirements), *data.canonical_sizes(args.dataset), args.name)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    Path(args.out).write_text(f"{args.dataset}: serves every subset and batch size of the profile\n")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import gpus
 
@@ -86,17 +96,34 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     from skipinit.report import aggregate
 
     plan = json.loads(args.plan)
-    runs, curves = aggregate.collect(args.inputs, plan)
+    try:
+        runs, curves = aggregate.collect(args.inputs, plan)
+    except aggregate.DamagedResults as error:
+        raise SystemExit(f"error: {error}") from None
     aggregate.write(runs, curves, args.runs, args.curves, aggregate.experiment_meta(plan))
     log.info("aggregated %d runs (%d diverged) into %s", len(runs), int(runs["diverged"].sum()) if len(runs) else 0, args.runs)
 
 
-def cmd_report(args: argparse.Namespace) -> None:
-    """Figures, tables, claims and Figure 2 from runs/signal Parquet alone: no training needed."""
+def check_parquet_files(folders: list) -> None:
+    """Each folder's runs.parquet and curves.parquet, where present, readable and ours: else one line naming the file."""
     from skipinit.report import aggregate
 
+    for folder in folders:
+        for name in ("runs.parquet", "curves.parquet"):
+            if (Path(folder) / name).exists():
+                try:
+                    aggregate.read_parquet(Path(folder) / name)
+                except aggregate.DamagedResults as error:
+                    raise SystemExit(f"error: {error}") from None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Figures, tables, claims and Figure 2 from runs/signal Parquet alone: no training needed."""
+    from skipinit import runtable
+
     results = Path(args.results)
-    spec = aggregate.read_experiment_meta(results / "runs.parquet")
+    check_parquet_files([results])
+    spec = runtable.read_experiment_meta(results / "runs.parquet")
     if args.experiment:
         spec = {args.experiment: spec[args.experiment]}
     only = set(args.only or REPORT_PARTS)
@@ -122,6 +149,7 @@ def cmd_scorecard(args: argparse.Namespace) -> None:
     """Every claim against every results folder, judged from their Parquet files: one Markdown and one HTML page."""
     from skipinit.report import scorecard
 
+    check_parquet_files(args.results)
     try:
         written = scorecard.write(args.results, args.claims_config, args.out)
     except FileNotFoundError as error:
@@ -161,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--synthetic-test-size", type=int, default=256)
     prepare.add_argument("--synthetic-seed", type=int, default=0)
     prepare.set_defaults(func=cmd_prepare_data)
+
+    sizes = commands.add_parser("check-sizes", help="the profile's subsets and batch sizes against a prepared dataset's size")
+    sizes.add_argument("--dataset", required=True, help="canonical .npz")
+    sizes.add_argument("--name", required=True, help="the dataset's name, for the message")
+    sizes.add_argument("--requirements", required=True, help="JSON list of {where, train_subset, test_subset, batch_size}")
+    sizes.add_argument("--out", required=True, help="marker written when every setting fits")
+    sizes.set_defaults(func=cmd_check_sizes)
 
     train = commands.add_parser("train", help="train one pack of cells (one cell when pack=1)")
     train.add_argument("--cells", required=True, help="JSON list of cell dicts")

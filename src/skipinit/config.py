@@ -12,7 +12,7 @@ import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from skipinit.data import SOURCES, remedies
+from skipinit.data import SOURCES, canonical_sizes, remedies
 from skipinit.grid import experiment_cells
 from skipinit.vocab import EXPERIMENT_KINDS, SETTINGS, SIGNAL_MODELS, WRN_DEPTHS, is_wrn_depth, micro_batch_problem
 
@@ -29,6 +29,57 @@ def check_cell(experiment: str, cell: dict) -> None:
     """What only a whole cell can tell (each value passed its own check in `check_settings`)."""
     if cell["arch"] == "wrn" and not is_wrn_depth(cell["depth"]):
         raise ConfigError(f"{_where(experiment, cell)}: depth={cell['depth']} is not a Wide-ResNet depth; allowed: {WRN_DEPTHS}")
+    ghost, batch = int(cell["ghost_batch_size"]), int(cell["batch_size"])
+    if ghost and batch > ghost and batch % ghost:
+        raise ConfigError(f"{_where(experiment, cell)}: ghost_batch_size={ghost} does not divide batch_size={batch}; "
+                          f"choose a divisor of {batch}, or 0 for plain batch norm")
+
+
+def known_sizes(config: dict, workdir: str | os.PathLike = ".") -> tuple[int, int] | None:
+    """(train, test) images of the profile's dataset where known before any job: the synthetic generator's
+    sizes, or the header of the prepared canonical file; None until it is prepared."""
+    if config["data_source"] == "synthetic":
+        return int(config["synthetic"]["train_size"]), int(config["synthetic"]["test_size"])
+    prepared = Path(workdir) / "resources" / "datasets" / f"{config['dataset']}.npz"
+    return canonical_sizes(prepared) if prepared.is_file() else None
+
+
+def size_requirements(config: dict) -> list[dict]:
+    """What the dataset's size must allow: each distinct (experiment, train_subset, test_subset, batch_size)."""
+    needs = []
+    for experiment, cells in experiment_cells(config).items():
+        for cell in cells:
+            if cell["dataset"] == "imagenet":
+                continue
+            need = {"where": f"experiments.{experiment}", **{key: int(cell[key]) for key in ("train_subset", "test_subset", "batch_size")}}
+            if need not in needs:
+                needs.append(need)
+    return needs
+
+
+def size_problem(needs: list[dict], train: int, test: int, dataset: str) -> str | None:
+    """The first setting the dataset's `train` and `test` images cannot serve, as one line; None where all fit."""
+    for need in needs:
+        where, subset, batch = need["where"], need["train_subset"], need["batch_size"]
+        if subset > train:
+            return f"{where}: train_subset={subset} exceeds the {train} training images of {dataset}; use at most {train}, or 0 for all"
+        if need["test_subset"] > test:
+            return (f"{where}: test_subset={need['test_subset']} exceeds the {test} test images of {dataset}; "
+                    f"use at most {test}, or 0 for all")
+        images = subset or train
+        if batch > images:
+            return (f"{where}: batch_size={batch} exceeds the {images} training images a cell trains on "
+                    f"({'train_subset' if subset else dataset + ' has'} {images}); use a batch size of at most {images}")
+    return None
+
+
+def check_sizes(config: dict, workdir: str | os.PathLike = ".") -> None:
+    """Subsets and batch sizes against the dataset's size, where it is known at plan time (`known_sizes`);
+    otherwise `prepare-data` checks them before it writes the canonical file."""
+    sizes = known_sizes(config, workdir)
+    problem = size_problem(size_requirements(config), *sizes, config["dataset"]) if sizes else None
+    if problem:
+        raise ConfigError(problem)
 
 
 def setting_layers(config: dict):
@@ -175,3 +226,4 @@ def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
     check_packing(config)
     check_micro_batch(config)
     check_imagenet(config)
+    check_sizes(config, workdir)

@@ -32,17 +32,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from skipinit.engine.options import FIXUP_SCALAR_LR
-from skipinit.vocab import VARIANTS, alpha_value, wrn_residual_blocks
+from skipinit.vocab import FIXUP_SCALAR_LR, VARIANTS, alpha_value, wrn_residual_blocks
 
 
 class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics come from sub-batches of ``ghost_batch_size`` examples.
 
     The batch is split into equal chunks normalized separately; the running statistics move
-    towards the mean over chunks of the chunk statistics. When the batch is not divisible by
-    ``ghost_batch_size`` (a last partial batch) the chunk size falls back to the largest divisor
-    of the batch below it, so chunks stay equal and statistics stay as noisy as asked for.
+    towards the mean over chunks of the chunk statistics. A batch that ``ghost_batch_size`` does not
+    divide is refused (the profile check refuses such a setting before any job): a silent
+    fallback to another size would train with statistics other than the ones the row records.
     Batches no larger than ``ghost_batch_size`` and evaluation use plain batch norm.
     """
 
@@ -54,7 +53,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         batch = x.shape[0]
         if not self.training or batch <= self.ghost_batch_size:
             return super().forward(x)
-        chunk = max(size for size in range(1, self.ghost_batch_size + 1) if batch % size == 0)
+        if batch % self.ghost_batch_size:
+            raise ValueError(f"ghost_batch_size={self.ghost_batch_size} does not divide the batch of {batch}")
+        chunk = self.ghost_batch_size
         chunks = x.reshape(batch // chunk, chunk, *x.shape[1:]).float()  # statistics in float32, as BN under AMP
         mean = chunks.mean(dim=(1, 3, 4), keepdim=True)
         var = chunks.var(dim=(1, 3, 4), unbiased=False, keepdim=True)

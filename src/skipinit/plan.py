@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skipinit import cost, grid
+from skipinit.config import known_sizes
 
 # Dataset sizes where the profile cannot say: the standard splits (a built canonical file is read instead).
 STANDARD_SIZES = {"cifar10": (50000, 10000), "imagenet": (1281167, 50000)}
@@ -57,19 +58,10 @@ def device_class(config: dict) -> str:
 
 
 def dataset_sizes(config: dict, dataset: str) -> tuple[int, int]:
-    """(train, test) images of a dataset: synthetic from the profile, a built canonical file, else the standard split."""
+    """(train, test) images of a dataset: where known before any job (`config.known_sizes`), else the standard split."""
     if dataset == "imagenet":
         return STANDARD_SIZES["imagenet"]
-    if config.get("data_source") == "synthetic":
-        synthetic = config.get("synthetic", {})
-        return int(synthetic.get("train_size", 512)), int(synthetic.get("test_size", 256))
-    built = Path("resources/datasets") / f"{dataset}.npz"
-    if built.is_file():
-        import numpy as np
-
-        with np.load(built) as arrays:
-            return len(arrays["train_labels"]), len(arrays["test_labels"])
-    return STANDARD_SIZES["cifar10"]
+    return known_sizes(config) or STANDARD_SIZES["cifar10"]
 
 
 def evaluations(epochs: int, eval_every: int) -> int:

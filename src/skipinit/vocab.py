@@ -17,8 +17,10 @@ SCHEDULES = ("halving", "step", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device computes it natively, else fp32
 EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "trainability", "generic")
 # trainability: a sweep over many depths and a few lrs; which depths each model still trains at
+SIGNAL_FIGURE_STEM = "signal_propagation"  # results/<name>/figures/<stem>.{png,pdf}: the signal rule's, read by the claims
 SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
 PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
+FIXUP_SCALAR_LR = 0.1  # Fixup's authors train its scalar biases and multipliers at a tenth of the learning rate
 ALPHA_SQRT_D = "1/sqrt(d)"  # SkipInit's upper bound on alpha for d residual blocks
 WRN_DEPTHS = "6N+4 with N >= 1 (10, 16, 22, 28, 34, 40, ..., 100, ..., 1000, ...)"
 
@@ -159,3 +161,21 @@ CELL_SETTINGS = (
 SETTINGS = {setting.name: setting for setting in CELL_SETTINGS}
 CELL_DEFAULTS = {setting.name: setting.default for setting in CELL_SETTINGS}
 CELL_KEYS = tuple(CELL_DEFAULTS)
+
+
+def micro_batch_size(batch_size: int, micro_batch: int) -> int:
+    """Examples per forward/backward: `micro_batch` where it splits the batch evenly, else the whole batch."""
+    if micro_batch <= 0 or micro_batch >= batch_size:
+        return batch_size
+    if batch_size % micro_batch:
+        raise ValueError(f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0")
+    return micro_batch
+
+
+def check_pack(cells: list[dict]) -> None:
+    """Members of a pack may differ only in lr and seed: everything else is one computation."""
+    first = cells[0]
+    for cell in cells[1:]:
+        differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
+        if differing:
+            raise ValueError(f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}")

@@ -17,3 +17,25 @@ rule prepare_data:
         source=data_source_flags(),
     shell:
         "python -m skipinit prepare-data {params.source} " "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
+
+
+rule check_sizes:
+    input:
+        dataset_file(),
+    output:
+        "results/{name}/logs/dataset_sizes.ok",
+    log:
+        "results/{name}/logs/check_sizes.log",
+    benchmark:
+        "results/{name}/benchmarks/check_sizes.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        dataset=config["dataset"],
+        requirements=json.dumps(size_requirements(config)),
+    shell:
+        "python -m skipinit check-sizes --dataset {input} --name {params.dataset} "
+        "--requirements {params.requirements:q} --out {output} > {log} 2>&1"

@@ -1,6 +1,9 @@
 rule train:
     input:
         data=training_data,
+        # The dataset's size checked against the profile's subsets and batch sizes; ancient: a profile edit
+        # reruns that check alone, never the training it guards.
+        sizes=checked_sizes,
     output:
         "results/{name}/cells/{dataset}/{net}/{model}/{hyper}/{members}/result.json",
     log:

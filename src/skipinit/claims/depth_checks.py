@@ -15,7 +15,7 @@ from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, ch
 from skipinit.claims.selection import accuracy_at, select
 from skipinit.claims.signal_checks import per_seed_curves
 from skipinit.claims.stats import finding_text, fit_line, over_seeds, within
-from skipinit.report.tables import best_lr_summary
+from skipinit.runtable import best_lr_summary
 
 
 def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd.DataFrame:

@@ -13,10 +13,10 @@ from skipinit.claims.markdown import markdown
 from skipinit.claims.registry import CHECKS, SIGNAL  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
 from skipinit.fileio import write_json, write_text
-from skipinit.report.aggregate import read_experiment_meta, runs_of
-from skipinit.signal import FIGURE_STEM
+from skipinit.runtable import read_experiment_meta, runs_of
+from skipinit.vocab import SIGNAL_FIGURE_STEM
 
-SIGNAL_FIGURE = f"figures/{FIGURE_STEM}.png"
+SIGNAL_FIGURE = f"figures/{SIGNAL_FIGURE_STEM}.png"
 NO_CURVES = pd.DataFrame(
     {"cell_id": pd.Series(dtype=str), "step": pd.Series(dtype=int), "test_acc": pd.Series(dtype=float)}
 )

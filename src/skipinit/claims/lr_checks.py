@@ -27,7 +27,7 @@ from skipinit.claims.selection import (
     select,
 )
 from skipinit.claims.stats import NoiseModel, accuracy, within
-from skipinit.report.tables import scored
+from skipinit.runtable import scored
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
 
@@ -38,10 +38,11 @@ def stable_range(rows: pd.DataFrame, train_from: float, noise: NoiseModel) -> di
     low: the largest lr that surely trains (0 when none does); high: the first larger lr that surely
     fails (inf when none does).
     """
-    status, scores, diverged = {}, {}, []
+    status, scores, diverged, methods = {}, {}, [], set()
     for lr, at_lr in scored(rows).groupby("lr"):
         estimate = accuracy(at_lr.groupby("seed")["score"].mean(), noise, test_images(at_lr))
         scores[lr] = estimate["ci95"]
+        methods.add(estimate["method"])
         if at_lr["diverged"].any():
             diverged.append(lr)
         status[lr] = False if at_lr["diverged"].any() else within(estimate, low=train_from)
@@ -55,7 +56,13 @@ def stable_range(rows: pd.DataFrame, train_from: float, noise: NoiseModel) -> di
         "diverged_lrs": diverged,
         "undecided_lrs": [lr for lr in lrs if status[lr] is None],
         "score_ci95_by_lr": {str(lr): scores[lr] for lr in lrs},
+        "interval": "; ".join(sorted(methods)),
     }
+
+
+def lr_range(stable: dict) -> str:
+    """`[0.4, 1.6)`: where a largest stable lr lies, each grid point placed by its 95% interval."""
+    return f"[{stable['stable_lr']:g}, {stable['first_unstable_lr']:g})"
 
 
 def setting_text(setting: dict) -> str:
@@ -179,8 +186,8 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
             evidence["settings"].setdefault(setting_text(setting), {})[params["reference"]] = ref
             evidence["settings"][setting_text(setting)][name] = oth
             text = (
-                f"{setting_text(setting)}: largest stable lr {ref['stable_lr']:g} ({params['reference']}) "
-                f"vs {oth['stable_lr']:g} ({name})"
+                f"{setting_text(setting)}: largest stable lr in {lr_range(ref)} ({params['reference']}) "
+                f"vs {lr_range(oth)} ({name})"
             )
             if ref["stable_lr"] > 0 and ref["stable_lr"] >= oth["first_unstable_lr"]:
                 parts.append(Finding(True, f"{text}: {name} fails at {oth['first_unstable_lr']:g}"))

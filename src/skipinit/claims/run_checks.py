@@ -26,8 +26,8 @@ from skipinit.claims.selection import (
     select,
     test_images,
 )
-from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, modelled, over_seeds, within
-from skipinit.report.tables import best_lr_summary
+from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, modelled, over_seeds, undecided_text, within
+from skipinit.runtable import best_lr_summary
 
 
 @check
@@ -76,7 +76,7 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
         if negative and lrs < params["min_lrs"]:
             findings.append(Finding(None, f"{text}, but only {lrs} learning rate(s) tried (need {params['min_lrs']})"))
         elif holds is None:
-            findings.append(Finding(None, finding_text(text + ":", estimate, None, *band)))
+            findings.append(Finding(None, f"{text}: {undecided_text(estimate, *band)}"))
         else:
             findings.append(Finding(holds, text))
     return verdict_of(findings, evidence)
@@ -269,4 +269,4 @@ def growth_estimate(runs: pd.DataFrame, params: dict, tables: dict, names: tuple
             rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
             counts.append(test_images(rows))
             variance += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), counts[-1])
-    return modelled(float(per_seed.mean()), variance, noise.gap_sd_pp, noise, counts)
+    return modelled(float(per_seed.mean()), variance, noise.gap_sd_pp, noise, counts, paired=True)

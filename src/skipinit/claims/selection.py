@@ -9,7 +9,7 @@ import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
 from skipinit.claims.stats import NoiseModel, accuracy, finding_text, paired_gap, within
-from skipinit.report.tables import best_lr_summary, scored
+from skipinit.runtable import best_lr_summary, scored
 
 
 def preflight(runs: pd.DataFrame, params: dict) -> Verdict | None:

@@ -57,7 +57,7 @@ def t_quantile(seeds: int) -> float:
 
 
 def over_seeds(values, what: str = "seeds") -> dict:
-    """The t-interval of the mean of per-seed `values` (two or more)."""
+    """The t-interval of the mean of per-seed `values` (two or more); `paired` where they are paired differences."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n < 2:
@@ -65,7 +65,7 @@ def over_seeds(values, what: str = "seeds") -> dict:
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     half = t_quantile(n) * sd / math.sqrt(n)
     return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "seeds": n,
-            "method": f"t over {n} {what}", "single_seed": False}
+            "method": f"t over {n} {what}", "single_seed": False, "paired": "paired" in what}
 
 
 def binomial_variance_pp(accuracy_pp: float, test_images: float | None) -> float:
@@ -76,14 +76,15 @@ def binomial_variance_pp(accuracy_pp: float, test_images: float | None) -> float
     return 1e4 * p * (1.0 - p) / float(test_images)
 
 
-def modelled(mean: float, variance: float, floor_pp: float, noise: NoiseModel, test_images: list) -> dict:
+def modelled(mean: float, variance: float, floor_pp: float, noise: NoiseModel, test_images: list, paired: bool) -> dict:
     """A one-seed estimate: normal interval from the binomial test-set error plus the seed floor."""
     sd = math.sqrt(variance + floor_pp**2)
     half = z_quantile() * sd
     counts = "/".join(str(int(n)) for n in test_images if n) or "unknown"
     method = (f"noise model (one seed): test-set binomial error ({counts} test images) "
               f"widened by a seed floor of {floor_pp:g} pp ({noise.source})")
-    return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "seeds": 1, "method": method, "single_seed": True}
+    return {"mean": mean, "sd": sd, "ci95": [mean - half, mean + half], "seeds": 1, "method": method, "single_seed": True,
+            "paired": paired}
 
 
 def paired_gap(reference: pd.Series, candidate: pd.Series, noise: NoiseModel,
@@ -99,7 +100,7 @@ def paired_gap(reference: pd.Series, candidate: pd.Series, noise: NoiseModel,
         return over_seeds(differences, "paired seeds")
     means = float(reference.mean()), float(candidate.mean())
     variance = sum(binomial_variance_pp(mean, n) for mean, n in zip(means, test_images))
-    return modelled(means[0] - means[1], variance, noise.gap_sd_pp, noise, list(test_images))
+    return modelled(means[0] - means[1], variance, noise.gap_sd_pp, noise, list(test_images), paired=True)
 
 
 def accuracy(scores: pd.Series, noise: NoiseModel, test_images: float | None = None) -> dict:
@@ -107,7 +108,7 @@ def accuracy(scores: pd.Series, noise: NoiseModel, test_images: float | None = N
     if len(scores) >= 2:
         return over_seeds(scores.to_numpy(float))
     mean = float(scores.mean())
-    return modelled(mean, binomial_variance_pp(mean, test_images), noise.accuracy_sd_pp, noise, [test_images])
+    return modelled(mean, binomial_variance_pp(mean, test_images), noise.accuracy_sd_pp, noise, [test_images], paired=False)
 
 
 def within(estimate: dict, low: float = -math.inf, high: float = math.inf, open_high: bool = False) -> bool | None:
@@ -141,15 +142,20 @@ def seeds_to_decide(estimate: dict, low: float = -math.inf, high: float = math.i
 
 
 def decide_text(estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None) -> str:
-    """What would decide an undecided estimate: the paired seeds, and what they cost where known."""
+    """What would decide an undecided estimate: the (paired) seeds, and what they cost where known."""
     seeds = seeds_to_decide(estimate, low, high)
     if seeds is None:
         return f"no seed count decides it at sd {estimate['sd']:.2g}: the mean sits on the band's edge"
-    text = f"about {seeds} paired seeds at sd {estimate['sd']:.2g} would decide it"
+    what = "paired seeds" if estimate.get("paired") else "seeds"
+    text = f"about {seeds} {what} at sd {estimate['sd']:.2g} would decide it"
     if seconds_per_seed and seeds > estimate["seeds"]:
         extra = (seeds - estimate["seeds"]) * seconds_per_seed
         text += f" ({seeds - estimate['seeds']} more: about {extra / 60:.0f} min of training at this profile's measured speed)"
     return text
+
+
+def undecided_text(estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None) -> str:
+    return f"the 95% interval straddles the band; {decide_text(estimate, low, high, seconds_per_seed)}"
 
 
 def describe(estimate: dict, unit: str = " pp") -> str:
@@ -165,8 +171,7 @@ def finding_text(text: str, estimate: dict, holds: bool | None, low: float = -ma
                  seconds_per_seed: float | None = None, unit: str = " pp") -> str:
     """A comparison's finding: the estimate with its interval, and for an undecided one what would decide it."""
     if holds is None:
-        decide = decide_text(estimate, low, high, seconds_per_seed)
-        return f"{text} {describe(estimate, unit)}: the 95% interval straddles the band; {decide}"
+        return f"{text} {describe(estimate, unit)}: {undecided_text(estimate, low, high, seconds_per_seed)}"
     return f"{text} {describe(estimate, unit)}"
 
 

@@ -7,6 +7,7 @@ the batch sources are imported from their modules.
 from skipinit.data.canonical import (  # noqa: F401
     SOURCES,
     DataNotFoundError,
+    canonical_sizes,
     load_canonical,
     prepare,
     remedies,

@@ -99,6 +99,12 @@ def load_canonical(path: str | os.PathLike, verify: bool = True) -> CanonicalDat
         )
 
 
+def canonical_sizes(path: str | os.PathLike) -> tuple[int, int]:
+    """(train, test) image counts of a canonical file, from its labels alone (no image is read)."""
+    with np.load(path) as archive:
+        return len(archive["train_labels"]), len(archive["test_labels"])
+
+
 def from_official_cifar10(root: str | os.PathLike, download: bool = True) -> CanonicalDataset:
     """Official CIFAR-10 through torchvision: an existing copy under `root`, else a download."""
     from torchvision.datasets import CIFAR10

@@ -215,11 +215,12 @@ class ImageNetStream:
             "sha256": folder.sha256, "image_size": self.image_size,
         }
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
         order = self.train_indices[torch.randperm(self.num_train, generator=generator).numpy()]
         sample_seeds = torch.randint(0, 2**62, (self.num_train,), generator=generator).numpy()
-        images = SplitImages(self.folder, "train", order, self.image_size, sample_seeds)
+        skip = start * self.batch_size  # a resumed mid-epoch step: the same images from there on, the same crops
+        images = SplitImages(self.folder, "train", order[skip:], self.image_size, sample_seeds[skip:])
         return self.batches(images, (self.seed, epoch, 3), drop_last=True)
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -97,9 +97,9 @@ class OnDeviceData:
         images = augment(self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window])
         return normalize(images, self.scale, self.shift, self.channels_last), self.train_labels[index]
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         plan = self.plans(epoch)
-        for step_in_epoch in range(self.steps_per_epoch):
+        for step_in_epoch in range(start, self.steps_per_epoch):
             yield self.batch(plan, step_in_epoch)
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

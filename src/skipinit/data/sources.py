@@ -30,5 +30,5 @@ IMAGENET_KIND = DataKind(ImageNetFolder, ImageNetStream, lambda folder: folder.s
 
 
 def data_kind(cells: list[dict]) -> DataKind:
-    """The kind of a pack's data (its cells share one dataset, `engine.trainer.check_pack`)."""
+    """The kind of a pack's data (its cells share one dataset, `vocab.check_pack`)."""
     return IMAGENET_KIND if cells[0]["dataset"] == IMAGENET else CANONICAL_KIND

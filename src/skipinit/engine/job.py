@@ -9,6 +9,9 @@ With `packing: sequential` the members of a pack train one after another in this
 each exactly as a job of its own would (same code, same numbers): the start-up (imports, the
 dataset onto the device) is paid once per job, not once per cell. Each member keeps its own
 checkpoint and, once finished, its own recorded result, so a killed job resumes inside the group.
+
+A stop signal (a cluster's time limit or preemption: `preemption`) saves the current step and ends
+the job with one line; rerunning it resumes at that step.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Callable
 from skipinit.data.imagenet import ImageNetLayoutError
 from skipinit.data.sources import data_kind
 from skipinit.engine.options import EngineOptions
+from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.engine.trainer import train_pack
 from skipinit.fileio import write_json
 
@@ -55,7 +59,11 @@ def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.Pa
         dataset = kind.open(dataset_path)
     except ImageNetLayoutError as error:
         raise SystemExit(f"error: {error}") from None
-    results = train_cells(cells, dataset, options, checkpoint, log)
+    try:
+        with StopSignal() as stop:
+            results = train_cells(cells, dataset, options, checkpoint, log, stop)
+    except Preempted as error:
+        raise SystemExit(f"preempted: {error}") from None
     commit, dataset_sha256 = git_commit(), kind.sha256(dataset)
     for result in results:
         result["git_commit"] = commit
@@ -75,10 +83,10 @@ def member_checkpoint(checkpoint: str | os.PathLike, index: int) -> Path:
 
 
 def train_cells(cells: list[dict], dataset, options: EngineOptions, checkpoint: str | os.PathLike,
-                log: Callable[[str], None] = print) -> list[dict]:
+                log: Callable[[str], None] = print, stop: StopSignal | None = None) -> list[dict]:
     """The job's cells as one pack, or (`packing: sequential`) one after another, each a pack of one."""
     if options.packing != "sequential" or len(cells) == 1:
-        return train_pack(cells, dataset, options, checkpoint=checkpoint, log=log)
+        return train_pack(cells, dataset, options, checkpoint=checkpoint, log=log, stop=stop)
     results = []
     for index, cell in enumerate(cells):
         member = member_checkpoint(checkpoint, index)
@@ -89,7 +97,7 @@ def train_cells(cells: list[dict], dataset, options: EngineOptions, checkpoint: 
             results += recorded["results"]
             continue
         log(f"member {index + 1}/{len(cells)}: lr={cell['lr']:g} seed={cell['seed']}")
-        rows = train_pack([cell], dataset, options, checkpoint=member, log=log)
+        rows = train_pack([cell], dataset, options, checkpoint=member, log=log, stop=stop)
         write_json(done, {"cell": cell, "results": rows})
         results += rows
     return results

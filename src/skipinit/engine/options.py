@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from skipinit.vocab import PRECISIONS
+from skipinit.vocab import FIXUP_SCALAR_LR, PRECISIONS
 
-FIXUP_SCALAR_LR = 0.1  # Fixup's authors train its scalar biases and multipliers at a tenth of the learning rate
 PACKINGS = ("auto", "channels", "vmap", "sequential")
 
 

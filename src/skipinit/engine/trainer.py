@@ -22,6 +22,7 @@ from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_ch
 from skipinit.engine.graphs import graphed_or_eager
 from skipinit.engine.members import Members
 from skipinit.engine.options import PACKINGS, EngineOptions
+from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.engine.runtime import (
     CompiledOrEager,
     ProgressBar,
@@ -34,22 +35,13 @@ from skipinit.engine.runtime import (
 from skipinit.engine.schedule import lr_table
 from skipinit.engine.sgd import member_losses, sgd_step
 from skipinit.record import RunResult
-from skipinit.vocab import CELL_DEFAULTS, PACKED_KEYS, SCHEDULES
+from skipinit.vocab import CELL_DEFAULTS, SCHEDULES, check_pack, micro_batch_size
 
 if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
     from skipinit.data.imagenet import ImageNetFolder
 
 OOM_HINT = "reduce the pack size (`pack:`) or set `ghost_batch_size` / a smaller batch"
-
-
-def micro_batch_size(batch_size: int, micro_batch: int) -> int:
-    """Examples per forward/backward: `micro_batch` where it splits the batch evenly, else the whole batch."""
-    if micro_batch <= 0 or micro_batch >= batch_size:
-        return batch_size
-    if batch_size % micro_batch:
-        raise ValueError(f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0")
-    return micro_batch
 
 
 DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
@@ -59,7 +51,7 @@ class PackTrainer:
     """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
 
     def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, stop: StopSignal | None = None):
         if not cells:
             raise ValueError("train_pack needs at least one cell")
         self.cells = [dict(cell) for cell in cells]
@@ -72,7 +64,8 @@ class PackTrainer:
             raise ValueError(f"packing={options.packing!r} is unknown; allowed: {', '.join(PACKINGS)}")
         if options.packing == "sequential" and len(cells) > 1:
             raise ValueError("packing=sequential trains the members one after another: call engine.job.train_cells")
-        self.options, self.log = options, log
+        self.options, self.log, self.stop = options, log, stop
+        self.partial: dict | None = None  # a resumed mid-epoch step: the epoch's running sums and dropout generator
         self.device = resolve_device(options.device)
         self.size = len(cells)
         self.epochs = int(first["epochs"])
@@ -165,22 +158,30 @@ class PackTrainer:
                        self.weight_decay, self.momentum, self.nesterov, self.members.lr_scale)
         self.step_index.add_(1)
 
-    def train_epoch(self, epoch: int) -> dict:
-        """One epoch of every member; reads the device once, at the end."""
-        torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
+    def train_epoch(self, epoch: int, checkpoint: str | os.PathLike | None = None) -> dict:
+        """One epoch of every member, from the saved step where a mid-epoch checkpoint was resumed; reads the
+        device once, at the end. On a stop signal it saves the step it is at and raises `Preempted`."""
         self.members.train(True)
-        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
-        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
+        partial, self.partial = self.partial, None
+        if partial is None:
+            torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
+            partial = {"steps": 0, "seconds": 0.0, "loss_sum": torch.zeros(self.size, dtype=torch.float64),
+                       "correct_sum": torch.zeros(self.size, dtype=torch.long)}
+        else:
+            torch.set_rng_state(partial["rng"])
+        loss_sum, correct_sum = partial["loss_sum"].to(self.device), partial["correct_sum"].to(self.device)
         bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
-        start = time.perf_counter()
-        steps = 0
-        for k, (x, y) in enumerate(self.data.train_batches(epoch)):
+        start = time.perf_counter() - partial["seconds"]
+        steps = partial["steps"]
+        for x, y in self.data.train_batches(epoch, start=steps):
             losses, correct = self.step(x, y)
             loss_sum += losses
             correct_sum += correct
             steps += 1
             self.step_count += 1
-            bar.update(k + 1)
+            bar.update(steps)
+            if self.stop is not None and self.stop.poll():
+                self.save_mid_epoch(checkpoint, steps, loss_sum, correct_sum, time.perf_counter() - start)
             if steps % DIVERGENCE_POLL_STEPS == 0 and self.all_diverged_lately():
                 break  # every member has diverged: the rest of the budget would change nothing
         lr_now = self.lrs[self.step_count - 1].tolist()
@@ -188,8 +189,17 @@ class PackTrainer:
         accuracy = (100.0 * correct_sum.double() / (steps * self.batch_size)).tolist()
         seconds = time.perf_counter() - start
         bar.close()
-        self.train_seconds += seconds
+        self.train_seconds += seconds - partial["seconds"]
         return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds, "steps": steps}
+
+    def save_mid_epoch(self, checkpoint, steps: int, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seconds: float) -> None:
+        """On a stop signal: the state after this step, with the epoch's running sums and dropout generator."""
+        if checkpoint is not None:
+            partial = {"steps": steps, "seconds": seconds, "loss_sum": loss_sum.cpu(), "correct_sum": correct_sum.cpu(),
+                       "rng": torch.get_rng_state()}
+            save_checkpoint(checkpoint, {**self.state(), "partial": partial})
+        where = f"saved step {steps}/{self.steps_per_epoch} of epoch {self.epoch + 1} to {checkpoint}" if checkpoint else "no checkpoint"
+        raise Preempted(f"stopped by {self.stop.received}: {where}; rerun the same command to resume there")
 
     def all_diverged_lately(self) -> bool:
         """Whether every member had diverged a few steps ago, asked without waiting for the device.
@@ -250,9 +260,11 @@ class PackTrainer:
         self.alive.copy_(state["alive"])
         self.diverged_at.copy_(state["diverged_at"])
         self.epoch, self.step_count, self.curves = int(state["epoch"]), int(state["step"]), state["curves"]
+        self.partial = state.get("partial")
         self.step_index.fill_(self.step_count)
         self.wall_seconds, self.train_seconds = float(state["wall_seconds"]), float(state["train_seconds"])
-        self.log(f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count})")
+        within = f", step {self.partial['steps']} of epoch {self.epoch + 1}" if self.partial else ""
+        self.log(f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count}{within})")
 
     def mismatch(self, state: dict) -> str | None:
         """Why a verified checkpoint cannot be resumed here (another pack, dataset or model), or None."""
@@ -283,7 +295,7 @@ class PackTrainer:
         session_start, session_wall0 = time.perf_counter(), self.wall_seconds
         session_epochs = 0
         while self.epoch < self.epochs and bool(self.alive.any()):
-            metrics = self.train_epoch(self.epoch)
+            metrics = self.train_epoch(self.epoch, checkpoint)
             self.epoch += 1
             all_diverged = not bool(self.alive.any())
             evaluate = self.epoch == self.epochs or all_diverged or self.epoch % max(1, self.options.eval_every) == 0
@@ -335,15 +347,6 @@ class PackTrainer:
 
 
 
-def check_pack(cells: list[dict]) -> None:
-    """Members of a pack may differ only in lr and seed: everything else is one computation."""
-    first = cells[0]
-    for cell in cells[1:]:
-        differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
-        if differing:
-            raise ValueError(f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}")
-
-
 def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
@@ -352,7 +355,7 @@ def failed_results(cells: list[dict], error: BaseException, device: str, precisi
 
 
 def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
-               log: Callable[[str], None] = print) -> list[dict]:
+               log: Callable[[str], None] = print, stop: StopSignal | None = None) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
     `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
@@ -369,7 +372,8 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     seconds = wall seconds since the pack started).
 
     Divergence never raises: the member stops updating and the others go on; a pack whose members
-    have all diverged stops early. An out-of-memory error marks every member 'failed', with a
+    have all diverged stops early. With `stop`, a stop signal saves the current step mid-epoch and
+    raises `Preempted` (`preemption`); the rerun resumes there. An out-of-memory error marks every member 'failed', with a
     hint, and returns normally. With `checkpoint`, the state is saved atomically after every epoch
     and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
     """
@@ -378,7 +382,7 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     with engine_settings(options, device):
         try:
-            return PackTrainer(cells, dataset, options, log).run(checkpoint)
+            return PackTrainer(cells, dataset, options, log, stop).run(checkpoint)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

@@ -8,6 +8,7 @@ belongs to, and their kinds, travel with it (a list column and the file's metada
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +18,73 @@ import pyarrow.parquet as pq
 from skipinit.fileio import atomic_path
 from skipinit.grid import cell_id, experiment_cells, model_label, model_slug, net_slug
 from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.runtable import METADATA_KEY
 from skipinit.vocab import CELL_KEYS
 
-METADATA_KEY = b"skipinit.experiments"
+# What figures, tables and claims read: a Parquet file without these is another version's, or not ours.
+REQUIRED_COLUMNS = {
+    "runs.parquet": ["cell_id", *CELL_KEYS, "label", "experiments", "status", "diverged", "test_acc", "train_acc"],
+    "curves.parquet": ["cell_id", "epoch", "step", "test_acc"],
+}
+
+
+MEMBER = re.compile(r"lr[^/+]+-s\d+")  # grid.member_slug
+
+
+class DamagedResults(ValueError):
+    """A results file that cannot be read as what it claims to be; the message names it and the fix."""
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """A pack's result.json, checked: JSON, a list of results, each with its cell's settings, and the cells its
+    folder names (`<shared path>/<member>+<member>/result.json`). A damaged one is moved aside to
+    `result.json.damaged`, so that rerunning the same command retrains (or restores) that pack alone.
+    """
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text())
+        problem = None if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows) else "not a list of results"
+        missing = sorted({key for row in rows for key in (*CELL_KEYS, "status", "test_acc") if key not in row}) if not problem else []
+        problem = problem or (f"lacks {', '.join(missing)} (written by another version)" if missing else None)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"is truncated or not JSON ({type(error).__name__}: {error})"
+    if problem is None:
+        found = [cell_id({key: row[key] for key in CELL_KEYS}) for row in rows]
+        named = named_cells(path)
+        if named is not None and named != found:
+            problem = f"holds cells {', '.join(found)}, not the ones its folder names (another profile's)"
+    if problem is None:
+        return rows
+    aside = path.with_name(path.name + ".damaged")
+    path.replace(aside)
+    raise DamagedResults(f"{path} {problem}: moved aside to {aside.name}; rerun the same command to retrain that pack alone "
+                         "(every other cell is kept)")
+
+
+def named_cells(path: Path) -> list[str] | None:
+    """The cell ids a result.json's folder names (`<dataset>/<net>/<model>/<hyper>/<member>+...`), or None
+    outside that layout."""
+    members = path.parent.name.split("+")
+    if len(path.parent.parts) < 5 or not all(MEMBER.fullmatch(member) for member in members):
+        return None
+    shared = "/".join(path.parent.parts[-5:-1])
+    return [f"{shared}/{member}" for member in members]
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """runs.parquet or curves.parquet, refused in one line when unreadable or without the columns the reports read."""
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, pa.ArrowException) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DamagedResults(f"{path} is not a readable Parquet file ({reason}): rebuild it from the cells with "
+                             f"the workflow's aggregate rule (make run), or restore it") from None
+    missing = [column for column in REQUIRED_COLUMNS.get(path.name, []) if column not in frame]
+    if missing:
+        raise DamagedResults(f"{path} lacks the columns {', '.join(missing)} (not this package's {path.name}, or an "
+                             "older version's): rebuild it with the workflow's aggregate rule (make run)")
+    return frame
 
 def experiment_meta(plan: dict) -> dict:
     """{experiment: {kind, description}} as stored in the Parquet metadata."""
@@ -38,15 +103,25 @@ def membership(plan: dict) -> dict[str, list[str]]:
 
 
 def collect(inputs: list[str | Path], plan: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every pack's results as rows of runs.parquet and curves.parquet; damaged packs are all named at once."""
     members = membership(plan)
     runs, curves = [], []
+    damaged = []
     for path in inputs:
-        for result in json.loads(Path(path).read_text()):
+        try:
+            results = read_results(path)
+        except DamagedResults as error:
+            damaged.append(str(error))
+            continue
+        for result in results:
             cell = {key: result[key] for key in CELL_KEYS}
             identity = {"cell_id": cell_id(cell), **cell, "net": net_slug(cell), "model": model_slug(cell), "label": model_label(cell)}
             runs.append({**result, **identity, "experiments": members.get(identity["cell_id"], [])})
             for point in result.get("curve", []):
-                curves.append({**identity, **point, "lr_now": point.get("lr")})
+                # The epoch's scheduled lr is `lr_now`; `lr` stays the cell's, as in runs.parquet.
+                curves.append({**{key: value for key, value in point.items() if key != "lr"}, **identity, "lr_now": point.get("lr")})
+    if damaged:
+        raise DamagedResults("; ".join(damaged))
     return _frame(runs, RUNS_SCHEMA), _frame(curves, CURVES_SCHEMA)
 
 
@@ -61,13 +136,3 @@ def write(runs: pd.DataFrame, curves: pd.DataFrame, runs_path, curves_path, expe
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(experiments).encode()})
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-
-
-def read_experiment_meta(runs_path: str | Path) -> dict:
-    metadata = pq.read_schema(runs_path).metadata or {}
-    return json.loads(metadata.get(METADATA_KEY, b"{}"))
-
-
-def runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """The rows of one experiment."""
-    return runs[runs["experiments"].map(lambda names: experiment in list(names))]

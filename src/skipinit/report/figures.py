@@ -12,7 +12,7 @@ One figure per experiment, two panels set by the experiment's kind:
 - generic: (a) test accuracy against lr; (b) test accuracy during training at the best lr.
 
 Accuracies are means over seeds with the standard deviation as error bars (none from one seed);
-a diverged run scores 0 (`tables.scored`), and a point whose runs all diverged carries a black
+a diverged run scores 0 (`runtable.scored`), and a point whose runs all diverged carries a black
 cross. A best lr on the edge of its grid (more than one lr tried) is a triangle pointing off
 the grid: the true optimum may lie beyond. Series that coincide are dodged sideways a little on
 log axes, so none hides another. Each figure ends with a provenance line (profile, dataset,
@@ -31,8 +31,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from skipinit.report import provenance, style
-from skipinit.report.aggregate import runs_of
-from skipinit.report.tables import GROUP_KEYS, scored, summary
+from skipinit.report.tables import GROUP_KEYS, summary
+from skipinit.runtable import runs_of, scored
 
 FIGURE_FORMATS = style.FIGURE_FORMATS
 TITLES = {

@@ -19,6 +19,7 @@ import pandas as pd
 from skipinit.claims.judge import judge_folder, load_spec
 from skipinit.claims.registry import NOT_REPRODUCED, NOT_RUN, REPRODUCED, VERDICTS
 from skipinit.fileio import write_text
+from skipinit.vocab import CELL_KEYS
 
 MARKS = {REPRODUCED: "✅", NOT_REPRODUCED: "❌", NOT_RUN: "–"}  # inconclusive: "❔"
 KEY_CHARS = 110
@@ -28,7 +29,7 @@ def budget_note(folder: Path) -> str:
     """What a folder's numbers reflect: epochs, training subset, seeds, runs; or why it has no runs."""
     runs_path = folder / "runs.parquet"
     if runs_path.exists():
-        runs = pd.read_parquet(runs_path, columns=["epochs", "train_subset", "seed", "device"])
+        runs = pd.read_parquet(runs_path)
         subsets = sorted({int(s) for s in runs["train_subset"].fillna(0)})
         subset = (
             "the full training set"
@@ -37,7 +38,12 @@ def budget_note(folder: Path) -> str:
         )
         epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
         devices = ", ".join(sorted(runs["device"].astype(str).unique()))
-        return f"{len(runs)} runs, {epochs} epochs, {subset}, {runs['seed'].nunique()} seed(s), on {devices}"
+        if "precision" in runs:
+            devices += f" ({'/'.join(sorted(runs['precision'].astype(str).unique()))})"
+        per_setting = runs.groupby([key for key in CELL_KEYS if key != "seed"], dropna=False)["seed"].nunique()
+        low, high = int(per_setting.min()), int(per_setting.max())
+        seeds = f"{low} seed(s)" if low == high else f"{low}-{high} seeds"
+        return f"{len(runs)} runs, {epochs} epochs, {subset}, {seeds} per setting, on {devices}"
     packs = len(list((folder / "cells").rglob("result.json"))) if (folder / "cells").is_dir() else 0
     signal = "signal claims judged from signal.parquet" if (folder / "signal.parquet").exists() else "no signal.parquet"
     return (

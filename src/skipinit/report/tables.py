@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from skipinit.fileio import write_text
-from skipinit.report.aggregate import runs_of
+from skipinit.runtable import best_lr_summary, runs_of
 
 GROUP_KEYS = {
     "depth": ["label", "depth", "width", "batch_size"],
@@ -48,37 +48,6 @@ LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-
-
-def scored(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` with `score`: the final test accuracy, 0 for a run that diverged or has none.
-
-    The engine still evaluates a diverged member (its NaN logits give chance accuracy), so the
-    divergence flag, not a missing accuracy, decides.
-    """
-    return runs.assign(score=runs["test_acc"].where(~runs["diverged"].astype(bool), 0.0).fillna(0.0))
-
-
-def best_lr_summary(runs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
-    """One row per group: the best lr, accuracy mean/std/count over seeds there, and how many runs diverged."""
-    if runs.empty:
-        return pd.DataFrame(
-            columns=[*group, "best_lr", "test_acc_mean", "test_acc_std", "seeds", "diverged_runs", "lrs_tried"]
-        )
-    per_lr = (
-        scored(runs).groupby([*group, "lr"], dropna=False)
-        .agg(
-            test_acc_mean=("score", "mean"),
-            test_acc_std=("score", "std"),
-            seeds=("seed", "nunique"),
-            diverged_runs=("diverged", "sum"),
-        )
-        .reset_index()
-    )
-    best = per_lr.loc[per_lr.groupby(group, dropna=False)["test_acc_mean"].idxmax()].rename(columns={"lr": "best_lr"})
-    best["lrs_tried"] = best.apply(lambda row: int((per_lr[group] == row[group]).all(axis=1).sum()), axis=1)
-    best["test_acc_std"] = best["test_acc_std"].fillna(0.0)
-    return best.sort_values(group).reset_index(drop=True)
 
 
 def summary(runs: pd.DataFrame, experiment: str, kind: str) -> pd.DataFrame:

@@ -3,4 +3,4 @@
 Kept apart so that drawing the figure from signal.parquet needs no torch.
 """
 
-FIGURE_STEM = "signal_propagation"  # results/<name>/figures/<stem>.{png,pdf}, the signal rule's outputs
+from skipinit.vocab import SIGNAL_FIGURE_STEM as FIGURE_STEM  # noqa: F401  (the signal rule's figure name)
