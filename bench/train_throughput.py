@@ -175,16 +175,22 @@ def time_bare(args) -> float:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
+    return seconds_for_steps(lambda: plain_step(model, optimizer, args, x, y), args, device)
 
-    def step():
-        with autocast(args):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
 
+def plain_step(model, optimizer, args, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One step as a user writes it: forward in the engine's precision, cross-entropy, backward, torch.optim.SGD."""
+    with autocast(args):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def seconds_for_steps(step, args, device: torch.device) -> float:
+    """Seconds for --steps calls of `step` after --warmup untimed ones, waiting for the device at the end."""
     for _ in range(args.warmup):
         step()
     synchronize(device)
@@ -216,23 +222,9 @@ def time_reference(args, root: str, official: bool) -> float:
 
     def step():
         x, y = next(stream)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(args):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
+        return plain_step(model, optimizer, args, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
 
-    for _ in range(args.warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    loss.item()
-    seconds = time.perf_counter() - start
+    seconds = seconds_for_steps(step, args, device)
     del stream, loader  # stop the workers before the next contender runs
     return seconds
 

@@ -12,13 +12,14 @@ import json
 import pytest
 import torch
 
-from conftest import Killed
 from skipinit import data
 from skipinit.engine import job, trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
+from skipinit.engine.preemption import Preempted
 from skipinit.engine.runtime import resolve_precision
 from skipinit.grid import make_cell
+from test_preemption import SignalAtStep
 
 FP32 = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 BF16 = EngineOptions(device="cpu", precision="bf16", deterministic=True, threads=1)
@@ -108,22 +109,13 @@ def test_a_sequential_group_gives_each_cell_the_result_of_its_own_job(dataset, g
         "member 1/3: lr=0.05 seed=0", "member 2/3: lr=0.1 seed=0", "member 3/3: lr=0.05 seed=1"]
 
 
-def test_a_killed_group_resumes_inside_the_group_and_equals_an_uninterrupted_one(
-        dataset, group_cells, single_jobs, tmp_path, monkeypatch):
-    saves, real_save = [], trainer.save_checkpoint
-
-    def save_then_die_in_the_second_member(target, state):
-        real_save(target, state)
-        saves.append(target)
-        if len(saves) == 3:  # member 1 saved epochs 1 and 2; member 2 has just saved epoch 1
-            raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(trainer, "save_checkpoint", save_then_die_in_the_second_member)
-        with pytest.raises(Killed):
-            run_job(group_cells, dataset, tmp_path, SEQUENTIAL)
+def test_a_stopped_group_resumes_inside_the_group_and_equals_an_uninterrupted_one(
+        dataset, group_cells, single_jobs, tmp_path):
+    steps_per_member = 2 * 10  # 2 epochs of 10 steps
+    with SignalAtStep(steps_per_member + 3) as stop, pytest.raises(Preempted, match="saved step 3/10 of epoch 1"):
+        job.train_cells(group_cells, dataset, SEQUENTIAL, tmp_path / "job.pt", log=quiet, stop=stop)
     recorded = json.loads((tmp_path / "job.pt.member0.done.json").read_text())
-    assert recorded["cell"] == group_cells[0] and load_checkpoint(tmp_path / "job.pt.member1")["epoch"] == 1
+    assert recorded["cell"] == group_cells[0] and load_checkpoint(tmp_path / "job.pt.member1")["partial"]["steps"] == 3
 
     lines = []
     resumed = run_job(group_cells, dataset, tmp_path, SEQUENTIAL, lines)
