@@ -38,8 +38,9 @@ def check_cell(experiment: str, cell: dict) -> None:
 def known_sizes(config: dict, workdir: str | os.PathLike = ".") -> tuple[int, int] | None:
     """(train, test) images of the profile's dataset where known before any job: the synthetic generator's
     sizes, or the header of the prepared canonical file; None until it is prepared."""
-    if config["data_source"] == "synthetic":
-        return int(config["synthetic"]["train_size"]), int(config["synthetic"]["test_size"])
+    if config["data_source"] == "synthetic":  # sizes as validation filled them in (unknown in a bare dict)
+        synthetic = config.get("synthetic") or {}
+        return (int(synthetic["train_size"]), int(synthetic["test_size"])) if {"train_size", "test_size"} <= set(synthetic) else None
     prepared = Path(workdir) / "resources" / "datasets" / f"{config['dataset']}.npz"
     return canonical_sizes(prepared) if prepared.is_file() else None
 
