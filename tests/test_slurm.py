@@ -126,6 +126,9 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     data.parent.mkdir(parents=True)
     data.write_bytes(b"placeholder")
     data.with_name(data.name + ".sha256").write_text("0\n")
+    checked = workdir / "results" / "smoke" / "logs" / "dataset_sizes.ok"  # the size check's marker, for the stand-in
+    checked.parent.mkdir(parents=True)
+    checked.write_text("stand-in\n")
     partition = default_partition()
     calls = {}
     for components in ("default", "8"):
@@ -136,6 +139,7 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
         calls[components] = re.findall(r"sbatch call: (sbatch .*)", result.stdout + result.stderr)
     for call in calls["default"] + calls["8"]:
         assert "--gpus=1" in call and "--cpus-per-task=4" in call and "--requeue" in call, call
+        assert "--signal=TERM@120" in call, call  # the stop signal ahead of the time limit (engine.preemption)
         assert f" -p {partition} " in call and " --mem 4000 " in call, call
     # The profile's default: one job per cell (12 smoke cells), each its planned runtime (tiny cells: the floor).
     minutes = smoke_runtime()

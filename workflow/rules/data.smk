@@ -19,6 +19,11 @@ rule prepare_data:
         "python -m skipinit prepare-data {params.source} " "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
 
 
+# A few milliseconds: on a cluster it runs where Snakemake runs, not as a job of its own.
+localrules:
+    check_sizes,
+
+
 rule check_sizes:
     input:
         dataset_file(),
