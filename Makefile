@@ -48,12 +48,12 @@ smoke: $(STAMP)
 	$(BIN)/python -m skipinit check-profile config/smoke.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml --workflow-profile workflow/profiles/default
 
-# Rebuild figures, tables and claims from existing runs.parquet/signal.parquet alone (no training),
-# then the scorecard (results/scorecard.{md,html}): every claim against $(RESULTS) and the committed references.
+# Rebuild figures, tables and claims.json from existing runs.parquet/signal.parquet alone (no training),
+# then the scorecard (results/scorecard.{md,html}): the verdicts of $(RESULTS) and of the committed references.
 SCORECARD_RESULTS ?= results/reference/default results/reference/gpu  # with RESULTS, each folder once
 tables: $(STAMP)
 	$(BIN)/python -m skipinit report --results $(RESULTS)
-	$(BIN)/python -m skipinit scorecard --results $(sort $(RESULTS) $(SCORECARD_RESULTS)) --out results/scorecard.md
+	$(BIN)/python -m skipinit scorecard --claims $(addsuffix /claims.json,$(sort $(RESULTS) $(SCORECARD_RESULTS))) --out results/scorecard.md
 
 # A profile's compute plan: jobs, GPU-hours, wall time on GPUS GPUs, disk, SLURM time limits (no training).
 plan: $(STAMP)

@@ -379,9 +379,15 @@ def test_a_claims_file_without_its_noise_model_is_refused_with_one_line(tmp_path
         claims.load_spec(bad)
 
 
+def write_claims(folder):
+    """claims.json and claims.md of a folder's Parquet files, as the claims rule writes them."""
+    parquet = [folder / f"{name}.parquet" for name in ("runs", "curves", "signal")]
+    claims.write(*parquet, CLAIMS_FILE, folder / "claims.json", folder / "claims.md")
+
+
 def test_write_produces_claims_json_and_markdown(tmp_path):
     write_results(tmp_path, pd.concat([depth_runs(), batch_runs()], ignore_index=True), EXPERIMENTS, signal_frame())
-    claims.write(tmp_path, CLAIMS_FILE)
+    write_claims(tmp_path)
     verdicts = json.loads((tmp_path / "claims.json").read_text())
     assert [v["id"] for v in verdicts] == list(CLAIM)
     for v in verdicts:
@@ -403,7 +409,7 @@ def test_write_produces_claims_json_and_markdown(tmp_path):
 
 def test_without_signal_parquet_signal_claims_are_not_run(tmp_path):
     write_results(tmp_path, depth_runs(), {"depth": EXPERIMENTS["depth"]})
-    claims.write(tmp_path, CLAIMS_FILE)
+    write_claims(tmp_path)
     verdicts = {v["id"]: v for v in json.loads((tmp_path / "claims.json").read_text())}
     assert verdicts["signal-unnormalized-doubles"]["verdict"] == "not_run"
     assert verdicts["signal-unnormalized-doubles"]["figures"] == []

@@ -1,11 +1,13 @@
 """Bad config values are refused before any job, with one line naming key, value and what is allowed."""
 
 import copy
+import tempfile
+from pathlib import Path
 
 import pytest
+import yaml
 
-from skipinit.config import ConfigError, check_config
-from skipinit.grid import experiment_cells
+from skipinit import profile
 
 GOOD = {
     "name": "t",
@@ -20,21 +22,31 @@ GOOD = {
 }
 
 
+def resolve(config: dict) -> profile.Resolved:
+    """`config` written as a profile file and resolved as the workflow resolves it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "profile.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return profile.resolve([path])
+
+
 def refused(change):
+    """The one-line refusal of GOOD changed by `change`, after the profile file's name."""
     config = copy.deepcopy(GOOD)
     change(config)
-    with pytest.raises(ConfigError) as error:
-        check_config(config)
+    with pytest.raises(profile.ProfileError) as error:
+        resolve(config)
     message = str(error.value)
-    assert "\n" not in message
-    return message
+    assert "\n" not in message and message.split(": ", 1)[0].endswith("profile.yaml")
+    return message.split(": ", 1)[1]
 
 
 def test_good_config_passes_and_plans_its_cells():
     config = copy.deepcopy(GOOD)
-    check_config(config)
-    assert config == GOOD  # checking changes nothing
-    cells = experiment_cells(config)["depth"]
+    resolved = resolve(config)
+    assert config == GOOD  # resolving changes nothing it is given
+    assert resolved.config["training"]["batch_size"] == 128 and resolved.config["synthetic"]["train_size"] == 512  # the schema's defaults
+    cells = resolved.experiments["depth"]
     assert [(c["depth"], c["lr"], c["variant"]) for c in cells] == [(10, 0.1, "skipinit"), (10, 0.2, "skipinit"), (16, 0.1, "skipinit"), (16, 0.2, "skipinit")]
 
 
@@ -84,12 +96,9 @@ def test_pack_that_does_not_divide_the_sweep():
 
 
 def test_pack_larger_than_a_sweep_packs_the_whole_sweep():
-    from skipinit.grid import all_cells, packs
-
     config = copy.deepcopy(GOOD)
     config["pack"] = 8
-    check_config(config)
-    assert sorted(len(members) for members in packs(all_cells(config), 8).values()) == [2, 2]  # two depths, 2 lrs each
+    assert sorted(len(members) for members in resolve(config).packs.values()) == [2, 2]  # two depths, 2 lrs each
 
 
 def test_imagenet_root_without_train_and_val(tmp_path):
@@ -143,35 +152,33 @@ def test_the_same_bad_value_is_refused_in_training_and_models(where):
         layer = config["training"] if where == "training" else config["experiments"]["depth"]["models"][0]
         layer["nesterov"] = "true"
 
-    location = "training" if where == "training" else "experiments.depth.models[0]"
-    assert refused(change) == f"{location}: nesterov='true' is not allowed; allowed: true or false"
+    location = "training" if where == "training" else "experiments.depth.models.0"
+    assert refused(change) == f"{location}.nesterov: 'true' is not of type 'boolean'; in a profile write true or false, on the command line (--config KEY=...) True or False"
 
 
 def test_integral_floats_and_integers_for_floats_are_still_accepted():
     config = copy.deepcopy(GOOD)
     config["experiments"]["depth"]["grid"].update(depth=[10.0], lr=[1], nesterov=[True, False])
-    check_config(config)
-    cells = experiment_cells(config)["depth"]
+    cells = resolve(config).experiments["depth"]
     assert {type(c["depth"]) for c in cells} == {int} and {type(c["lr"]) for c in cells} == {float}
     assert [c["nesterov"] for c in cells] == [True, False]
 
 
 def test_schema_cell_settings_mirror_the_vocabulary():
-    import yaml
+    """Each cell setting: documented with its type in the schema, its default there (`training:`) and only there."""
+    from skipinit import schema
+    from skipinit.vocab import CELL_DEFAULTS, CELL_SETTINGS
 
-    from conftest import REPO
-    from skipinit.vocab import CELL_SETTINGS
-
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    documented = schema["definitions"]["cell_settings"]["properties"]
-    grid_keys = schema["properties"]["experiments"]["additionalProperties"]["properties"]["grid"]["propertyNames"]["enum"]
+    documented = schema.schema()["definitions"]["cell_settings"]["properties"]
+    grid_keys = schema.key("experiments")["additionalProperties"]["properties"]["grid"]["propertyNames"]["enum"]
     settable = [setting for setting in CELL_SETTINGS if setting.name != "dataset"]  # the profile's `dataset` key sets it
-    assert list(documented) == grid_keys == [setting.name for setting in settable]
+    assert list(documented) == grid_keys == list(schema.key("training")["properties"]) == [setting.name for setting in settable]
     json_type = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "alpha": ["number", "string"]}
     for setting in settable:
-        stated_default = {True: "true", False: "false"}.get(setting.default, setting.default) if isinstance(setting.default, bool) else setting.default
-        assert documented[setting.name]["type"] == json_type[setting.kind], setting.name
-        assert documented[setting.name]["description"].endswith(f"; default {stated_default}"), setting.name
+        assert documented[setting.name]["type"] == json_type[setting.kind] and documented[setting.name]["description"], setting.name
+        assert "default" not in documented[setting.name], setting.name  # a models: entry must not fill one in
+        assert setting.check(schema.key("training")["properties"][setting.name]["default"]) == CELL_DEFAULTS[setting.name]
+    assert CELL_DEFAULTS["dataset"] == schema.default("dataset")
 
 
 def image_folder(root, splits={"train": ("cat", "dog"), "test": ("cat", "dog")}):
@@ -206,4 +213,48 @@ def test_image_folder_and_its_archive_one_level_down_pass(tmp_path):
     for path in (tmp_path / "pack", tmp_path / "pack" / "cifar", tmp_path / "data.tar.gz"):
         config = copy.deepcopy(GOOD)
         config.update(data_source="imagefolder", data_path=str(path))
-        check_config(config)
+        resolve(config)
+
+
+def documented_defaults() -> dict[str, str]:
+    """`key: default` of every row of config/README.md's key tables (`a`, `.b` and `x, y` split pairwise)."""
+    from conftest import REPO
+
+    documented = {}
+    for line in (REPO / "config" / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`") or cells[1] == "(required)":
+            continue
+        keys = [key.strip().strip("`") for key in cells[0].split(",")]
+        keys = [keys[0].rsplit(".", 1)[0] + key if key.startswith(".") else key for key in keys]
+        values = [cells[1]] if len(keys) == 1 else [value.strip() for value in cells[1].split(",")]
+        documented.update(zip(keys, (value.strip("`") for value in values)))
+    return documented
+
+
+def test_the_documented_defaults_are_the_schemas():
+    """config/README.md states each default for the reader; the schema holds it: they may not drift apart."""
+    from skipinit import schema
+
+    def schema_default(key: str):
+        path = key.split(".")
+        spec = schema.key("training")["properties"].get(key) or schema.key(path[0])
+        for part in path[1:]:
+            spec = spec["properties"][part]
+        return spec["default"]
+
+    def same(text: str, value) -> bool:
+        parsed = yaml.safe_load(text)
+        if isinstance(value, bool) or isinstance(parsed, bool):
+            return parsed is value
+        if isinstance(value, (int, float)) or isinstance(parsed, (int, float)):
+            try:
+                return float(text) == float(value)
+            except (TypeError, ValueError):
+                return False
+        return parsed == value
+
+    documented = documented_defaults()
+    assert {"dataset", "synthetic.train_size", "resources.train_runtime_max", "weight_decay", "signal.conv_width"} <= set(documented)
+    for key, text in documented.items():
+        assert same(text, schema_default(key)), f"config/README.md says {key} defaults to {text}, the schema {schema_default(key)!r}"

@@ -183,7 +183,8 @@ def test_unreadable_image_is_one_line_naming_it_and_nothing_is_written(tmp_path,
             archive.add(root, arcname="cifar10-jpeg")
     out = tmp_path / "out.npz"
     result = subprocess.run([sys.executable, "-m", "skipinit", "prepare-data", "--source", "imagefolder", "--path", str(source),
-                             "--name", "cifar10-jpeg", "--out", str(out)], capture_output=True, text=True)
+                             "--name", "cifar10-jpeg", "--out", str(out), "--no-download", "--synthetic-train-size", "512",
+                             "--synthetic-test-size", "256", "--synthetic-seed", "0"], capture_output=True, text=True)
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

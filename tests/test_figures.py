@@ -7,7 +7,9 @@ of one point without a marker draws nothing, which is how empty panels once pass
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import struct
 
 import matplotlib
@@ -18,7 +20,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from browser import Browser, find_chromium
 from conftest import REPO, snakemake
 from skipinit import runtable
 from skipinit.report import figures, provenance, style, tables
@@ -243,11 +244,11 @@ def test_every_panel_of_the_smoke_figures_shows_data(smoke_run):
 @pytest.mark.slow
 def test_report_caption_states_the_provenance_the_figure_states(smoke_run):
     """The caption's line comes from the profile's cells at parse time, the figure's from runs.parquet: the same."""
-    from skipinit import grid, profile
+    from skipinit import profile
 
     workdir, _ = smoke_run
     runs = pd.read_parquet(workdir / "results" / "smoke" / "runs.parquet")
-    cells = grid.experiment_cells(profile.load(REPO / "config" / "smoke.yaml"))["depth"]
+    cells = profile.resolve([REPO / "config" / "smoke.yaml"]).experiments["depth"]
     from_cells = provenance.experiment_line("smoke", cells)
     assert from_cells == provenance.experiment_line("smoke", runs.to_dict("records"))
     assert from_cells in figure_texts(experiment_figures(workdir / "results" / "smoke", "smoke")["depth"])
@@ -255,21 +256,37 @@ def test_report_caption_states_the_provenance_the_figure_states(smoke_run):
 
 # --- the report in a real browser -------------------------------------------------------------
 
-CHROMIUM = find_chromium()
+CHROMIUM = next((path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH: `apt-get install chromium` (`make test` installs it where it can)"
 )
 FRONT_PAGE = "typeof app !== 'undefined' && document.querySelector('#app').innerText.includes('Where to read')"
 
 
+@contextlib.contextmanager
+def chromium_page():
+    """A page of the system's headless Chromium, driven by Playwright, and the errors its console and scripts report."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, errors
+        finally:
+            browser.close()
+
+
 @needs_chromium
 def test_the_browser_check_sees_console_errors_and_uncaught_exceptions():
-    page = "data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); });</script>"
-    with Browser(CHROMIUM) as browser:
-        browser.open(page)
-        browser.wait_for("new Promise(done => setTimeout(() => done(true), 200))")
-        assert any("bad thing" in error for error in browser.errors)
-        assert any("boom" in error for error in browser.errors)
+    with chromium_page() as (page, errors):
+        page.goto("data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); });</script>")
+        page.wait_for_function("new Promise(done => setTimeout(() => done(true), 200))")
+        assert any("bad thing" in error for error in errors)
+        assert any("boom" in error for error in errors)
 
 
 @needs_chromium
@@ -282,27 +299,27 @@ def test_report_opens_in_chromium_with_every_figure_and_the_claims(smoke_run):
     shots = results / "report_screenshots"
     shots.mkdir(exist_ok=True)
     figure_paths = [f"results/smoke/figures/{stem}.png" for stem in ("depth", FIGURE_STEM)]
-    with Browser(CHROMIUM) as browser:
-        browser.open(report.as_uri())
-        front = browser.wait_for(f"{FRONT_PAGE} && document.querySelector('#app').innerText")
-        browser.screenshot(shots / "front_page.png")
+    with chromium_page() as (page, errors):
+        page.goto(report.as_uri())
+        front = page.wait_for_function(f"{FRONT_PAGE} && document.querySelector('#app').innerText").json_value()
+        page.screenshot(path=shots / "front_page.png")
         assert "Profile smoke" in front and "claims.md" in front and "signal_propagation.png" in front
-        assert sorted(browser.evaluate("Object.keys(results)")) == sorted(
+        assert sorted(page.evaluate("Object.keys(results)")) == sorted(
             [*figure_paths, "results/smoke/claims.md", "results/smoke/scorecard.md", "results/smoke/tables/depth.csv"]
         )
         for path in figure_paths:  # shown as the report shows a figure; decoded by the browser at full size
-            browser.evaluate(f"app.setView({{content: 'img', contentPath: results[{path!r}].data_uri}}); true")
-            width = browser.wait_for(
-                f"(() => {{ const img = [...document.querySelectorAll('#app img')]"
-                f".find(i => i.src === results[{path!r}].data_uri); return img && img.complete && img.naturalWidth; }})()"
-            )
+            page.evaluate(f"() => app.setView({{content: 'img', contentPath: results[{path!r}].data_uri}})")
+            width = page.wait_for_function(
+                f"() => {{ const img = [...document.querySelectorAll('#app img')]"
+                f".find(i => i.src === results[{path!r}].data_uri); return img && img.complete && img.naturalWidth; }}"
+            ).json_value()
             assert width == png_width(workdir / path)
-            browser.screenshot(shots / f"{path.rsplit('/', 1)[1]}")
-        claims = browser.evaluate("atob(results['results/smoke/claims.md'].data_uri.split(',')[1])")
+            page.screenshot(path=shots / f"{path.rsplit('/', 1)[1]}")
+        claims = page.evaluate("atob(results['results/smoke/claims.md'].data_uri.split(',')[1])")
         assert "| id | claim | verdict |" in claims and "signal-unnormalized-doubles" in claims
-        browser.evaluate("app.showCategory('Claims'); true")
-        assert browser.wait_for("document.querySelector('#app').innerText.includes('claims.md')")
-        assert browser.errors == []
+        page.evaluate("() => app.showCategory('Claims')")
+        assert page.wait_for_function("document.querySelector('#app').innerText.includes('claims.md')").json_value()
+        assert errors == []
     print(f"report screenshots in {shots}")
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -93,10 +92,8 @@ def test_concurrent_threads_get_distinct_gpus(tmp_path):
 def test_waits_for_a_slot_and_times_out(tmp_path):
     held = [gpus.claim_gpu(gpu_count=2, lock_dir=tmp_path, environ={}) for _ in range(2)]
     try:
-        start = time.monotonic()
         with pytest.raises(TimeoutError):
             gpus.claim_gpu(gpu_count=2, lock_dir=tmp_path, environ={}, timeout=0.3, poll=0.05)
-        assert time.monotonic() - start >= 0.3
         held[0].release()
         environ = {}
         again = gpus.claim_gpu(gpu_count=2, lock_dir=tmp_path, environ=environ, timeout=5, poll=0.05)

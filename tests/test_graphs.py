@@ -91,31 +91,22 @@ def test_the_replayed_step_is_checked_for_host_reads():
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_graphed_trainer_reproduces_the_recorded_eager_engine_bit_for_bit(case, monkeypatch):
-    backends = []
-
-    def emulated(body, device, log):
-        backends.append(EmulatedGraphs())
-        return graphs.GraphedStep(body, backends[-1], log)
-
-    monkeypatch.setattr(trainer, "graphed_or_eager", emulated)
+def test_the_graphed_trainer_reproduces_the_recorded_eager_engine_bit_for_bit(case):
+    backend = EmulatedGraphs()
     cells, options = CASES[case]
-    got = record(cells, {**options, "cuda_graphs": True})
+    got = record(cells, {**options, "cuda_graphs": True}, graph_backend=backend)
     assert_repeats(case, got)
-    assert len(backends) == 1 and backends[0].events.count("capture") == 1
-    assert backends[0].events.count("replay") == got["step"] - graphs.GRAPH_WARMUP_STEPS
+    assert backend.events.count("capture") == 1
+    assert backend.events.count("replay") == got["step"] - graphs.GRAPH_WARMUP_STEPS
 
 
-def test_a_trainer_whose_capture_fails_trains_on_eagerly_to_the_same_numbers(monkeypatch):
+def test_a_trainer_whose_capture_fails_trains_on_eagerly_to_the_same_numbers():
     lines = []
-
-    def failing(body, device, log):
-        return graphs.GraphedStep(body, EmulatedGraphs(fail=RuntimeError("capture broke")), lambda line: (lines.append(line), log(line)))
-
-    monkeypatch.setattr(trainer, "graphed_or_eager", failing)
     cells, options = CASES["micro_batch_ghost_bn_dropout"]
-    assert_repeats("micro_batch_ghost_bn_dropout", record(cells, {**options, "cuda_graphs": True}))
-    assert lines == ["cuda_graphs: capturing the training step failed (RuntimeError: capture broke); training on eagerly"]
+    backend = EmulatedGraphs(fail=RuntimeError("capture broke"))
+    assert_repeats("micro_batch_ghost_bn_dropout", record(cells, {**options, "cuda_graphs": True}, graph_backend=backend, log=lines.append))
+    assert [line for line in lines if line.startswith("cuda_graphs")] == [
+        "cuda_graphs: capturing the training step failed (RuntimeError: capture broke); training on eagerly"]
 
 
 def test_on_the_cpu_the_option_changes_nothing_but_one_log_line():

@@ -1,9 +1,12 @@
 import pytest
+import yaml
 
-from skipinit import grid, vocab
+from skipinit import grid, profile, vocab
 
 CONFIG = {
+    "name": "grid-test",
     "dataset": "synthetic",
+    "data_source": "synthetic",
     "training": {"width": 2, "epochs": 3, "batch_size": 64},
     "experiments": {
         "depth": {
@@ -21,11 +24,17 @@ CONFIG = {
 }
 
 
-def test_cells_are_the_product_of_grid_and_models_and_shared_across_experiments():
-    per_experiment = grid.experiment_cells(CONFIG)
-    assert len(per_experiment["depth"]) == 2 * 2 * 2 * 2
-    assert "imagenet" not in per_experiment  # no imagenet.root configured
-    cells = grid.all_cells(CONFIG)
+@pytest.fixture
+def resolved(tmp_path):
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return profile.resolve([path], workdir=tmp_path)
+
+
+def test_cells_are_the_product_of_grid_and_models_and_shared_across_experiments(resolved):
+    assert len(resolved.experiments["depth"]) == 2 * 2 * 2 * 2
+    assert "imagenet" in resolved.planned and "imagenet" not in resolved.experiments  # no imagenet.root configured
+    cells = resolved.cells
     # depth-16 batchnorm at batch 64, lr 0.1, seed 0 appears in both experiments, once here
     assert len(cells) == 16 + 1
     cell = next(iter(cells.values()))
@@ -34,7 +43,7 @@ def test_cells_are_the_product_of_grid_and_models_and_shared_across_experiments(
 
 
 def test_cell_ids_are_readable_paths():
-    cell = grid.make_cell({"depth": 100, "width": 2, "variant": "skipinit", "alpha_init": "1/sqrt(d)", "batch_size": 64, "lr": 0.05, "seed": 2, "dropout": 0.2, "epochs": 200})
+    cell = grid.make_cell({"dataset": "synthetic", "depth": 100, "width": 2, "variant": "skipinit", "alpha_init": "1/sqrt(d)", "batch_size": 64, "lr": 0.05, "seed": 2, "dropout": 0.2, "epochs": 200})
     assert grid.cell_id(cell) == "synthetic/wrn-100-2/skipinit-aisqrtd-do0.2/b64-e200-wd0.0005-halving/lr0.05-s2"
     assert grid.model_label(cell) == "SkipInit (alpha=1/sqrt(d)) + dropout 0.2"
 
@@ -49,8 +58,8 @@ def test_settings_that_do_not_apply_are_normalized_away():
         vocab.canonical_alpha("sqrt(d)")
 
 
-def test_packs_group_lr_and_seed_sweeps():
-    cells = grid.all_cells(CONFIG)
+def test_packs_group_lr_and_seed_sweeps(resolved):
+    cells = resolved.cells
     packs = grid.packs(cells, pack_size=4)
     assert sum(len(members) for members in packs.values()) == len(cells)
     for key, members in packs.items():

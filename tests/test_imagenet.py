@@ -11,15 +11,15 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
-from conftest import kill_after_first_checkpoint
-from skipinit import cli, data
+from conftest import kill_in_second_epoch
+from skipinit import cli, data, profile
 from skipinit.data import imagenet
 from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
-from skipinit.config import ConfigError, check_config
 from skipinit.grid import make_cell
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
@@ -180,10 +180,10 @@ def test_resnet50_v2_trains_two_epochs_with_a_cifar_shaped_result(trained, name)
     assert state["fingerprint"]["image_size"] == SIZE and state["fingerprint"]["classes"] == 3
 
 
-def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder, trained, tmp_path, monkeypatch):
+def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder, trained, tmp_path):
     cells, expected, expected_state = trained["skipinit"]  # dropout too: its masks must be redrawn alike
     path = tmp_path / "ckpt.pt"
-    kill_after_first_checkpoint(monkeypatch, trainer, lambda: trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None))
+    kill_in_second_epoch(lambda log: trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=log))
     assert load_checkpoint(path)["epoch"] == 1
     lines = []
     results = trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lines.append)
@@ -248,11 +248,16 @@ CONFIG = {
 
 
 def test_config_check_refuses_mismatched_classes_and_packs_of_several_seeds(folder, tmp_path):
-    check_config({**copy.deepcopy(CONFIG), "imagenet": {"root": str(folder.root)}})
+    def resolve(**changes):
+        path = tmp_path / "profile.yaml"
+        path.write_text(yaml.safe_dump({**copy.deepcopy(CONFIG), **changes}))
+        return profile.resolve([path])
+
+    resolve(imagenet={"root": str(folder.root)})
     root = write_folder(tmp_path / "mismatch", counts=(("train", 1),))
     write_folder(root, classes=CLASSES[:2], counts=(("val", 1),))
-    with pytest.raises(ConfigError, match=r"^imagenet.root: train/ and val/ of .* have different class folders"):
-        check_config({**copy.deepcopy(CONFIG), "imagenet": {"root": str(root)}})
-    with pytest.raises(ConfigError, match="pack=4 puts ImageNet cells of different seeds into one job"):
-        check_config({**copy.deepcopy(CONFIG), "pack": 4, "imagenet": {"root": str(folder.root)}})
-    check_config({**copy.deepcopy(CONFIG), "pack": 2, "imagenet": {"root": str(folder.root)}})  # one seed's lrs per pack
+    with pytest.raises(profile.ProfileError, match=r"profile.yaml: imagenet.root: train/ and val/ of .* have different class folders"):
+        resolve(imagenet={"root": str(root)})
+    with pytest.raises(profile.ProfileError, match="pack=4 puts ImageNet cells of different seeds into one job"):
+        resolve(pack=4, imagenet={"root": str(folder.root)})
+    assert len(resolve(pack=2, imagenet={"root": str(folder.root)}).packs) == 2  # one seed's lrs per pack

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from skipinit import cost, grid, models, plan
+from skipinit import cost, grid, models, plan, profile
 
 # Leave-one-out on the committed H100 jobs (bench/THROUGHPUT.md, README): median 10.4%, worst 21.4%.
 LOO_MEDIAN_BOUND, LOO_WORST_BOUND = 0.12, 0.25
@@ -68,14 +69,17 @@ def test_unmeasured_device_classes():
         cost.fit(rows, "tpu")
 
 
+def resolved(name: str, overrides: dict | None = None):
+    return profile.resolve([REPO / "config" / f"{name}.yaml"], overrides, data=False)
+
+
 def smoke_config():
-    return plan.load_profile(REPO / "config" / "smoke.yaml")
+    return resolved("smoke").config
 
 
 def test_runtime_minutes_is_the_prediction_times_safety_within_the_bounds():
-    config = plan.load_profile(REPO / "config" / "paper.yaml")
-    config["resources"].update(train_runtime_min=60, train_runtime_max=600, train_runtime_safety=2.0)
-    packs = grid.packs(grid.all_cells(config), 1)
+    paper = resolved("paper", {"resources": {"train_runtime_min": 60, "train_runtime_max": 600, "train_runtime_safety": 2.0}})
+    config, packs = paper.config, paper.packs
     seen = set()
     for cells in packs.values():
         predicted = plan.pack_seconds(cells, config)
@@ -104,12 +108,12 @@ def test_makespan_schedules_longest_first():
 
 
 def test_paper_plan_counts_every_job_once_in_the_total(tmp_path):
-    config = plan.load_profile(REPO / "config" / "paper.yaml")
-    rows = {row["experiment"]: row for row in plan.summarize(config, gpus=8)}
-    table, experiments = plan.jobs(config)
-    planned = plan.planned_config(config)
-    assert rows["total"]["jobs"] == len(table) == len(grid.packs(grid.all_cells(planned), planned["pack"]))
-    assert rows["total"]["cells"] == len(grid.all_cells(planned))
+    paper = resolved("paper")
+    rows = {row["experiment"]: row for row in plan.summarize(paper, gpus=8)}
+    table, experiments = plan.jobs(paper)
+    planned = grid.unique_cells(paper.planned)  # ImageNet's cells too, though no imagenet.root is set
+    assert rows["total"]["jobs"] == len(table) == len(grid.packs(planned, paper.config["pack"]))
+    assert rows["total"]["cells"] == len(planned) > len(paper.cells)
     assert rows["total"]["gpu_hours"] == pytest.approx(sum(job.seconds for job in table.values()) / 3600)
     # Shared jobs (batch norm at batch 64 serves two studies) count in each experiment, once in the total.
     assert sum(rows[name]["jobs"] for name in experiments) > rows["total"]["jobs"]
@@ -147,11 +151,11 @@ def test_plan_command_prints_and_writes_the_table(tmp_path):
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
     assert [row["experiment"] for row in rows] == ["depth", "total"]
-    assert int(rows[-1]["jobs"]) == len(grid.packs(grid.all_cells(smoke_config()), 1))
+    assert int(rows[-1]["jobs"]) == len(resolved("smoke").packs)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile", "config/nothing.yaml"], "--profile config/nothing.yaml: cannot read it"),
+    (["--profile", "config/nothing.yaml"], "--profile config/nothing.yaml: cannot be read"),
     (["--profile", "config/smoke.yaml", "--device-class", "tpu"], "device_class='tpu' has no measurements"),
     (["--profile", "config/smoke.yaml", "--gpus", "0"], "--gpus 0: give at least 1"),
 ])
@@ -174,10 +178,20 @@ def test_bench_appends_measurements_the_model_reads(tmp_path):
 
 
 def test_limits_say_which_jobs_continue_across_attempts():
-    config = plan.load_profile(REPO / "config" / "paper.yaml")
-    lines = plan.limits(config, retries=2)
+    paper = resolved("paper")
+    lines = plan.limits(paper, retries=2)
     assert any("continues from its epoch checkpoint" in line for line in lines), lines  # WRN-1000-2 beyond a day
     assert not any(line.startswith("warning") for line in lines), lines  # the profile's retries suffice
-    assert any("raise --retries" in line for line in plan.limits(config, retries=0))
-    config["resources"]["train_runtime_max"] = 5  # shorter than a WRN-1000-2 epoch
-    assert any("longer per epoch than their time limit" in line for line in plan.limits(config, retries=2))
+    assert any("raise --retries" in line for line in plan.limits(paper, retries=0))
+    short = resolved("paper", {"resources": {"train_runtime_max": 5}})  # shorter than a WRN-1000-2 epoch
+    assert any("longer per epoch than their time limit" in line for line in plan.limits(short, retries=2))
+
+
+def test_the_readme_states_the_paper_grid_as_the_plan_counts_it():
+    """The paper grid's size is the plan's: the README quotes it, and no other document states one."""
+    paper = resolved("paper")
+    rows = {row["experiment"]: row for row in plan.summarize(paper, gpus=8)}
+    imagenet = rows["imagenet"]["jobs"]
+    stated = f"{rows['total']['jobs']:,} jobs ({rows['total']['jobs'] - imagenet:,} CIFAR-10 and {imagenet} ImageNet)"
+    assert stated in " ".join((REPO / "README.md").read_text().split())
+    assert not re.search(r"\d,\d{3} (training )?runs", (REPO / "config" / "paper.yaml").read_text())

@@ -2,16 +2,15 @@
 
 import errno
 import os
+import resource
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 
-from conftest import copy_workflow, snakemake
-from skipinit import cli
+from conftest import REPO, copy_workflow, snakemake
 
 METRICS = ["cell_id", "status", "diverged", "diverged_step", "test_acc", "test_loss", "train_loss", "train_acc", "epochs_completed", "steps"]
 
@@ -25,18 +24,13 @@ def test_kill_then_rerun_keeps_finished_cells_and_resumes_the_rest(tmp_path, smo
     workdir = copy_workflow(tmp_path)
     cells = workdir / "results" / "smoke" / "cells"
     checkpoints = workdir / "results" / "smoke" / "checkpoints"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"],
-        cwd=workdir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    # The second training job kills the whole run with SIGKILL in its epoch 2 (tests/kill_hook).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "kill_hook"), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/smoke.yaml"],
+        cwd=workdir, start_new_session=True, capture_output=True, env=env, timeout=900,
     )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and run.poll() is None:
-        if any(cells.rglob("result.json")) and any(checkpoints.rglob("*.pt")):
-            break
-        time.sleep(0.02)
-    assert run.poll() is None, "the run ended before a cell was caught mid-training"
-    os.killpg(run.pid, signal.SIGKILL)  # the whole process tree, as a preemption would
-    run.wait()
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     finished = {path: (path.read_text(), path.stat().st_mtime_ns) for path in cells.rglob("result.json")}
     interrupted = [str(path.relative_to(checkpoints))[: -len(".pt")] for path in checkpoints.rglob("*.pt")]
     assert finished and interrupted
@@ -64,17 +58,23 @@ def test_unwritable_results_folder_is_one_clear_error(tmp_path):
     assert "cannot write to results/smoke/" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
-def test_full_disk_during_a_command_is_one_clear_error(tmp_path, monkeypatch, code):
-    def disk_full(*args, **kwargs):
-        raise OSError(code, os.strerror(code), str(tmp_path / "out.npz"))
+def limit_file_size():
+    """In the child: files may not grow beyond 64 KiB, and a write past that fails (Python ignores SIGXFSZ)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
 
-    monkeypatch.setattr("skipinit.data.save_canonical", disk_full)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["prepare-data", "--source", "synthetic", "--name", "synthetic", "--out", str(tmp_path / "out.npz")])
-    message = str(exit_info.value)
-    assert message.startswith(f"error: cannot write {tmp_path / 'out.npz'}: {os.strerror(code)}")
-    assert "rerun the same command" in message
+
+def test_full_disk_during_a_command_is_one_clear_error(tmp_path):
+    """A real failed write (the file-size limit stops it as a full disk would): one line, no partial file."""
+    out = tmp_path / "out.npz"
+    command = [sys.executable, "-m", "skipinit", "prepare-data", "--source", "synthetic", "--name", "synthetic", "--out", str(out),
+               "--no-download", "--synthetic-train-size", "512", "--synthetic-test-size", "256", "--synthetic-seed", "0"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONDONTWRITEBYTECODE": "1"})
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: cannot write {out}: {os.strerror(errno.EFBIG)}"), result.stderr
+    assert "rerun the same command" in message and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # the atomic write left nothing half-written
 
 
 def test_bad_config_is_refused_under_dry_run_before_any_job(tmp_path):

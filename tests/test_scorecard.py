@@ -1,4 +1,6 @@
-"""The scorecard: every claim of config/claims.yaml against the committed result sets, judged from their Parquet files."""
+"""The scorecard: every claim of config/claims.yaml against the committed result sets, as their claims.json judged it."""
+
+import json
 
 import pytest
 
@@ -8,13 +10,13 @@ from skipinit.claims import load_spec
 from skipinit.report import scorecard
 
 CLAIMS_FILE = REPO / "config" / "claims.yaml"
-REFERENCES = [REPO / "results" / "reference" / "default", REPO / "results" / "reference" / "gpu"]
+REFERENCES = [REPO / "results" / "reference" / name / "claims.json" for name in ("default", "gpu")]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("card") / "scorecard.md"
-    written = scorecard.write([*REFERENCES, REFERENCES[0]], CLAIMS_FILE, out)  # a folder passed twice is one column
+    written = scorecard.write([*REFERENCES, REFERENCES[0]], CLAIMS_FILE, out)  # a file passed twice is one column
     rows, columns = scorecard.build(REFERENCES, CLAIMS_FILE, out)
     return out, written, rows, columns
 
@@ -56,11 +58,29 @@ def test_gpu_reference_without_runs_parquet_is_listed_as_not_run(built):
     assert "no runs.parquet (13 trained pack(s) under cells/" in columns[1]["note"]
     run_claims = [claim_id for claim_id in gpu if not claim_id.startswith("signal-")]
     assert all(gpu[claim_id]["verdict"] == "not_run" for claim_id in run_claims)
-    assert "no runs.parquet in" in gpu["depth-unnormalized-fails"]["key"]
+    assert "no runs.parquet at" in gpu["depth-unnormalized-fails"]["key"]
     assert gpu["signal-bn-skip-linear"]["verdict"] == "reproduced"  # its signal study is complete
     assert gpu["signal-bn-skip-linear"]["link"].endswith("reference/gpu/figures/signal_propagation.png")
 
 
-def test_a_folder_without_results_is_refused_with_one_line(tmp_path):
-    with pytest.raises(SystemExit, match=f"results folder {tmp_path}: no runs.parquet, signal.parquet or cells/"):
-        cli.main(["scorecard", "--results", str(tmp_path), "--out", str(tmp_path / "card.md")])
+def test_the_scorecard_shows_the_verdicts_of_claims_json_and_judges_nothing(tmp_path):
+    """A verdict in claims.json is what the page shows: the scorecard reads it, it does not judge the Parquet again."""
+    entries = json.loads(REFERENCES[0].read_text())
+    entries[0] = {**entries[0], "verdict": "not_reproduced", "evidence": {**entries[0]["evidence"], "reason": "edited by the test"}}
+    (tmp_path / "claims.json").write_text(json.dumps(entries[:-1]))  # and one claim missing: judged by an older claims file
+    rows, _ = scorecard.build([tmp_path / "claims.json"], CLAIMS_FILE, tmp_path / "card.md")
+    cells = {row["id"]: row["cells"][0] for row in rows}
+    assert cells[entries[0]["id"]]["verdict"] == "not_reproduced" and cells[entries[0]["id"]]["key"] == "edited by the test"
+    assert cells[entries[-1]["id"]]["verdict"] == "not_run" and "older claims file" in cells[entries[-1]["id"]]["key"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such claims file"),
+    ("[{\"id\": 1}]", "is not a claims.json of this package"),
+])
+def test_a_missing_or_foreign_claims_file_is_refused_with_one_line(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "claims.json").write_text(content)
+    with pytest.raises(SystemExit, match=message) as refused:
+        cli.main(["scorecard", "--claims", str(tmp_path / "claims.json"), "--out", str(tmp_path / "card.md")])
+    assert len(str(refused.value).splitlines()) == 1 and not (tmp_path / "card.md").exists()

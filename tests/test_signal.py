@@ -96,6 +96,6 @@ def test_study_and_plot(tmp_path):
     assert set(frame["model"]) == set(MODELS) and set(frame["seed"]) == {0, 1}
     assert len(frame) == 2 * (2 * 4 + 3 * 3)
     png, pdf = tmp_path / "figures" / "signal.png", tmp_path / "figures" / "signal.pdf"
-    plot(frame, png, pdf)
+    plot(frame, "signal-test", png, pdf)
     assert png.read_bytes().startswith(b"\x89PNG") and pdf.read_bytes().startswith(b"%PDF")
     assert sorted(p.name for p in png.parent.iterdir()) == ["signal.pdf", "signal.png"]

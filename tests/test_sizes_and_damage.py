@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow
-from skipinit import cli, data
-from skipinit.config import ConfigError, check_config, size_problem, size_requirements
+from skipinit import cli, data, manifest, profile
+from skipinit.config import size_problem, size_requirements
 from skipinit.engine import trainer
 from skipinit.engine.options import EngineOptions
-from skipinit.grid import cell_id, experiment_cells
+from skipinit.grid import cell_id
 from skipinit.report import aggregate
 from skipinit.vocab import CELL_KEYS
 from test_profiles import SMOKE, refusal, smoke_with
@@ -58,8 +58,8 @@ def test_a_ghost_batch_that_does_not_divide_the_batch_is_refused(workdir):
     assert "ghost_batch_size=12 does not divide batch_size=32; choose a divisor of 32, or 0 for plain batch norm" in line
 
 
-def canonical_profile(tmp_path, **training) -> dict:
-    """A profile on a prepared canonical file of 200 train and 50 test images, as Snakemake would validate it."""
+def canonical_profile(tmp_path, data_checked: bool = True, **training) -> profile.Resolved:
+    """A profile on a prepared canonical file of 200 train and 50 test images, resolved as the workflow resolves it."""
     config = yaml.safe_load(smoke_with(dataset="tiny", data_source="synthetic", training={**SMOKE["training"], **training}))
     config["data_source"] = "cifar10"  # not synthetic: the size comes from the prepared file alone
     config["data_path"] = str(tmp_path)
@@ -68,28 +68,30 @@ def canonical_profile(tmp_path, **training) -> dict:
     prepared.parent.mkdir(parents=True, exist_ok=True)
     if not prepared.exists():
         data.save_canonical(data.synthetic(train_size=200, test_size=50, seed=1), prepared)
-    return config
+    path = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return profile.resolve([path], workdir=tmp_path, data=data_checked)
 
 
 def test_a_prepared_canonical_file_judges_the_sizes_from_its_header(tmp_path):
-    with pytest.raises(ConfigError, match="train_subset=300 exceeds the 200 training images of tiny"):
-        check_config(canonical_profile(tmp_path, train_subset=300), tmp_path)
-    check_config(canonical_profile(tmp_path, train_subset=160), tmp_path)  # fits: no error
+    with pytest.raises(profile.ProfileError, match="train_subset=300 exceeds the 200 training images of tiny"):
+        canonical_profile(tmp_path, train_subset=300)
+    canonical_profile(tmp_path, train_subset=160)  # fits: no error
 
 
 def test_the_check_sizes_job_refuses_in_one_line_and_keeps_the_dataset(tmp_path):
     """Where the size is not known at plan time: the job after data preparation, before any training."""
-    config = canonical_profile(tmp_path, batch_size=256)
     prepared = tmp_path / "resources" / "datasets" / "tiny.npz"
+    experiments = canonical_profile(tmp_path, data_checked=False, batch_size=256).experiments  # as before the file exists
     marker = tmp_path / "sizes.ok"
-    requirements = json.dumps(size_requirements(config))
+    requirements = json.dumps(size_requirements(experiments))
     with pytest.raises(SystemExit, match=r"^error: experiments.depth: batch_size=256 exceeds the 200 training images"):
         cli.main(["check-sizes", "--dataset", str(prepared), "--name", "tiny", "--requirements", requirements, "--out", str(marker)])
     assert prepared.exists() and not marker.exists()
-    fitting = json.dumps(size_requirements(canonical_profile(tmp_path, batch_size=32)))
+    fitting = json.dumps(size_requirements(canonical_profile(tmp_path, batch_size=32).experiments))
     cli.main(["check-sizes", "--dataset", str(prepared), "--name", "tiny", "--requirements", fitting, "--out", str(marker)])
     assert marker.exists()
-    assert size_problem(size_requirements(config), 256, 50, "tiny") is None
+    assert size_problem(size_requirements(experiments), 256, 50, "tiny") is None
 
 
 # --- damaged results -----------------------------------------------------------------------------------
@@ -98,28 +100,32 @@ def test_the_check_sizes_job_refuses_in_one_line_and_keeps_the_dataset(tmp_path)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The smoke profile's depth-10 cells, trained for real and laid out as the workflow lays them out."""
-    plan = {key: SMOKE[key] for key in ("dataset", "training", "experiments")}
+    smoke = profile.resolve([REPO / "config" / "smoke.yaml"])
+    content = smoke.manifest()
     folder = tmp_path_factory.mktemp("cells")
+    (folder / "manifest.json").write_text(json.dumps(content))
     dataset = data.synthetic(train_size=256, test_size=128, seed=0)
     paths = []
-    for cell in [c for c in experiment_cells(plan)["depth"] if c["depth"] == 10]:
+    for cell in [c for c in smoke.experiments["depth"] if c["depth"] == 10]:
         rows = trainer.train_pack([cell], dataset, DETERMINISTIC, log=lambda line: None)
         path = folder / "cells" / cell_id(cell) / "result.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(rows))
         paths.append(path)
-    return plan, paths
+    return content, paths
 
 
 def copy_cells(trained, tmp_path):
-    plan, paths = trained
+    content, paths = trained
     shutil.copytree(paths[0].parents[5], tmp_path / "cells")
-    return plan, [tmp_path / path.relative_to(paths[0].parents[5].parent) for path in paths]
+    (tmp_path / "manifest.json").write_text(json.dumps(content))
+    return content, [tmp_path / path.relative_to(paths[0].parents[5].parent) for path in paths]
 
 
 def test_curves_carry_each_cells_settings_exactly_as_runs(trained):
-    plan, paths = trained
-    runs, curves = aggregate.collect(paths, plan)
+    content, paths = trained
+    runs, curves = aggregate.collect(paths, content)
+    assert all(list(names) == ["depth"] for names in runs["experiments"])  # membership: the manifest's
     shared = [*CELL_KEYS, "net", "model", "label"]  # every cell setting and identity column both files carry
     assert set(shared) <= set(curves.columns) and "lr_now" in curves.columns
     merged = curves.merge(runs[["cell_id", *shared]], on="cell_id", suffixes=("", "_run"))
@@ -135,12 +141,12 @@ def test_curves_carry_each_cells_settings_exactly_as_runs(trained):
     (lambda text: "{}", "not a list of results"),
 ])
 def test_a_damaged_result_is_named_moved_aside_and_the_rest_kept(trained, tmp_path, damage, reason):
-    plan, paths = copy_cells(trained, tmp_path)
+    _, paths = copy_cells(trained, tmp_path)
     paths[1].write_text(damage(paths[1].read_text()))
     kept = {path: path.read_text() for path in (paths[0], *paths[2:])}
     with pytest.raises(SystemExit) as refused:
         cli.main(["aggregate", *map(str, paths), "--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
-                  "--plan", json.dumps(plan)])
+                  "--manifest", str(tmp_path / "manifest.json")])
     message = str(refused.value)
     assert message.startswith(f"error: {paths[1]} ") and reason in message and "rerun the same command" in message
     assert len(message.splitlines()) == 1 and not paths[1].exists() and paths[1].with_name("result.json.damaged").exists()
@@ -148,10 +154,19 @@ def test_a_damaged_result_is_named_moved_aside_and_the_rest_kept(trained, tmp_pa
 
 
 def test_a_result_of_other_cells_is_refused_as_foreign(trained, tmp_path):
-    plan, paths = copy_cells(trained, tmp_path)
+    content, paths = copy_cells(trained, tmp_path)
     paths[0].write_text(paths[1].read_text())  # another pack's cells in this pack's folder
     with pytest.raises(aggregate.DamagedResults, match="not the ones its folder names"):
-        aggregate.collect(paths, plan)
+        aggregate.collect(paths, content)
+
+
+def test_a_damaged_manifest_is_refused_in_one_line(trained, tmp_path):
+    _, paths = copy_cells(trained, tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "smoke"}))
+    with pytest.raises(SystemExit, match=r"^error: .*manifest.json lacks profile_files, overrides, experiments, packs, config"):
+        cli.main(["aggregate", *map(str, paths), "--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
+                  "--manifest", str(tmp_path / "manifest.json")])
+    assert manifest.KEYS[0] == "name" and all(path.exists() for path in paths)
 
 
 @pytest.mark.parametrize("name", ["runs.parquet", "curves.parquet"])
@@ -166,4 +181,6 @@ def test_a_damaged_parquet_is_refused_before_any_report(tmp_path, name):
     assert not (tmp_path / "figures").exists() and not (tmp_path / "claims.json").exists()
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / name)  # another file under the name
     with pytest.raises(SystemExit, match=rf"^error: {tmp_path / name} lacks the columns cell_id"):
-        cli.main(["scorecard", "--results", str(tmp_path), "--out", str(tmp_path / "card.md")])
+        cli.main(["claims", "--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
+                  "--claims-config", str(REPO / "config" / "claims.yaml"), "--json", str(tmp_path / "c.json"), "--md", str(tmp_path / "c.md")])
+    assert not (tmp_path / "c.json").exists()

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow
-from skipinit import grid, plan
+from skipinit import plan
+from skipinit.profile import resolve
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -104,8 +105,8 @@ def default_partition() -> str:
 
 def smoke_runtime() -> int:
     """The planned SLURM minutes of a smoke cell (all alike: the floor)."""
-    config = plan.load_profile(REPO / "config" / "smoke.yaml")
-    minutes = {plan.runtime_minutes(cells, config) for cells in grid.packs(grid.all_cells(config), config["pack"]).values()}
+    smoke = resolve([REPO / "config" / "smoke.yaml"], data=False)
+    minutes = {plan.runtime_minutes(cells, smoke.config) for cells in smoke.packs.values()}
     assert len(minutes) == 1, minutes
     return minutes.pop()
 
@@ -226,9 +227,8 @@ def test_training_jobs_get_the_time_limits_of_the_plan(cluster, tmp_path):
     workdir = copy_workflow(tmp_path)
     profile = workdir / "config" / "runtimes.yaml"
     profile.write_text(yaml.safe_dump(RUNTIME_PROFILE))
-    config = plan.load_profile(profile)
-    packs = grid.packs(grid.all_cells(config), config["pack"])
-    planned = {key: plan.runtime_minutes(cells, config) for key, cells in packs.items()}
+    resolved = resolve([profile], data=False)
+    planned = {key: plan.runtime_minutes(cells, resolved.config) for key, cells in resolved.packs.items()}
     assert len(planned) == 2 and len(set(planned.values())) == 2, planned  # different costs, different limits
 
     command, env = slurm_command("--until", "train", "--jobs", "2", "--retries", "0", "--verbose", *no_gpu_overrides())

@@ -51,11 +51,13 @@ def digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().contiguous().numpy().tobytes()).hexdigest()
 
 
-def record(cells: list[dict], options: dict) -> dict:
+def record(cells: list[dict], options: dict, graph_backend=None, log=lambda line: None) -> dict:
+    """A deterministic run's digest; `graph_backend` stands in for CUDA graphs (tests/test_graphs.py)."""
     dataset = data.synthetic(train_size=320, test_size=200, num_classes=10, seed=0)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "pack.pt"
-        results = trainer.train_pack(cells, dataset, EngineOptions(**OPTIONS, **options), checkpoint=checkpoint, log=lambda line: None)
+        results = trainer.train_pack(cells, dataset, EngineOptions(**OPTIONS, **options), checkpoint=checkpoint, log=log,
+                                     graph_backend=graph_backend)
         state = load_checkpoint(checkpoint)
     return {
         "params": digest(state["params"]), "momentum": digest(state["momentum"]),

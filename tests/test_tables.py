@@ -12,7 +12,8 @@ import pytest
 
 from conftest import REPO
 from skipinit import cli, grid, runtable, vocab
-from skipinit.report import aggregate, figures, tables
+from skipinit.report import aggregate, figures, style, tables
+from skipinit.runtable import write_parquet
 from skipinit.claims import VERDICTS
 
 
@@ -158,7 +159,7 @@ def batch_runs() -> pd.DataFrame:
 
 def test_batch_size_figure_has_accuracy_and_best_lr_panels():
     runs = batch_runs()
-    figure = figures.plot_experiment(runs, curves_of(runs), "batch_size", "batch_size")
+    figure = figures.plot_experiment(runs, curves_of(runs), "batch_size", "batch_size", PROFILE)
     accuracy, best_lr = figure.axes[:2]
     assert accuracy.get_xlabel() == "batch size" and "accuracy" in accuracy.get_ylabel()
     assert best_lr.get_ylabel() == "best learning rate"
@@ -170,7 +171,7 @@ def test_batch_size_figure_has_accuracy_and_best_lr_panels():
 
 def test_depth_figure_draws_accuracy_against_depth_and_curves():
     runs = depth_runs()
-    figure = figures.plot_experiment(runs, curves_of(runs), "depth", "depth")
+    figure = figures.plot_experiment(runs, curves_of(runs), "depth", "depth", PROFILE)
     accuracy, curves = figure.axes[:2]
     assert accuracy.get_xlabel() == "depth (layers)"
     assert curves.get_ylabel() == "test accuracy (%)" and curves.get_lines()
@@ -210,11 +211,12 @@ def signal_frame() -> pd.DataFrame:
 
 def write_results(folder, runs: pd.DataFrame, experiments: dict, signal: pd.DataFrame | None = None) -> None:
     """A results folder as the workflow leaves it: runs/curves Parquet with their metadata (and signal.parquet)."""
-    aggregate.write(runs, curves_of(runs), folder / "runs.parquet", folder / "curves.parquet", experiments)
+    aggregate.write(runs, curves_of(runs), folder / "runs.parquet", folder / "curves.parquet", PROFILE, experiments)
     if signal is not None:
-        signal.to_parquet(folder / "signal.parquet", index=False)
+        write_parquet(signal, folder / "signal.parquet", PROFILE)
 
 
+PROFILE = "hand-made"
 EXPERIMENTS = {
     "depth": {"kind": "depth", "description": "hand-made"},
     "batch_size": {"kind": "batch_size", "description": "hand-made"},
@@ -237,7 +239,7 @@ def test_report_rebuilds_figures_tables_and_claims_from_parquet_alone(tmp_path):
     ]
     subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
     expected = [
-        f"figures/{name}.{ext}" for name in (*EXPERIMENTS, "signal_propagation") for ext in figures.FIGURE_FORMATS
+        f"figures/{name}.{ext}" for name in (*EXPERIMENTS, "signal_propagation") for ext in style.FIGURE_FORMATS
     ]
     expected += [f"tables/{name}.{ext}" for name in EXPERIMENTS for ext in tables.TABLE_FORMATS] + [
         "claims.json",
@@ -252,10 +254,12 @@ def test_report_rebuilds_figures_tables_and_claims_from_parquet_alone(tmp_path):
 
 
 def test_experiment_figures_leave_the_signal_figure_to_the_signal_rule(tmp_path):
-    """The figure rule's `report --only figures` writes only its declared outputs; `--only signal` redraws Figure 2."""
+    """The figure rule's command writes only the outputs it is given; `report --only signal` redraws Figure 2."""
     write_results(tmp_path, depth_runs(), {"depth": EXPERIMENTS["depth"]}, signal_frame())
-    cli.main(["report", "--results", str(tmp_path), "--only", "figures", "--experiment", "depth"])
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["depth.pdf", "depth.png"]
+    out = tmp_path / "elsewhere"
+    cli.main(["figure", "--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
+              "--experiment", "depth", "--png", str(out / "a.png"), "--pdf", str(out / "b.pdf")])
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.pdf"] and not (tmp_path / "figures").exists()
     cli.main(["report", "--results", str(tmp_path), "--only", "signal"])
     assert (tmp_path / "figures" / "signal_propagation.png").stat().st_size > 0
     assert (tmp_path / "figures" / "signal_propagation.pdf").stat().st_size > 0

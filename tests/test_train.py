@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from conftest import kill_after_first_checkpoint
+from conftest import kill_in_second_epoch
 from skipinit import data
 from skipinit.data import batches, ondevice
 from skipinit.engine import members, schedule, sgd, trainer
@@ -145,25 +145,21 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
     assert_params_close(member_params(tmp_path / "engine.pt", 0), {n: p.detach() for n, p in named.items()}, tolerance=1e-5)
 
 
-def test_channel_packing_refuses_a_model_it_would_get_wrong(monkeypatch):
+def test_channel_packing_refuses_a_model_it_would_get_wrong():
     """A container that mixes channels fails the construction-time check; vmap takes over."""
-    real_build = members.build_model
 
     class ChannelMixer(torch.nn.Module):
         def forward(self, x):
             return x + x.mean(dim=1, keepdim=True)  # couples every member's channels when stacked
 
     def build_with_mixer(cell, num_classes):
-        model = real_build(cell, num_classes)
+        model = members.build_model(cell, num_classes)
         model.stem = torch.nn.Sequential(model.stem, ChannelMixer())
         return model
 
-    monkeypatch.setattr(members, "build_model", build_with_mixer)
     lines = []
-    packed = members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC, log=lines.append)
+    packed = members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC, log=lines.append, build=build_with_mixer)
     assert packed.mode == "vmap" and any("packing unavailable" in line for line in lines)
-    assert members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC).mode == "vmap"
-    monkeypatch.setattr(members, "build_model", real_build)
     assert members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC).mode == "channels"
 
 
@@ -247,9 +243,9 @@ def uninterrupted(small, tmp_path_factory):
     return cells, run(cells, small, path), load_checkpoint(path)
 
 
-def interrupted_checkpoint(cells, dataset, path, monkeypatch):
+def interrupted_checkpoint(cells, dataset, path):
     """Run until the first checkpoint is on disk, then 'kill' the process."""
-    kill_after_first_checkpoint(monkeypatch, trainer, lambda: run(cells, dataset, path))
+    kill_in_second_epoch(lambda log: trainer.train_pack(cells, dataset, DETERMINISTIC, checkpoint=path, log=log))
     assert load_checkpoint(path)["epoch"] == 1
 
 
@@ -265,10 +261,10 @@ def assert_identical(results, expected, state, expected_state):
         assert torch.equal(state["buffers"][name], value), name
 
 
-def test_resume_after_a_kill_is_bit_identical_to_an_uninterrupted_run(small, uninterrupted, tmp_path, monkeypatch):
+def test_resume_after_a_kill_is_bit_identical_to_an_uninterrupted_run(small, uninterrupted, tmp_path):
     cells, expected, expected_state = uninterrupted
     path = tmp_path / "ckpt.pt"
-    interrupted_checkpoint(cells, small, path, monkeypatch)
+    interrupted_checkpoint(cells, small, path)
     lines = []
     results = run(cells, small, path, lines=lines)
     assert any("resuming from checkpoint" in line and "epoch 1/3" in line for line in lines)
@@ -276,10 +272,10 @@ def test_resume_after_a_kill_is_bit_identical_to_an_uninterrupted_run(small, uni
     assert_identical(results, expected, load_checkpoint(path), expected_state)
 
 
-def test_corrupt_checkpoint_is_reported_and_training_restarts_from_scratch(small, uninterrupted, tmp_path, monkeypatch):
+def test_corrupt_checkpoint_is_reported_and_training_restarts_from_scratch(small, uninterrupted, tmp_path):
     cells, expected, expected_state = uninterrupted
     path = tmp_path / "ckpt.pt"
-    interrupted_checkpoint(cells, small, path, monkeypatch)
+    interrupted_checkpoint(cells, small, path)
     blob = bytearray(path.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     path.write_bytes(bytes(blob))
@@ -324,18 +320,15 @@ def test_deterministic_cpu_runs_repeat_bit_for_bit(small):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset, monkeypatch):
-    def out_of_memory(self, x, y):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(trainer.PackTrainer, "step", out_of_memory)
+def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset):
+    """A real allocation failure: width 4000 asks the CPU allocator for ~150 GB for one convolution's weights."""
     lines = []
-    cells = [cell(lr=0.1), cell(lr=0.2)]
+    cells = [cell(lr=0.1, width=4000), cell(lr=0.2, width=4000)]
     results = run(cells, dataset, lines=lines)
     assert [r["status"] for r in results] == ["failed", "failed"]
     for result, c in zip(results, cells):
         assert result["lr"] == c["lr"] and result["diverged"] is False and result["test_acc"] is None
-        assert "out of memory" in result["error"] and "pack:" in result["error"] and "ghost_batch_size" in result["error"]
+        assert "can't allocate memory" in result["error"] and "pack:" in result["error"] and "ghost_batch_size" in result["error"]
     assert any("failed" in line for line in lines)
 
 

@@ -119,3 +119,18 @@ def test_smoke_runs_equal_the_committed_fixture(smoke_run):
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
     assert_repeats_a_record(produced, records, equal, close, show)
+
+
+def test_a_dry_run_writes_nothing(tmp_path):
+    """`snakemake -n` on a fresh copy: the workflow writes no file (no results/, resources/, manifest); only
+    Snakemake's own bookkeeping folder .snakemake/ (git-ignored) appears, as with any Snakemake call."""
+    from conftest import copy_workflow
+
+    (tmp_path / "repo").mkdir()
+    workdir = copy_workflow(tmp_path / "repo")
+    before = {path.relative_to(workdir) for path in workdir.rglob("*")}
+    result = snakemake("-n", "--cores", "1", "--configfile", "config/smoke.yaml", cwd=workdir)
+    assert "manifest" in result.stdout and "train" in result.stdout  # it did plan the whole DAG
+    new = {path.relative_to(workdir) for path in workdir.rglob("*")} - before
+    assert all(path.parts[0] == ".snakemake" for path in new if "__pycache__" not in path.parts), sorted(new)
+    assert "/.snakemake/" in (REPO / ".gitignore").read_text().split()

@@ -14,10 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
+from skipinit import schema
 from skipinit.fileio import IntegrityError
 
 log = logging.getLogger("skipinit")
-STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
 REPORT_PARTS = ("figures", "tables", "claims", "signal")  # signal: redraw Figure 2 where missing or stale
 
 
@@ -71,7 +72,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_signal(args: argparse.Namespace) -> None:
     from skipinit import data
-    from skipinit.fileio import atomic_path
     from skipinit.signal.measure import study
     from skipinit.signal.plot import plot
 
@@ -86,59 +86,101 @@ def cmd_signal(args: argparse.Namespace) -> None:
         log.info("signal: %s at depth %d, seeds %s done", model, depth, args.seeds)
     import pandas as pd
 
+    from skipinit.runtable import write_parquet
+
     frame = pd.concat(frames, ignore_index=True)
-    with atomic_path(args.out) as tmp:
-        frame.to_parquet(tmp, index=False)
-    plot(frame, args.figure_png, args.figure_pdf)
+    write_parquet(frame, args.out, args.profile)
+    plot(frame, args.profile, args.figure_png, args.figure_pdf)
+
+
+def cmd_manifest(args: argparse.Namespace) -> None:
+    from skipinit import profile
+    from skipinit.fileio import write_json
+
+    try:
+        resolved = profile.resolve(args.profiles, json.loads(args.overrides))
+    except profile.ProfileError as error:
+        raise SystemExit(f"error: {error}") from None
+    write_json(args.out, resolved.manifest())
+    log.info("manifest of profile %s: %d experiments, %d cells in %d jobs", resolved.name, len(resolved.experiments),
+             len(resolved.cells), len(resolved.packs))
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
+    from skipinit import manifest
     from skipinit.report import aggregate
 
-    plan = json.loads(args.plan)
     try:
-        runs, curves = aggregate.collect(args.inputs, plan)
-    except aggregate.DamagedResults as error:
+        content = manifest.read(args.manifest)
+        runs, curves = aggregate.collect(args.inputs, content)
+    except (manifest.ManifestError, aggregate.DamagedResults) as error:
         raise SystemExit(f"error: {error}") from None
-    aggregate.write(runs, curves, args.runs, args.curves, aggregate.experiment_meta(plan))
+    aggregate.write(runs, curves, args.runs, args.curves, content[manifest.NAME], manifest.experiment_meta(content))
     log.info("aggregated %d runs (%d diverged) into %s", len(runs), int(runs["diverged"].sum()) if len(runs) else 0, args.runs)
 
 
-def check_parquet_files(folders: list) -> None:
-    """Each folder's runs.parquet and curves.parquet, where present, readable and ours: else one line naming the file."""
+def check_parquet_files(paths: list) -> None:
+    """Each runs.parquet or curves.parquet, where present, readable and ours: else one line naming the file."""
     from skipinit.report import aggregate
 
-    for folder in folders:
-        for name in ("runs.parquet", "curves.parquet"):
-            if (Path(folder) / name).exists():
-                try:
-                    aggregate.read_parquet(Path(folder) / name)
-                except aggregate.DamagedResults as error:
-                    raise SystemExit(f"error: {error}") from None
+    for path in paths:
+        if path and Path(path).exists():
+            try:
+                aggregate.read_parquet(path)
+            except aggregate.DamagedResults as error:
+                raise SystemExit(f"error: {error}") from None
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from skipinit.report import figures
+
+    check_parquet_files([args.runs, args.curves])
+    figures.write_figure(args.runs, args.curves, args.experiment, args.png, args.pdf)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from skipinit.report import tables
+
+    check_parquet_files([args.runs])
+    tables.write_tables(args.runs, args.experiment, {"md": args.md, "tex": args.tex, "csv": args.csv})
+
+
+def cmd_claims(args: argparse.Namespace) -> None:
+    from skipinit import claims
+
+    check_parquet_files([args.runs, args.curves])
+    claims.write(args.runs, args.curves, args.signal, args.claims_config, args.json, args.md)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    """Figures, tables, claims and Figure 2 from runs/signal Parquet alone: no training needed."""
+    """Figures, tables, claims and Figure 2 of one results folder from its Parquet files alone: no training needed.
+
+    The folder's files under their workflow names, for `make tables`; the workflow's rules call
+    `figure`, `table` and `claims` with explicit paths instead.
+    """
     from skipinit import runtable
 
     results = Path(args.results)
-    check_parquet_files([results])
-    spec = runtable.read_experiment_meta(results / "runs.parquet")
-    if args.experiment:
-        spec = {args.experiment: spec[args.experiment]}
+    runs, curves, signal = (results / f"{name}.parquet" for name in ("runs", "curves", "signal"))
+    check_parquet_files([runs, curves])
     only = set(args.only or REPORT_PARTS)
+    experiments = list(runtable.read_experiment_meta(runs)) if runs.exists() else []
+    experiments = [args.experiment] if args.experiment else experiments
     if "figures" in only:
         from skipinit.report import figures
 
-        figures.write_all(results, spec)
+        for experiment in experiments:
+            stem = results / "figures" / experiment
+            figures.write_figure(runs, curves, experiment, stem.with_suffix(".png"), stem.with_suffix(".pdf"))
     if "tables" in only:
         from skipinit.report import tables
 
-        tables.write_all(results, spec)
+        for experiment in experiments:
+            tables.write_tables(runs, experiment, {fmt: results / "tables" / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS})
     if "claims" in only:
         from skipinit import claims
 
-        claims.write(results, args.claims_config)
+        claims.write(runs, curves, signal, args.claims_config, results / "claims.json", results / "claims.md")
     if "signal" in only:  # the signal rule's figure; the Snakemake report rules never ask for it
         from skipinit.signal import plot
 
@@ -146,22 +188,24 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> None:
-    """Every claim against every results folder, judged from their Parquet files: one Markdown and one HTML page."""
+    """Every claim as each results folder's claims.json judged it: one Markdown and one HTML page."""
     from skipinit.report import scorecard
 
-    check_parquet_files(args.results)
     try:
-        written = scorecard.write(args.results, args.claims_config, args.out)
-    except FileNotFoundError as error:
+        written = scorecard.write(args.claims, args.claims_config, args.out)
+    except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
-    log.info("scorecard of %d results folder(s): %s", len(args.results), ", ".join(map(str, written)))
+    log.info("scorecard of %d claims file(s): %s", len(args.claims), ", ".join(map(str, written)))
 
 
 def cmd_check_profile(args: argparse.Namespace) -> None:
     from skipinit import profile
 
     try:
-        profile.check_files(args.profiles, args.schema)
+        for path in args.profiles:
+            resolved = profile.resolve([path])
+            log.info("%s: profile %s, %d experiments, %d cells in %d training jobs", path, resolved.name,
+                     len(resolved.experiments), len(resolved.cells), len(resolved.packs))
     except profile.ProfileError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -175,6 +219,12 @@ def cmd_plan(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {error}") from None
 
 
+def add_required(parser: argparse.ArgumentParser, *flags: str, **settings) -> None:
+    """Flags every call must give (the rules pass each path and setting explicitly)."""
+    for flag in flags:
+        parser.add_argument(flag, required=True, **settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skipinit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -184,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--path")
     prepare.add_argument("--name", required=True)
     prepare.add_argument("--out", required=True)
-    prepare.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
-    prepare.add_argument("--synthetic-train-size", type=int, default=512)
-    prepare.add_argument("--synthetic-test-size", type=int, default=256)
-    prepare.add_argument("--synthetic-seed", type=int, default=0)
+    prepare.add_argument("--download", action=argparse.BooleanOptionalAction, required=True, help="the profile's data_download")
+    prepare.add_argument("--synthetic-train-size", type=int, required=True, help="the profile's synthetic.train_size")
+    prepare.add_argument("--synthetic-test-size", type=int, required=True, help="the profile's synthetic.test_size")
+    prepare.add_argument("--synthetic-seed", type=int, required=True, help="the profile's synthetic.seed")
     prepare.set_defaults(func=cmd_prepare_data)
 
     sizes = commands.add_parser("check-sizes", help="the profile's subsets and batch sizes against a prepared dataset's size")
@@ -207,41 +257,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     sig = commands.add_parser("signal", help="signal propagation at initialization (Figure 2)")
     sig.add_argument("--models", nargs="+", required=True)
-    sig.add_argument("--linear-depth", type=int, required=True)
-    sig.add_argument("--conv-depth", type=int, required=True)
-    sig.add_argument("--seeds", type=int, nargs="+", default=[0])
-    sig.add_argument("--linear-width", type=int, default=1000)
-    sig.add_argument("--conv-width", type=int, default=16)
-    sig.add_argument("--batch-size", type=int, default=256)
+    add_required(sig, "--linear-depth", "--conv-depth", "--linear-width", "--conv-width", "--batch-size", type=int)
+    sig.add_argument("--seeds", type=int, nargs="+", required=True)
+    sig.add_argument("--profile", required=True, help="the profile's name, for the figure's provenance line")
     sig.add_argument("--dataset", help="canonical .npz whose test images feed the conv nets")
-    sig.add_argument("--out", required=True)
-    sig.add_argument("--figure-png", required=True)
-    sig.add_argument("--figure-pdf", required=True)
+    add_required(sig, "--out", "--figure-png", "--figure-pdf")
     sig.set_defaults(func=cmd_signal)
+
+    man = commands.add_parser("manifest", help="resolve the profile once and write results/<name>/manifest.json")
+    man.add_argument("profiles", nargs="+", help="the profile files, merged in order")
+    man.add_argument("--overrides", default="{}", help="JSON of --config values laid over them")
+    man.add_argument("--out", required=True)
+    man.set_defaults(func=cmd_manifest)
 
     agg = commands.add_parser("aggregate", help="collect pack results into runs.parquet and curves.parquet")
     agg.add_argument("inputs", nargs="+")
-    agg.add_argument("--runs", required=True)
-    agg.add_argument("--curves", required=True)
-    agg.add_argument("--plan", required=True, help="JSON of the profile's dataset, training and experiments keys")
+    agg.add_argument("--manifest", required=True, help="results/<name>/manifest.json: which experiments use which cell")
+    add_required(agg, "--runs", "--curves")
     agg.set_defaults(func=cmd_aggregate)
 
-    report = commands.add_parser("report", help="figures, tables and claims from existing Parquet files")
-    report.add_argument("--results", required=True, help="folder with runs.parquet (and signal.parquet)")
+    fig = commands.add_parser("figure", help="one experiment's figure from runs.parquet and curves.parquet")
+    table = commands.add_parser("table", help="one experiment's table from runs.parquet (Markdown, LaTeX, CSV)")
+    add_required(fig, "--runs", "--experiment", "--curves", "--png", "--pdf")
+    fig.set_defaults(func=cmd_figure)
+    add_required(table, "--runs", "--experiment", "--md", "--tex", "--csv")
+    table.set_defaults(func=cmd_table)
+
+    verdicts = commands.add_parser("claims", help="judge every claim on one profile's Parquet files")
+    add_required(verdicts, "--runs", "--curves", "--claims-config", "--json", "--md")
+    verdicts.add_argument("--signal", help="signal.parquet, where the profile measures it")
+    verdicts.set_defaults(func=cmd_claims)
+
+    report = commands.add_parser("report", help="figures, tables and claims of one results folder from its Parquet files")
+    report.add_argument("--results", required=True, help="folder with runs.parquet (and curves.parquet, signal.parquet)")
     report.add_argument("--experiment", help="only this experiment's figures/tables")
-    report.add_argument("--claims-config", default="config/claims.yaml")
+    report.add_argument("--claims-config", default=schema.default("claims"))
     report.add_argument("--only", nargs="+", choices=REPORT_PARTS, help="parts to rebuild (default: all)")
     report.set_defaults(func=cmd_report)
 
-    card = commands.add_parser("scorecard", help="every claim against every results folder (Markdown and HTML)")
-    card.add_argument("--results", nargs="+", required=True, help="results folders (runs.parquet, signal.parquet or cells/)")
-    card.add_argument("--claims-config", default="config/claims.yaml")
+    card = commands.add_parser("scorecard", help="every claim as each results folder's claims.json judged it (Markdown and HTML)")
+    card.add_argument("--claims", nargs="+", required=True, help="claims.json files, one column each")
+    card.add_argument("--claims-config", default=schema.default("claims"))
     card.add_argument("--out", required=True, help="the Markdown page; the HTML page is written next to it")
     card.set_defaults(func=cmd_scorecard)
 
-    check = commands.add_parser("check-profile", help="read profiles strictly (duplicate keys, YAML syntax with its line) and check them against the schema")
+    check = commands.add_parser("check-profile", help="resolve each profile as the workflow does: strict reading, schema, "
+                                "semantic checks (one line naming the file, key and value)")
     check.add_argument("profiles", nargs="+")
-    check.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"))
     check.set_defaults(func=cmd_check_profile)
 
     plan = commands.add_parser("plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits")
@@ -263,6 +325,6 @@ def main(argv: list[str] | None = None) -> None:
         if error.errno not in STORAGE_ERRORS:
             raise
         raise SystemExit(
-            f"error: cannot write {error.filename or 'an output'}: {error.strerror}. Free disk space or make the "
+            f"error: cannot write {error.filename or getattr(args, 'out', None) or 'an output'}: {error.strerror}. Free disk space or make the "
             "results folder writable, then rerun the same command: finished cells are kept and interrupted ones resume."
         ) from None

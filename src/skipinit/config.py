@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from skipinit.data import SOURCES, canonical_sizes, remedies
-from skipinit.grid import experiment_cells
+from skipinit.grid import cell_id, packs
 from skipinit.vocab import EXPERIMENT_KINDS, SETTINGS, SIGNAL_MODELS, WRN_DEPTHS, is_wrn_depth, micro_batch_problem
 
 
@@ -38,17 +38,16 @@ def check_cell(experiment: str, cell: dict) -> None:
 def known_sizes(config: dict, workdir: str | os.PathLike = ".") -> tuple[int, int] | None:
     """(train, test) images of the profile's dataset where known before any job: the synthetic generator's
     sizes, or the header of the prepared canonical file; None until it is prepared."""
-    if config["data_source"] == "synthetic":  # sizes as validation filled them in (unknown in a bare dict)
-        synthetic = config.get("synthetic") or {}
-        return (int(synthetic["train_size"]), int(synthetic["test_size"])) if {"train_size", "test_size"} <= set(synthetic) else None
+    if config["data_source"] == "synthetic":
+        return int(config["synthetic"]["train_size"]), int(config["synthetic"]["test_size"])
     prepared = Path(workdir) / "resources" / "datasets" / f"{config['dataset']}.npz"
     return canonical_sizes(prepared) if prepared.is_file() else None
 
 
-def size_requirements(config: dict) -> list[dict]:
+def size_requirements(experiments: dict[str, list[dict]]) -> list[dict]:
     """What the dataset's size must allow: each distinct (experiment, train_subset, test_subset, batch_size)."""
     needs = []
-    for experiment, cells in experiment_cells(config).items():
+    for experiment, cells in experiments.items():
         for cell in cells:
             if cell["dataset"] == "imagenet":
                 continue
@@ -74,19 +73,19 @@ def size_problem(needs: list[dict], train: int, test: int, dataset: str) -> str 
     return None
 
 
-def check_sizes(config: dict, workdir: str | os.PathLike = ".") -> None:
+def check_sizes(config: dict, experiments: dict[str, list[dict]], workdir: str | os.PathLike = ".") -> None:
     """Subsets and batch sizes against the dataset's size, where it is known at plan time (`known_sizes`);
-    otherwise `prepare-data` checks them before it writes the canonical file."""
+    otherwise the workflow's check_sizes job checks them after data preparation, before any training."""
     sizes = known_sizes(config, workdir)
-    problem = size_problem(size_requirements(config), *sizes, config["dataset"]) if sizes else None
+    problem = size_problem(size_requirements(experiments), *sizes, config["dataset"]) if sizes else None
     if problem:
         raise ConfigError(problem)
 
 
 def setting_layers(config: dict):
     """(where, settings) for every place a profile sets cell settings: training, models, grid items."""
-    yield "training", config.get("training", {})
-    for name, spec in config.get("experiments", {}).items():
+    yield "training", config["training"]
+    for name, spec in config["experiments"].items():
         yield f"experiments.{name}.training", spec.get("training", {})
         for index, model in enumerate(spec.get("models", [])):
             yield f"experiments.{name}.models[{index}]", model
@@ -106,7 +105,7 @@ def check_settings(config: dict) -> None:
 
 
 def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
-    source, path = config["data_source"], config.get("data_path")
+    source, path = config["data_source"], config["data_path"]
     if source not in SOURCES:
         raise ConfigError(f"data_source={source!r} is unknown; allowed: {', '.join(SOURCES)}")
     if source == "imagefolder" and (not path or not (Path(workdir) / path).exists()):
@@ -117,7 +116,7 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
             raise ConfigError(f"data_path={path!r} {problem}. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not path:
         raise ConfigError("data_path is empty; data_source=cifar10 needs a folder to find or download CIFAR-10 into. " + remedies(config["dataset"], source, path))
-    if source == "cifar10" and not config.get("data_download", True) and not (Path(workdir) / path).exists():
+    if source == "cifar10" and not config["data_download"] and not (Path(workdir) / path).exists():
         raise ConfigError(f"data_path={path!r} does not exist and data_download is false. " + remedies(config["dataset"], source, path))
 
 
@@ -151,43 +150,40 @@ def image_folder_problem(path: Path) -> str | None:
     return f"has no train/<class>/<image> and test/<class>/<image> in {where} (nor one folder below)"
 
 
-def check_imagenet(config: dict) -> None:
+def check_imagenet(config: dict, cells: dict[str, dict]) -> None:
     """imagenet.root, when set, holds train/ and val/ with the same class folders (class names only: cheap), and
     every pack of ImageNet cells shares one seed (one input pipeline per job)."""
-    root = (config.get("imagenet") or {}).get("root")
+    root = config["imagenet"]["root"]
     if not root:
         return
     if not all((Path(root) / split).is_dir() for split in ("train", "val")):
         raise ConfigError(f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null")
-    from skipinit.grid import all_cells, packs
     from skipinit.data.imagenet import ImageNetLayoutError, class_folders
 
     try:
         class_folders(root)
     except ImageNetLayoutError as error:
         raise ConfigError(f"imagenet.root: {error}") from None
-    pack = config.get("pack", 1)
-    for key, members in packs(all_cells(config), pack).items():
+    pack = config["pack"]
+    for key, members in packs(cells, pack).items():
         if members[0]["dataset"] == "imagenet" and len({member["seed"] for member in members}) > 1:
             raise ConfigError(f"pack={pack} puts ImageNet cells of different seeds into one job ({key}); an ImageNet pack "
                               "reads one input pipeline, so its members must share a seed: use pack: 1 or a divisor of the lr grid")
 
 
-def check_packing(config: dict) -> None:
+def check_packing(config: dict, cells: dict[str, dict]) -> None:
     """`pack` must divide every lr x seed sweep larger than it, so that no pack is a ragged leftover.
 
     A sweep of at most `pack` cells is one pack: a profile can pack 8 learning rates of one
     study and 4 of another.
     """
-    from skipinit.grid import all_cells, cell_id
-
-    pack = config.get("pack", 1)
+    pack = config["pack"]
     if pack <= 0:
         raise ConfigError(f"pack={pack} must be a positive integer")
     if pack == 1:
         return
     sweeps: dict[str, int] = {}
-    for cell in all_cells(config).values():
+    for cell in cells.values():
         shared = cell_id(cell).rsplit("/", 1)[0]
         sweeps[shared] = sweeps.get(shared, 0) + 1
     for shared, size in sweeps.items():
@@ -198,33 +194,36 @@ def check_packing(config: dict) -> None:
             )
 
 
-def check_micro_batch(config: dict) -> None:
+def check_micro_batch(config: dict, cells: dict[str, dict]) -> None:
     """`micro_batch` must split every batch it applies to evenly, and into whole ghost batches."""
-    from skipinit.grid import all_cells
-
-    micro = int(config.get("micro_batch", 0))
+    micro = int(config["micro_batch"])
     if micro < 0:
         raise ConfigError(f"micro_batch={micro} must be 0 (whole batches) or a positive number of examples")
-    for cell in all_cells(config).values():
+    for cell in cells.values():
         problem = micro_batch_problem(int(cell["batch_size"]), micro, int(cell["ghost_batch_size"]))
         if problem:
             raise ConfigError(f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), or micro_batch: 0")
 
 
-def check_config(config: dict, workdir: str | os.PathLike = ".") -> None:
-    """All semantic checks; raises ConfigError with one line."""
-    check_data(config, workdir)
-    check_settings(config)
-    for experiment, cells in experiment_cells(config).items():
-        kind = config["experiments"][experiment].get("kind", "generic")
+def check_config(config: dict, experiments: dict[str, list[dict]], cells: dict[str, dict],
+                 workdir: str | os.PathLike = ".", data: bool = True) -> None:
+    """All semantic checks of a validated profile and its expansion (`skipinit.profile.resolve`); ConfigError with one line.
+
+    Without `data`, the data source and the dataset's sizes are not checked (a plan needs no data).
+    """
+    if data:
+        check_data(config, workdir)
+    for experiment, experiment_cells in experiments.items():
+        kind = config["experiments"][experiment]["kind"]
         if kind not in EXPERIMENT_KINDS:
             raise ConfigError(f"experiments.{experiment}.kind={kind!r} is unknown; allowed: {', '.join(EXPERIMENT_KINDS)}")
-        for cell in cells:
+        for cell in experiment_cells:
             check_cell(experiment, cell)
-    for model in config.get("signal", {}).get("models", []):
+    for model in config["signal"]["models"]:
         if model not in SIGNAL_MODELS:
             raise ConfigError(f"signal.models contains {model!r}; allowed: {', '.join(SIGNAL_MODELS)}")
-    check_packing(config)
-    check_micro_batch(config)
-    check_imagenet(config)
-    check_sizes(config, workdir)
+    check_packing(config, cells)
+    check_micro_batch(config, cells)
+    check_imagenet(config, cells)
+    if data:
+        check_sizes(config, experiments, workdir)

@@ -82,16 +82,17 @@ def model_label(cell: dict) -> str:
 
 
 def experiment_cells(config: dict) -> dict[str, list[dict]]:
-    """Cells of each experiment: defaults x `training` x grid point x model entry."""
-    base = {"dataset": config["dataset"], **config.get("training", {})}
+    """Cells of each experiment of a validated profile: `training` x experiment training x grid point x model entry.
+
+    ImageNet experiments are expanded too (the compute plan costs them); they train on the ImageNet
+    folder, whatever the profile's CIFAR dataset, and only where one is configured (`awaits_imagenet`).
+    """
+    base = {"dataset": config["dataset"], **config["training"]}
     experiments = {}
-    for name, spec in config.get("experiments", {}).items():
-        if spec.get("kind") == "imagenet" and not (config.get("imagenet") or {}).get("root"):
-            continue  # ImageNet runs only where an ImageNet folder is configured
-        grid = spec.get("grid", {})
+    for name, spec in config["experiments"].items():
+        grid = spec["grid"]
         keys = list(grid)
-        # ImageNet cells train on the ImageNet folder, whatever the profile's CIFAR dataset.
-        source = {"dataset": "imagenet"} if spec.get("kind") == "imagenet" else {}
+        source = {"dataset": "imagenet"} if spec["kind"] == "imagenet" else {}
         cells = []
         for values in itertools.product(*(grid[key] for key in keys)):
             point = dict(zip(keys, values))
@@ -101,10 +102,15 @@ def experiment_cells(config: dict) -> dict[str, list[dict]]:
     return experiments
 
 
-def all_cells(config: dict) -> dict[str, dict]:
-    """Every distinct cell of the profile, keyed by cell id, in a stable order."""
+def awaits_imagenet(config: dict, experiment: str) -> bool:
+    """An ImageNet experiment of a profile without `imagenet.root`: planned, not run."""
+    return config["experiments"][experiment]["kind"] == "imagenet" and not config["imagenet"]["root"]
+
+
+def unique_cells(experiments: dict[str, list[dict]]) -> dict[str, dict]:
+    """Every distinct cell of `experiments` (shared cells once), keyed by cell id, in a stable order."""
     cells = {}
-    for experiment in experiment_cells(config).values():
+    for experiment in experiments.values():
         for cell in experiment:
             cells.setdefault(cell_id(cell), cell)
     return cells

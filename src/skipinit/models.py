@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from skipinit.vocab import FIXUP_SCALAR_LR, VARIANTS, alpha_value, wrn_residual_blocks
+from skipinit.vocab import VARIANTS, alpha_value, wrn_residual_blocks
 
 
 class GhostBatchNorm2d(nn.BatchNorm2d):
@@ -248,12 +248,12 @@ def _resnet(
     return ResNet(stem, built_stages, nn.Sequential(*head, classifier), variant)
 
 
-def lr_multipliers(model: nn.Module, fixup_scalar_lr: float = FIXUP_SCALAR_LR) -> dict[str, float]:
+def lr_multipliers(model: nn.Module, fixup_scalar_lr: float) -> dict[str, float]:
     """Learning-rate multipliers by parameter name; a parameter not named trains at the full rate.
 
     Fixup's authors train every bias and scale (its scalar biases and multipliers, and the
-    classifier's bias) at a tenth of the learning rate (Zhang et al., 2019, official code), so
-    the Fixup control here is the one they published. Every other variant, SkipInit's alpha
+    classifier's bias) at a tenth of the learning rate (Zhang et al., 2019, official code): the
+    profile's `fixup_scalar_lr`, 0.1 by default, is the control they published. Every other variant, SkipInit's alpha
     included, uses one rate.
     """
     if getattr(model, "variant", None) != "fixup":

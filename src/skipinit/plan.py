@@ -8,7 +8,6 @@ SLURM time limit (`runtime_minutes`), so the plan and the submitted `--time` agr
 
 from __future__ import annotations
 
-import copy
 import csv
 import heapq
 import math
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from skipinit import cost, grid
 from skipinit.config import known_sizes
+from skipinit.profile import ProfileError, Resolved, resolve
 
 # Dataset sizes where the profile cannot say: the standard splits (a built canonical file is read instead).
 STANDARD_SIZES = {"cifar10": (50000, 10000), "imagenet": (1281167, 50000)}
@@ -51,10 +51,10 @@ class Job:
 
 def device_class(config: dict) -> str:
     """The profile's device class: `resources.device_class`, where `auto` is cpu for `device: cpu`, else h100."""
-    chosen = config.get("resources", {}).get("device_class", "auto")
+    chosen = config["resources"]["device_class"]
     if chosen != "auto":
         return chosen
-    return "cpu" if config.get("device") == "cpu" else cost.REFERENCE_CLASS
+    return "cpu" if config["device"] == "cpu" else cost.REFERENCE_CLASS
 
 
 def dataset_sizes(config: dict, dataset: str) -> tuple[int, int]:
@@ -77,12 +77,12 @@ def pack_work(cells: list[dict], config: dict) -> tuple[cost.Work, int]:
     train = min(train, first["train_subset"] or train)
     test = min(test, first["test_subset"] or test)
     epochs = int(first["epochs"])
-    micro = int(config.get("micro_batch", 0))
+    micro = int(config["micro_batch"])
     # A sequential pack is one process training its members one after another: one start-up, n cells' work.
-    pack, runs = (1, len(cells)) if config.get("packing") == "sequential" else (len(cells), 1)
+    pack, runs = (1, len(cells)) if config["packing"] == "sequential" else (len(cells), 1)
     work = cost.Work(first["arch"], int(first["depth"]), int(first["width"]), first["variant"], int(first["batch_size"]),
                      pack, runs * epochs * (train // int(first["batch_size"])),
-                     runs * evaluations(epochs, int(config.get("eval_every", 1))), test, micro if 0 < micro < int(first["batch_size"]) else 0)
+                     runs * evaluations(epochs, int(config["eval_every"])), test, micro if 0 < micro < int(first["batch_size"]) else 0)
     return work, epochs
 
 
@@ -97,41 +97,27 @@ def runtime_minutes(cells: list[dict], config: dict) -> int:
     A fixed `resources.train_runtime` (minutes) overrides the prediction. A job predicted beyond
     `train_runtime_max` gets the maximum and continues across retries from its epoch checkpoints.
     """
-    resources = config.get("resources", {})
-    fixed = resources.get("train_runtime", "auto")
+    resources = config["resources"]
+    fixed = resources["train_runtime"]
     if fixed != "auto":
         return int(fixed)
-    minutes = math.ceil(pack_seconds(cells, config) * float(resources.get("train_runtime_safety", 1.5)) / 60)
-    return max(int(resources.get("train_runtime_min", 10)), min(int(resources.get("train_runtime_max", 1440)), minutes))
+    minutes = math.ceil(pack_seconds(cells, config) * float(resources["train_runtime_safety"]) / 60)
+    return max(int(resources["train_runtime_min"]), min(int(resources["train_runtime_max"]), minutes))
 
 
-def planned_config(config: dict) -> dict:
-    """The profile with every experiment planned, ImageNet too where no `imagenet.root` is set yet."""
-    planned = copy.deepcopy(config)
-    planned.setdefault("imagenet", {})
-    if not planned["imagenet"].get("root"):
-        planned["imagenet"]["root"] = "(imagenet.root not set)"
-    return planned
-
-
-def jobs(config: dict) -> tuple[dict[str, Job], dict[str, list[str]]]:
-    """Every training job of the profile, and the job keys of each experiment (shared jobs are in each)."""
-    planned = planned_config(config)
+def jobs(resolved: Resolved) -> tuple[dict[str, Job], dict[str, list[str]]]:
+    """Every training job of the profile, ImageNet ones awaiting `imagenet.root` too, and the job keys of each
+    experiment (shared jobs are in each)."""
+    config = resolved.config
     model = cost.model_for(device_class(config))
-    by_experiment = grid.experiment_cells(planned)
-    cells = {}
-    for experiment in by_experiment.values():
-        for cell in experiment:
-            cells.setdefault(grid.cell_id(cell), cell)
-    packs = grid.packs(cells, int(config.get("pack", 1)))
     table, owner = {}, {}
-    for key, members in packs.items():
+    for key, members in grid.packs(grid.unique_cells(resolved.planned), config["pack"]).items():
         work, epochs = pack_work(members, config)
         shape = cost.shape_cost(work.arch, work.depth, work.width, work.variant)
         table[key] = Job(key, tuple(members), work, model.seconds(work), epochs, shape.params)
         for cell in members:
             owner[grid.cell_id(cell)] = key
-    experiments = {name: sorted({owner[grid.cell_id(cell)] for cell in experiment}) for name, experiment in by_experiment.items()}
+    experiments = {name: sorted({owner[grid.cell_id(cell)] for cell in cells}) for name, cells in resolved.planned.items()}
     return table, experiments
 
 
@@ -143,11 +129,9 @@ def makespan(seconds: list[float], gpus: int) -> float:
     return max(free)
 
 
-def summarize(config: dict, gpus: int) -> list[dict]:
+def summarize(resolved: Resolved, gpus: int) -> list[dict]:
     """One row per experiment and a `total` row (each job counted once)."""
-    table, experiments = jobs(config)
-    ready = bool((config.get("imagenet") or {}).get("root"))
-    kinds = {name: spec.get("kind") for name, spec in config.get("experiments", {}).items()}
+    table, experiments = jobs(resolved)
     rows = []
     for name, keys in [*experiments.items(), ("total", sorted(table))]:
         selected = [table[key] for key in keys]
@@ -165,7 +149,7 @@ def summarize(config: dict, gpus: int) -> list[dict]:
             "checkpoint_gb_peak": sum(biggest[:gpus]) / 1e9,
             "checkpoint_gb_all": sum(biggest) / 1e9,
             "results_mb": sum(job.result_bytes for job in selected) / 1e6,
-            "note": "runs once imagenet.root is set" if kinds.get(name) == "imagenet" and not ready else "",
+            "note": "runs once imagenet.root is set" if name in resolved.planned and name not in resolved.experiments else "",
         })
     return rows
 
@@ -192,16 +176,17 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer.writerows(rows)
 
 
-def limits(config: dict, retries: int) -> list[str]:
+def limits(resolved: Resolved, retries: int) -> list[str]:
     """What the SLURM time limits of the profile come to, and the jobs that would run out of retries."""
-    resources = config.get("resources", {})
-    table, _ = jobs(config)
+    config = resolved.config
+    resources = config["resources"]
+    table, _ = jobs(resolved)
     minutes = {key: runtime_minutes(list(job.cells), config) for key, job in table.items()}
     lines = [f"SLURM --time per training job: {min(minutes.values())}..{max(minutes.values())} minutes"
-             f" (prediction x {resources.get('train_runtime_safety', 1.5)}, within [{resources.get('train_runtime_min', 10)}, "
-             f"{resources.get('train_runtime_max', 1440)}])" if resources.get("train_runtime", "auto") == "auto"
+             f" (prediction x {resources['train_runtime_safety']}, within [{resources['train_runtime_min']}, "
+             f"{resources['train_runtime_max']}])" if resources["train_runtime"] == "auto"
              else f"SLURM --time per training job: {resources['train_runtime']} minutes (fixed by resources.train_runtime)"]
-    safety = float(resources.get("train_runtime_safety", 1.5))
+    safety = float(resources["train_runtime_safety"])
     capped = {key: math.ceil(table[key].seconds * safety / 60 / minutes[key]) for key in table}
     over = {key: attempts for key, attempts in capped.items() if attempts > 1}
     if over:
@@ -225,23 +210,6 @@ REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 
 
-def load_profile(path: str | Path) -> dict:
-    """A profile with the schema's defaults filled in, as Snakemake sees it."""
-    import yaml
-    from snakemake.utils import validate
-
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise PlanError(f"--profile {path}: cannot read it ({error}); give a profile such as config/paper.yaml") from None
-    try:
-        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    except Exception as error:  # snakemake's WorkflowError wrapping jsonschema's
-        detail = str(error).strip().splitlines()
-        raise PlanError(f"--profile {path} fails the config schema: {detail[1] if len(detail) > 1 else detail[0]}") from None
-    return config
-
-
 def profile_retries() -> int:
     import yaml
 
@@ -252,12 +220,13 @@ def report(profile: str | Path, gpus: int = 1, device: str | None = None, csv_pa
     """The plan as printed by `python -m skipinit plan`; also written to `csv_path`."""
     if gpus < 1:
         raise PlanError(f"--gpus {gpus}: give at least 1")
-    config = load_profile(profile)
-    if device:
-        config["resources"]["device_class"] = device
     try:
-        model = cost.model_for(device_class(config))
-        rows = summarize(config, gpus)
+        resolved = resolve([profile], {"resources": {"device_class": device}} if device else None, data=False)
+    except ProfileError as error:
+        raise PlanError(f"--profile {error}") from None
+    try:
+        model = cost.model_for(device_class(resolved.config))
+        rows = summarize(resolved, gpus)
     except (ValueError, FileNotFoundError) as error:
         raise PlanError(str(error)) from None
     if not rows:
@@ -266,6 +235,6 @@ def report(profile: str | Path, gpus: int = 1, device: str | None = None, csv_pa
         write_csv(rows, csv_path)
     lines = [f"compute plan of {profile} on {gpus} GPU(s) of class {model.device_class}",
              f"throughput model: {model.describe()}", "", format_table(rows), ""]
-    lines += limits(config, profile_retries() if retries is None else retries)
+    lines += limits(resolved, profile_retries() if retries is None else retries)
     lines += [f"not modelled: {item}" for item in NOT_MODELLED]
     return "\n".join(lines)

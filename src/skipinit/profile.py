@@ -1,18 +1,27 @@
-"""Reading a profile (config/*.yaml) strictly, and saying what is wrong with it in one line.
+"""A profile (config/*.yaml) resolved once: read strictly, validated, defaults filled, checked, expanded.
+
+`resolve(files, overrides)` is the one way in: the Snakefile (common.smk), `python -m skipinit
+check-profile` and `python -m skipinit plan` all call it, and the workflow's `manifest` rule
+writes its result to results/<name>/manifest.json, from which aggregation takes each cell's
+experiments (the grid is expanded here and nowhere downstream).
 
 Snakemake's own YAML loading lets a duplicated key silently win and reports a syntax error
-without its file or line, and its schema validation prints the whole schema after the message.
-The Snakefile (and `python -m skipinit check-profile`) read the profile files through `load`
-first, and report schema violations through `schema_problem`, so every refusal is one line
-naming the file, the key, the value and what is allowed.
+without its file or line, and its schema validation prints the whole schema after the message;
+here every refusal is one line naming the file, the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from pathlib import Path
 
 import yaml
+
+from skipinit import manifest, schema
+from skipinit.config import ConfigError, check_config, check_settings
+from skipinit.grid import awaits_imagenet, cell_id, experiment_cells, packs, unique_cells
 
 
 class ProfileError(ValueError):
@@ -76,10 +85,91 @@ def schema_problem(config: dict, schema: dict) -> str | None:
     return line
 
 
-def check_files(paths: list[str | os.PathLike], schema_path: str | os.PathLike) -> None:
-    """Each profile file read strictly and checked against the schema; ProfileError on the first problem."""
-    schema = load(schema_path)
-    for path in paths:
-        problem = schema_problem(load(path), schema)
-        if problem:
-            raise ProfileError(f"{path}: {problem}")
+def _merge(into: dict, layer: dict) -> dict:
+    """`layer` laid over `into` key by key, nested mappings merged (as Snakemake merges --configfile and --config)."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+    return into
+
+
+def fill_defaults(config: dict) -> dict:
+    """`config` with every default of the schema filled in, nested ones too (jsonschema's documented recipe)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, spec in properties.items():
+                if "default" in spec:
+                    instance.setdefault(name, copy.deepcopy(spec["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    jsonschema.validators.extend(base, {"properties": properties_with_defaults})(schema.schema()).validate(config)
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A profile as every step sees it: the config with its defaults, and its cells, packs and experiments."""
+
+    files: tuple[str, ...]
+    overrides: dict
+    config: dict
+    planned: dict[str, list[dict]]  # every experiment's cells, ImageNet ones still awaiting imagenet.root too
+    experiments: dict[str, list[dict]]  # the experiments this profile trains now
+    cells: dict[str, dict]  # their distinct cells by id
+    packs: dict[str, list[dict]]  # training jobs: pack key -> cells
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    def manifest(self) -> dict:
+        """What results/<name>/manifest.json holds (see `skipinit.manifest`)."""
+        specs = self.config["experiments"]
+        return {
+            manifest.NAME: self.name,
+            manifest.FILES: list(self.files),
+            manifest.OVERRIDES: self.overrides,
+            manifest.EXPERIMENTS: {
+                name: {"kind": specs[name]["kind"], "description": specs[name]["description"],
+                       "cells": list(dict.fromkeys(cell_id(cell) for cell in cells))}
+                for name, cells in self.experiments.items()
+            },
+            manifest.PACKS: {key: [cell_id(cell) for cell in members] for key, members in self.packs.items()},
+            manifest.CONFIG: self.config,
+        }
+
+
+def resolve(files: list[str | os.PathLike], overrides: dict | None = None, workdir: str | os.PathLike = ".",
+            data: bool = True) -> Resolved:
+    """The profile of `files` (merged in order) with `overrides` (--config KEY=VALUE) on top; ProfileError in one line.
+
+    Strict reading (`load`), the schema, its defaults, the semantic checks of `skipinit.config`
+    (on data found relative to `workdir`; without `data`, as the compute plan needs, the data
+    source and the sizes only it can judge go unchecked), and the expansion into cells and packs.
+    """
+    files = tuple(str(path) for path in files)
+    merged: dict = {}
+    for path in files:
+        _merge(merged, load(path))
+    _merge(merged, overrides or {})
+    where = ", ".join(files) + (" with --config " + ", ".join(sorted(overrides)) if overrides else "")
+    problem = schema_problem(merged, schema.schema())
+    if problem:
+        raise ProfileError(f"{where}: {problem}")
+    config = fill_defaults(merged)
+    try:
+        check_settings(config)
+        planned = experiment_cells(config)
+        experiments = {name: cells for name, cells in planned.items() if not awaits_imagenet(config, name)}
+        cells = unique_cells(experiments)
+        check_config(config, planned, cells, workdir, data)
+    except ConfigError as error:
+        raise ProfileError(f"{where}: {error}") from None
+    return Resolved(files, copy.deepcopy(overrides or {}), config, planned, experiments, cells, packs(cells, config["pack"]))

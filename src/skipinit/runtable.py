@@ -1,4 +1,5 @@
-"""runs.parquet as a table: which rows belong to an experiment, what a run scored, the best lr per setting.
+"""runs.parquet as a table: which rows belong to an experiment, what a run scored, the best lr per setting;
+and the metadata every results Parquet file carries (the profile's name, the experiments' kinds).
 
 Below both the reports (`report`) and the verdicts (`claims`), which select runs alike.
 """
@@ -9,14 +10,36 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from skipinit.fileio import atomic_path
+
 METADATA_KEY = b"skipinit.experiments"  # the experiments' kinds and descriptions, in runs.parquet's metadata
+PROFILE_KEY = b"skipinit.profile"  # the profile's name, in the metadata of runs, curves and signal Parquet files
 
 
 def read_experiment_meta(runs_path: str | Path) -> dict:
     metadata = pq.read_schema(runs_path).metadata or {}
     return json.loads(metadata.get(METADATA_KEY, b"{}"))
+
+
+def read_profile_name(path: str | Path) -> str:
+    """The profile a Parquet file was written for, from its metadata (for figure provenance lines)."""
+    name = (pq.read_schema(path).metadata or {}).get(PROFILE_KEY)
+    if name is None:
+        raise ValueError(f"{path} does not say which profile wrote it (written by an older version): rebuild it with "
+                         "the workflow (make run)")
+    return name.decode()
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path, profile: str, schema: pa.Schema | None = None,
+                  metadata: dict[bytes, bytes] | None = None) -> None:
+    """`frame` as Parquet at `path` (atomically), in `schema` where given, with the profile's name in its metadata."""
+    table = pa.Table.from_pandas(frame if schema is None else frame[schema.names], schema=schema, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROFILE_KEY: profile.encode(), **(metadata or {})})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:

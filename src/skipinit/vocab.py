@@ -2,7 +2,7 @@
 
 Validation (`config`), the cell grid (`grid`), the models and the engine all import from here,
 so adding a variant, a schedule or a cell setting is one edit. A cell setting is described by a
-`Setting`: its type, default and allowed range; `Setting.check` is the one check that a value from
+`Setting`: its type and allowed range (its default is the schema's, read through `skipinit.schema`); `Setting.check` is the one check that a value from
 `training:`, a `models:` entry or a `grid:` list item passes before it becomes part of a cell.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from skipinit import schema
 
 VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup", "plain")  # plain: unnormalized, no skip connections
 ARCHS = ("wrn", "resnet50_v2")
@@ -20,7 +22,6 @@ EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "traina
 SIGNAL_FIGURE_STEM = "signal_propagation"  # results/<name>/figures/<stem>.{png,pdf}: the signal rule's, read by the claims
 SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
 PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
-FIXUP_SCALAR_LR = 0.1  # Fixup's authors train its scalar biases and multipliers at a tenth of the learning rate
 ALPHA_SQRT_D = "1/sqrt(d)"  # SkipInit's upper bound on alpha for d residual blocks
 WRN_DEPTHS = "6N+4 with N >= 1 (10, 16, 22, 28, 34, 40, ..., 100, ..., 1000, ...)"
 
@@ -73,7 +74,7 @@ def micro_batch_problem(batch_size: int, micro_batch: int, ghost_batch_size: int
 
 @dataclass(frozen=True)
 class Setting:
-    """One per-cell setting: its type, default and allowed values.
+    """One per-cell setting: its type and allowed values (its default is the schema's, `CELL_DEFAULTS`).
 
     `kind` is bool, int, float, str or "alpha" (a number or `1/sqrt(d)`). Booleans are accepted
     only as booleans and integers only as integers (a YAML `1.5` for an int or `"true"` for a bool
@@ -82,7 +83,6 @@ class Setting:
 
     name: str
     kind: str
-    default: object
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive lower bound
     below: float | None = None  # exclusive upper bound
@@ -139,27 +139,28 @@ class Setting:
 
 
 CELL_SETTINGS = (
-    Setting("dataset", "str", "synthetic"),
-    Setting("arch", "str", "wrn", choices=ARCHS),
-    Setting("depth", "int", 16, minimum=1),
-    Setting("width", "int", 1, minimum=1),
-    Setting("variant", "str", "batchnorm", choices=VARIANTS),
-    Setting("alpha_init", "alpha", "0"),
-    Setting("ghost_batch_size", "int", 0, minimum=0),
-    Setting("dropout", "float", 0.0, minimum=0, below=1),
-    Setting("batch_size", "int", 128, minimum=1),
-    Setting("lr", "float", 0.1, above=0),
-    Setting("seed", "int", 0, minimum=0),
-    Setting("epochs", "int", 1, minimum=1),
-    Setting("weight_decay", "float", 5e-4, minimum=0),
-    Setting("momentum", "float", 0.9, minimum=0, maximum=1),
-    Setting("nesterov", "bool", False),
-    Setting("schedule", "str", "halving", choices=SCHEDULES),
-    Setting("train_subset", "int", 0, minimum=0),
-    Setting("test_subset", "int", 0, minimum=0),
+    Setting("dataset", "str"),
+    Setting("arch", "str", choices=ARCHS),
+    Setting("depth", "int", minimum=1),
+    Setting("width", "int", minimum=1),
+    Setting("variant", "str", choices=VARIANTS),
+    Setting("alpha_init", "alpha"),
+    Setting("ghost_batch_size", "int", minimum=0),
+    Setting("dropout", "float", minimum=0, below=1),
+    Setting("batch_size", "int", minimum=1),
+    Setting("lr", "float", above=0),
+    Setting("seed", "int", minimum=0),
+    Setting("epochs", "int", minimum=1),
+    Setting("weight_decay", "float", minimum=0),
+    Setting("momentum", "float", minimum=0, maximum=1),
+    Setting("nesterov", "bool"),
+    Setting("schedule", "str", choices=SCHEDULES),
+    Setting("train_subset", "int", minimum=0),
+    Setting("test_subset", "int", minimum=0),
 )
 SETTINGS = {setting.name: setting for setting in CELL_SETTINGS}
-CELL_DEFAULTS = {setting.name: setting.default for setting in CELL_SETTINGS}
+_SCHEMA_DEFAULTS = schema.cell_setting_defaults()
+CELL_DEFAULTS = {setting.name: SETTINGS[setting.name].check(_SCHEMA_DEFAULTS[setting.name]) for setting in CELL_SETTINGS}
 CELL_KEYS = tuple(CELL_DEFAULTS)
 
 

@@ -1,6 +1,32 @@
+localrules:
+    manifest,
+
+
+# The resolved profile (skipinit.profile.resolve): which experiments use which cell, read by aggregation.
+rule manifest:
+    input:
+        PROFILE_FILES,
+    output:
+        "results/{name}/manifest.json",
+    log:
+        "results/{name}/logs/manifest.log",
+    benchmark:
+        "results/{name}/benchmarks/manifest.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        overrides=profile_overrides(),
+    shell:
+        "python -m skipinit manifest {input:q} --overrides {params.overrides:q} --out {output} > {log} 2>&1"
+
+
 rule aggregate:
     input:
-        pack_results(),
+        packs=pack_results(),
+        manifest="results/{name}/manifest.json",
     output:
         runs="results/{name}/runs.parquet",
         curves="results/{name}/curves.parquet",
@@ -13,8 +39,6 @@ rule aggregate:
     resources:
         mem_mb=4000,
         runtime=20,
-    params:
-        plan=plan_json(),
     shell:
-        "python -m skipinit aggregate {input:q} --plan {params.plan:q} "
+        "python -m skipinit aggregate {input.packs:q} --manifest {input.manifest} "
         "--runs {output.runs} --curves {output.curves} > {log} 2>&1"

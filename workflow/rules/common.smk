@@ -1,14 +1,14 @@
 import dataclasses
 import json
+import os
 import re
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -21,43 +21,31 @@ _uses_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_
 _interpreter = "" if _uses_conda else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
 shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from skipinit import grid, profile
-from skipinit.config import ConfigError, check_config, size_requirements
+from skipinit import profile
+from skipinit.config import size_requirements
 from skipinit.engine.options import EngineOptions
 from skipinit.plan import runtime_minutes
 from skipinit.report.provenance import experiment_line
 
-SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-# What the profile came from, for the one-line refusals (--config values override it).
-PROFILE_FILES = [str(path) for path in workflow.overwrite_configfiles] or ["config/config.yaml"]
+# What the profile came from, for the one-line refusals: --configfile files, then --config values.
+PROFILE_FILES = [os.path.relpath(path) for path in workflow.overwrite_configfiles] or ["config/config.yaml"]
+OVERRIDES = workflow.config_settings.config or {}
 try:
-    for path in PROFILE_FILES:
-        profile.load(path)  # duplicated keys, which Snakemake's loading lets pass
+    RESOLVED = profile.resolve(PROFILE_FILES, OVERRIDES)
 except profile.ProfileError as error:
     raise WorkflowError(f"config error: {error}") from None
-problem = profile.schema_problem(config, profile.load(SCHEMA))
-if problem:
-    raise WorkflowError(f"config error in {', '.join(PROFILE_FILES)}: {problem}")
-validate(config, schema=SCHEMA)  # fills in the schema's defaults
-try:
-    check_config(config)
-except ConfigError as error:
-    raise WorkflowError(f"config error in {', '.join(PROFILE_FILES)}: {error}") from None
+config.update(RESOLVED.config)  # the schema's defaults filled in, as every job sees them
 
-NAME = config["name"]
+NAME = RESOLVED.name
 RESULTS = f"results/{NAME}"
 for folder in (RESULTS, "resources/datasets"):
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise WorkflowError(
-            f"cannot write to {folder}/ ({error.strerror}): make it writable or free disk space"
-        ) from None
-CELLS = grid.all_cells(config)
-PACKS = grid.packs(CELLS, config["pack"])
-EXPERIMENTS = list(config["experiments"])
+    # Asked, not tried: parsing (and `snakemake -n`) writes nothing; the nearest existing folder must be writable.
+    existing = next(parent for parent in (Path(folder), *Path(folder).parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise WorkflowError(f"cannot write to {folder}/ ({existing} {why}): make it a writable folder")
+PACKS = RESOLVED.packs
+EXPERIMENTS = list(RESOLVED.experiments)
 
 
 wildcard_constraints:
@@ -104,10 +92,13 @@ def checked_sizes(wildcards):
     return [] if wildcards.dataset == "imagenet" else ancient(f"{RESULTS}/logs/dataset_sizes.ok")
 
 
-def plan_json():
-    """What aggregation needs to know which experiments use which cell."""
-    keys = ("dataset", "training", "experiments", "imagenet")
-    return json.dumps({key: config[key] for key in keys})
+def manifest_file():
+    return f"{RESULTS}/manifest.json"
+
+
+def profile_overrides():
+    """The --config values, as JSON for `python -m skipinit manifest --overrides`."""
+    return json.dumps(OVERRIDES)
 
 
 def engine_flags():
@@ -138,7 +129,7 @@ def report_targets():
 
 def figure_provenance(wildcards):
     """The provenance line of an experiment's figure (profile, data, net, epochs, batch, lrs, seeds), from its cells."""
-    return experiment_line(NAME, grid.experiment_cells(config).get(wildcards.experiment, []))
+    return experiment_line(NAME, RESOLVED.experiments.get(wildcards.experiment, []))
 
 
 def source_files():
@@ -178,11 +169,16 @@ def claims_targets():
     return [f"{RESULTS}/claims.json", f"{RESULTS}/claims.md", f"{RESULTS}/scorecard.md", f"{RESULTS}/scorecard.html"]
 
 
-# Committed results the profile's scorecard sets its own results against (those this checkout has).
+# Committed results the profile's scorecard sets its own verdicts against (those this checkout has).
 REFERENCE_RESULTS = ("results/reference/default", "results/reference/gpu")
 
 
 def scorecard_references(wildcards):
-    """The reference folders, as command-line words, other than the profile's own results folder."""
+    """The reference folders' claims.json, other than the profile's own."""
     own = f"results/{wildcards.name}"
-    return " ".join(shlex.quote(f) for f in REFERENCE_RESULTS if Path(f).is_dir() and f != own)
+    return [f"{f}/claims.json" for f in REFERENCE_RESULTS if Path(f, "claims.json").is_file() and f != own]
+
+
+def signal_flag(wildcards, input):
+    """`--signal <signal.parquet>` where the profile measures signal propagation, else nothing."""
+    return f"--signal {shlex.quote(input.signal)}" if "signal" in input.keys() else ""

@@ -40,7 +40,7 @@ rule check_sizes:
         runtime=5,
     params:
         dataset=config["dataset"],
-        requirements=json.dumps(size_requirements(config)),
+        requirements=json.dumps(size_requirements(RESOLVED.experiments)),
     shell:
         "python -m skipinit check-sizes --dataset {input} --name {params.dataset} "
         "--requirements {params.requirements:q} --out {output} > {log} 2>&1"

@@ -22,8 +22,8 @@ rule figure:
     params:
         provenance=figure_provenance,  # for the caption; the figure states the same from runs.parquet
     shell:
-        "python -m skipinit report --results results/{wildcards.name} --only figures "
-        "--experiment {wildcards.experiment} > {log} 2>&1"
+        "python -m skipinit figure --runs {input.runs} --curves {input.curves} --experiment {wildcards.experiment} "
+        "--png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
 rule table:
@@ -48,8 +48,8 @@ rule table:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m skipinit report --results results/{wildcards.name} --only tables "
-        "--experiment {wildcards.experiment} > {log} 2>&1"
+        "python -m skipinit table --runs {input.runs} --experiment {wildcards.experiment} "
+        "--md {output.md} --tex {output.tex} --csv {output.csv} > {log} 2>&1"
 
 
 rule claims:
@@ -71,14 +71,18 @@ rule claims:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        signal=signal_flag,
     shell:
-        "python -m skipinit report --results results/{wildcards.name} --only claims "
-        "--claims-config {input.claims:q} > {log} 2>&1"
+        "python -m skipinit claims --runs {input.runs} --curves {input.curves} {params.signal} "
+        "--claims-config {input.claims:q} --json {output.json} --md {output.md} > {log} 2>&1"
 
 
 rule scorecard:
     input:
-        unpack(claims_inputs),
+        own="results/{name}/claims.json",
+        references=scorecard_references,
+        claims=config["claims"],
     output:
         md=report(
             "results/{name}/scorecard.md",
@@ -95,8 +99,6 @@ rule scorecard:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        references=scorecard_references,
     shell:
-        "python -m skipinit scorecard --results results/{wildcards.name} {params.references} "
+        "python -m skipinit scorecard --claims {input.own:q} {input.references:q} "
         "--claims-config {input.claims:q} --out {output.md:q} > {log} 2>&1"

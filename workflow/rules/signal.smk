@@ -26,5 +26,5 @@ rule signal:
         "python -m skipinit signal --models {params.models} --dataset {input.data} "
         "--linear-depth {params.settings[linear_depth]} --conv-depth {params.settings[conv_depth]} "
         "--seeds {params.settings[seeds]} --linear-width {params.settings[linear_width]} "
-        "--conv-width {params.settings[conv_width]} --batch-size {params.settings[batch_size]} "
+        "--conv-width {params.settings[conv_width]} --batch-size {params.settings[batch_size]} --profile {wildcards.name} "
         "--out {output.table} --figure-png {output.png} --figure-pdf {output.pdf} > {log} 2>&1"

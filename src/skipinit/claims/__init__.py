@@ -16,7 +16,7 @@ part holds, not reproduced when one part fails, and inconclusive otherwise.
 
 from skipinit.claims import run_checks, signal_checks  # noqa: F401  (importing them registers their checks)
 from skipinit.claims import depth_checks, lr_checks, regularization_checks, speed_checks  # noqa: F401
-from skipinit.claims.judge import judge, judge_folder, load_spec, write
+from skipinit.claims.judge import judge, judge_files, load_spec, write
 from skipinit.claims.markdown import markdown
 from skipinit.claims.registry import (
     CHECKS,
@@ -46,7 +46,7 @@ __all__ = [
     "Verdict",
     "check",
     "judge",
-    "judge_folder",
+    "judge_files",
     "load_spec",
     "markdown",
     "verdict_of",

@@ -1,4 +1,4 @@
-"""Judge every claim of the claims file on a results folder; write claims.json and claims.md there."""
+"""Judge every claim of the claims file on one profile's Parquet files; write claims.json and claims.md."""
 
 from __future__ import annotations
 
@@ -110,36 +110,32 @@ def jsonable(value):
     return value
 
 
-def judge_folder(results: Path, spec: dict) -> list[dict]:
-    """Every claim of `spec` judged on one results folder: runs.parquet, and curves/signal Parquet where present.
+def judge_files(runs_path: Path | None, curves_path: Path | None, signal_path: Path | None, spec: dict) -> list[dict]:
+    """Every claim of `spec` judged on one profile's Parquet files: runs, and curves and signal where given and present.
 
-    Without runs.parquet (a folder of unaggregated cells) every run claim is not_run; the signal
+    Without runs.parquet (cells trained but not aggregated) every run claim is not_run; the signal
     claims are judged wherever signal.parquet is.
     """
-    results = Path(results)
-    signal_path, curves_path, runs_path = (results / f"{name}.parquet" for name in ("signal", "curves", "runs"))
-    signal = pd.read_parquet(signal_path) if signal_path.exists() else NO_SIGNAL
-    curves = pd.read_parquet(curves_path) if curves_path.exists() else NO_CURVES
-    if runs_path.exists():
-        runs, experiments = pd.read_parquet(runs_path), read_experiment_meta(runs_path)
+    present = {name: Path(path) if path and Path(path).exists() else None
+               for name, path in (("runs", runs_path), ("curves", curves_path), ("signal", signal_path))}
+    signal = pd.read_parquet(present["signal"]) if present["signal"] else NO_SIGNAL
+    curves = pd.read_parquet(present["curves"]) if present["curves"] else NO_CURVES
+    if present["runs"]:
+        runs, experiments = pd.read_parquet(present["runs"]), read_experiment_meta(present["runs"])
     else:
         runs, experiments = pd.DataFrame({"experiments": pd.Series(dtype=object)}), {}
     models = spec.get("models", {})
     verdicts = [judge(claim, runs, signal, experiments, models, curves, spec.get("noise")) for claim in spec["claims"]]
-    if not runs_path.exists():
+    if not present["runs"]:
         for entry in verdicts:
             if entry["evidence"].get("experiments") == []:
-                entry["evidence"]["reason"] = f"no runs.parquet in {results} (trained cells not aggregated)"
+                entry["evidence"]["reason"] = f"no runs.parquet at {runs_path} (trained cells not aggregated)"
     return verdicts
 
 
-def write(results: Path, claims_config: str | Path) -> None:
-    """Judge every claim of `claims_config` on `results`; write claims.json and claims.md there.
-
-    Reads runs.parquet, and curves.parquet and signal.parquet where present (the claims that need
-    them are not run otherwise).
-    """
-    results = Path(results)
-    verdicts = judge_folder(results, load_spec(claims_config))
-    write_json(results / "claims.json", verdicts)
-    write_text(results / "claims.md", markdown(verdicts, claims_config))
+def write(runs_path: Path | None, curves_path: Path | None, signal_path: Path | None, claims_config: str | Path,
+          json_path: Path, md_path: Path) -> None:
+    """Judge every claim of `claims_config` (`judge_files`); write claims.json and claims.md."""
+    verdicts = judge_files(runs_path, curves_path, signal_path, load_spec(claims_config))
+    write_json(json_path, verdicts)
+    write_text(md_path, markdown(verdicts, claims_config))

@@ -71,7 +71,7 @@ class OnDeviceData:
         subset = balanced_subset(dataset.train_labels, int(first["train_subset"]))
         self.train_images = pad_images(dataset.train_images[subset], device)
         self.train_labels = torch.from_numpy(np.asarray(dataset.train_labels)[subset]).long().to(device)
-        test = balanced_subset(dataset.test_labels, int(first.get("test_subset", 0)))
+        test = balanced_subset(dataset.test_labels, int(first["test_subset"]))
         self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(device)
         self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(device)
         self.num_train, self.num_test = len(subset), len(test)

@@ -100,8 +100,14 @@ class GraphedStep:
         self.replay()
 
 
-def graphed_or_eager(body: Callable[[], None], device: torch.device, log: Callable[[str], None]) -> Callable[[], None]:
-    """`body` as a GraphedStep on a CUDA device; anywhere else `body` itself, after one log line."""
+def graphed_or_eager(body: Callable[[], None], device: torch.device, log: Callable[[str], None],
+                     backend: GraphBackend | None = None) -> Callable[[], None]:
+    """`body` as a GraphedStep on a CUDA device; anywhere else `body` itself, after one log line.
+
+    A given `backend` (an emulation of capture and replay, for the tests on the CPU) is used on any device.
+    """
+    if backend is not None:
+        return GraphedStep(body, backend, log)
     if device.type != "cuda":
         log(f"cuda_graphs: ignored on {device.type} (CUDA graphs need a CUDA device); the training step runs eagerly")
         return body

@@ -39,11 +39,11 @@ class Members:
     """
 
     def __init__(self, cells: list[dict], num_classes: int, device: torch.device, options: EngineOptions,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, build: Callable[[dict, int], nn.Module] = build_model):
         models = []
         for cell in cells:
             torch.manual_seed(int(cell["seed"]))
-            models.append(build_model(cell, num_classes))
+            models.append(build(cell, num_classes))
         self.size = len(models)
         self.layout, offset = [], 0
         for name, param in models[0].named_parameters():

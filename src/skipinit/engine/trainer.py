@@ -19,7 +19,7 @@ import torch
 from skipinit.data.batches import derive_seed
 from skipinit.data.sources import data_kind
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from skipinit.engine.graphs import graphed_or_eager
+from skipinit.engine.graphs import GraphBackend, graphed_or_eager
 from skipinit.engine.members import Members
 from skipinit.engine.options import PACKINGS, EngineOptions
 from skipinit.engine.preemption import Preempted, StopSignal
@@ -51,7 +51,7 @@ class PackTrainer:
     """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
 
     def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
-                 log: Callable[[str], None] = print, stop: StopSignal | None = None):
+                 log: Callable[[str], None] = print, stop: StopSignal | None = None, graph_backend: GraphBackend | None = None):
         if not cells:
             raise ValueError("train_pack needs at least one cell")
         self.cells = [dict(cell) for cell in cells]
@@ -104,7 +104,7 @@ class PackTrainer:
             self.update_fn = CompiledOrEager(sgd_step, log, "SGD update")
         self.run_step: Callable[[], None] = self.compute_step
         if options.cuda_graphs:
-            self.run_step = graphed_or_eager(self.compute_step, self.device, log)
+            self.run_step = graphed_or_eager(self.compute_step, self.device, log, graph_backend)
 
     # ---- steps ----------------------------------------------------------------------------
 
@@ -355,7 +355,8 @@ def failed_results(cells: list[dict], error: BaseException, device: str, precisi
 
 
 def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
-               log: Callable[[str], None] = print, stop: StopSignal | None = None) -> list[dict]:
+               log: Callable[[str], None] = print, stop: StopSignal | None = None,
+               graph_backend: GraphBackend | None = None) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
     `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
@@ -373,7 +374,8 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
 
     Divergence never raises: the member stops updating and the others go on; a pack whose members
     have all diverged stops early. With `stop`, a stop signal saves the current step mid-epoch and
-    raises `Preempted` (`preemption`); the rerun resumes there. An out-of-memory error marks every member 'failed', with a
+    raises `Preempted` (`preemption`); the rerun resumes there. `graph_backend` replaces CUDA's
+    graphs where `options.cuda_graphs` is on (the tests emulate capture and replay on the CPU). An out-of-memory error marks every member 'failed', with a
     hint, and returns normally. With `checkpoint`, the state is saved atomically after every epoch
     and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
     """
@@ -382,7 +384,7 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     with engine_settings(options, device):
         try:
-            return PackTrainer(cells, dataset, options, log, stop).run(checkpoint)
+            return PackTrainer(cells, dataset, options, log, stop, graph_backend).run(checkpoint)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from skipinit.fileio import atomic_path
-from skipinit.grid import cell_id, experiment_cells, model_label, model_slug, net_slug
+from skipinit import manifest
+from skipinit.grid import cell_id, model_label, model_slug, net_slug
 from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
-from skipinit.runtable import METADATA_KEY
+from skipinit.runtable import METADATA_KEY, write_parquet
 from skipinit.vocab import CELL_KEYS
 
 # What figures, tables and claims read: a Parquet file without these is another version's, or not ours.
@@ -86,25 +85,10 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
                              "older version's): rebuild it with the workflow's aggregate rule (make run)")
     return frame
 
-def experiment_meta(plan: dict) -> dict:
-    """{experiment: {kind, description}} as stored in the Parquet metadata."""
-    return {name: {"kind": spec.get("kind", "generic"), "description": spec.get("description", "")} for name, spec in plan.get("experiments", {}).items()}
-
-
-def membership(plan: dict) -> dict[str, list[str]]:
-    """Cell id -> the experiments that use it."""
-    members: dict[str, list[str]] = {}
-    for experiment, cells in experiment_cells(plan).items():
-        for cell in cells:
-            members.setdefault(cell_id(cell), [])
-            if experiment not in members[cell_id(cell)]:
-                members[cell_id(cell)].append(experiment)
-    return members
-
-
-def collect(inputs: list[str | Path], plan: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every pack's results as rows of runs.parquet and curves.parquet; damaged packs are all named at once."""
-    members = membership(plan)
+def collect(inputs: list[str | Path], content: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every pack's results as rows of runs.parquet and curves.parquet, each run with the experiments that use
+    its cell (from the profile's manifest, `content`); damaged packs are all named at once."""
+    members = manifest.membership(content)
     runs, curves = [], []
     damaged = []
     for path in inputs:
@@ -130,9 +114,8 @@ def _frame(rows: list[dict], schema: pa.Schema) -> pd.DataFrame:
     return pa.table(columns, schema=schema).to_pandas()
 
 
-def write(runs: pd.DataFrame, curves: pd.DataFrame, runs_path, curves_path, experiments: dict) -> None:
+def write(runs: pd.DataFrame, curves: pd.DataFrame, runs_path, curves_path, profile: str, experiments: dict) -> None:
+    """Both files, each with the profile's name and its `experiments` ({name: {kind, description}}) in its metadata."""
+    metadata = {METADATA_KEY: json.dumps(experiments).encode()}
     for frame, schema, path in ((runs, RUNS_SCHEMA, runs_path), (curves, CURVES_SCHEMA, curves_path)):
-        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(experiments).encode()})
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+        write_parquet(frame, path, profile, schema, metadata)

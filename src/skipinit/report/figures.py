@@ -32,9 +32,8 @@ from matplotlib.ticker import MaxNLocator
 
 from skipinit.report import provenance, style
 from skipinit.report.tables import GROUP_KEYS, summary
-from skipinit.runtable import runs_of, scored
+from skipinit.runtable import read_experiment_meta, read_profile_name, runs_of, scored
 
-FIGURE_FORMATS = style.FIGURE_FORMATS
 TITLES = {
     "depth": "Depth: which models train as depth grows (paper Table 1)",
     "trainability": "Trainability: accuracy against depth",
@@ -52,13 +51,6 @@ SETTING_KEYS = ("depth", "width", "batch_size")
 SETTING_NAMES = {"depth": "depth", "width": "width", "batch_size": "batch"}
 LINESTYLES = ("-", "--", ":", "-.")
 AT_BEST_LR = "test accuracy (%) at best lr"
-
-
-def save(figure: Figure, stem: Path) -> list[Path]:
-    """Write `stem.png` and `stem.pdf` atomically."""
-    paths = [stem.with_suffix(f".{fmt}") for fmt in FIGURE_FORMATS]
-    style.save_formats(figure, zip(paths, FIGURE_FORMATS))
-    return paths
 
 
 def _styles(labels: list[str]) -> dict[str, dict]:
@@ -263,7 +255,7 @@ def _edge_note(table: pd.DataFrame | None) -> str:
     return f"best lr on the edge of the lr grid in {edge} of {len(table)} settings: the optimum may lie beyond"
 
 
-def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, kind: str, profile: str = "?") -> Figure:
+def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, kind: str, profile: str) -> Figure:
     """The experiment's two panels for its kind (see the module docstring), with its provenance line."""
     mine = runs_of(runs, experiment)
     table = summary(runs, experiment, kind)
@@ -318,12 +310,10 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
     return figure
 
 
-def write_all(results: Path, experiments: dict) -> list[Path]:
-    """Every experiment's figure, from runs.parquet and curves.parquet in `results` (whose name is the profile's)."""
-    runs = pd.read_parquet(results / "runs.parquet")
-    curves = pd.read_parquet(results / "curves.parquet")
-    written = []
-    for experiment, meta in experiments.items():
-        figure = plot_experiment(runs, curves, experiment, meta.get("kind", "generic"), profile=results.resolve().name)
-        written += save(figure, results / "figures" / experiment)
-    return written
+def write_figure(runs_path: Path, curves_path: Path, experiment: str, png: Path, pdf: Path) -> list[Path]:
+    """One experiment's figure from runs.parquet and curves.parquet; its kind and the profile from runs.parquet's metadata."""
+    runs, curves = pd.read_parquet(runs_path), pd.read_parquet(curves_path)
+    kind = read_experiment_meta(runs_path)[experiment]["kind"]
+    figure = plot_experiment(runs, curves, experiment, kind, profile=read_profile_name(runs_path))
+    style.save_formats(figure, ((png, "png"), (pdf, "pdf")))
+    return [Path(png), Path(pdf)]

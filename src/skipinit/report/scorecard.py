@@ -1,22 +1,22 @@
 """The scorecard: every claim (rows) against every results folder (columns), the page a reader opens first.
 
 Each cell is the claim's verdict on that folder with its deciding finding (the number that decided
-it, or why it could not), linked to the claim's figure. The verdicts are judged afresh from the
-folder's Parquet files with one claims file (nothing is read from a folder's claims.json, which may
-be older than the checks), so `make tables` rebuilds the page from committed Parquet alone.
-A folder without runs.parquet (cells trained but not aggregated) is still a column: its run claims
-are not_run, its signal claims judged from signal.parquet where it has one, and a note says so.
+it, or why it could not), linked to the claim's figure. The verdicts are read from each folder's
+claims.json, as the claims step wrote them: the scorecard judges nothing itself (`make tables`
+rebuilds every claims.json from committed Parquet first). A folder without runs.parquet (cells
+trained but not aggregated) is still a column: its run claims are not_run, and a note says so.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from skipinit.claims.judge import judge_folder, load_spec
+from skipinit.claims.judge import load_spec
 from skipinit.claims.registry import NOT_REPRODUCED, NOT_RUN, REPRODUCED, VERDICTS
 from skipinit.fileio import write_text
 from skipinit.vocab import CELL_KEYS
@@ -63,26 +63,33 @@ def cell(entry: dict, folder: Path, out_dir: Path) -> dict:
     return {"verdict": entry["verdict"], "key": key_finding(entry), "link": link}
 
 
-def build(folders: list[Path], claims_config: str | Path, out: Path) -> tuple[list[dict], list[dict]]:
-    """(claims with their cells per folder, folders with their notes), judged with `claims_config`."""
+def read_claims(path: Path) -> dict[str, dict]:
+    """A claims.json by claim id, refused in one line when it is not one."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        return {entry["id"]: entry for entry in entries if entry["verdict"] in VERDICTS and entry["evidence"]["reason"]}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such claims file; pass a claims.json the workflow (or `make tables`) wrote") from None
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path} is not a claims.json of this package ({type(error).__name__}: {error}); rebuild it "
+                         "with `python -m skipinit report --results <its folder> --only claims`") from None
+
+
+def build(claims_files: list[Path], claims_config: str | Path, out: Path) -> tuple[list[dict], list[dict]]:
+    """(claims with their cells per folder, folders with their notes): every claim of `claims_config`, as each
+    claims.json judged it."""
     spec = load_spec(claims_config)
     out_dir = Path(out).parent
     columns, rows = [], [
         {"id": c["id"], "statement": c["statement"], "source": c["source"], "cells": []} for c in spec["claims"]
     ]
-    for folder in folders:
-        if (
-            not (folder / "runs.parquet").exists()
-            and not (folder / "signal.parquet").exists()
-            and not (folder / "cells").is_dir()
-        ):
-            raise FileNotFoundError(
-                f"results folder {folder}: no runs.parquet, signal.parquet or cells/ in it; pass a folder the workflow wrote"
-            )
-        verdicts = judge_folder(folder, spec)
-        counts = {verdict: sum(v["verdict"] == verdict for v in verdicts) for verdict in VERDICTS}
+    for path in claims_files:
+        verdicts, folder = read_claims(path), path.parent
+        missing = {"verdict": NOT_RUN, "figures": [], "evidence": {"reason": f"not in {path.name}, judged with an older claims file"}}
+        entries = [verdicts.get(row["id"], missing) for row in rows]
+        counts = {verdict: sum(entry["verdict"] == verdict for entry in entries) for verdict in VERDICTS}
         columns.append({"folder": os.path.relpath(folder, out_dir), "note": budget_note(folder), "counts": counts})
-        for row, entry in zip(rows, verdicts):
+        for row, entry in zip(rows, entries):
             row["cells"].append(cell(entry, folder, out_dir))
     return rows, columns
 
@@ -96,9 +103,9 @@ def markdown_page(rows: list[dict], columns: list[dict], claims_config: str | Pa
     lines = [
         "# Scorecard: the claims of De & Smith (NeurIPS 2020) and Ioffe & Szegedy (2015)",
         "",
-        f"Every claim of `{claims_config}` (rows) judged on every results folder (columns) from its Parquet",
-        "files alone, by the checks in `src/skipinit/claims/` (`python -m skipinit scorecard`; `make tables`",
-        "rebuilds this page). A cell: the verdict, linked to the claim's figure (figures are drawn by",
+        f"Every claim of `{claims_config}` (rows) as each results folder's `claims.json` (columns) judged it from",
+        "its Parquet files, by the checks in `src/skipinit/claims/` (`python -m skipinit scorecard`; `make tables`",
+        "rebuilds them and this page). A cell: the verdict, linked to the claim's figure (figures are drawn by",
         "`make tables` / `python -m skipinit report`), and the finding that decided it or why it could",
         "not be decided, with the statistic's 95% interval: it decides (inside the claim's band:",
         "reproduced; outside: not reproduced; straddling: inconclusive, with the seeds that would decide",
@@ -142,16 +149,16 @@ def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) 
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>skipinit scorecard</title><style>{style}</style></head>"
-        f"<body><h1>Scorecard</h1><p>Every claim of <code>{esc(str(claims_config))}</code> judged on each results "
-        "folder from its Parquet files alone (<code>python -m skipinit scorecard</code>).</p>"
+        f"<body><h1>Scorecard</h1><p>Every claim of <code>{esc(str(claims_config))}</code> as each results folder's "
+        "<code>claims.json</code> judged it from its Parquet files (<code>python -m skipinit scorecard</code>).</p>"
         f"<table><tr><th>claim</th>{head}</tr>\n{body}\n</table></body></html>\n"
     )
 
 
-def write(folders: list[str | Path], claims_config: str | Path, out: str | Path) -> list[Path]:
-    """The scorecard of `folders` as Markdown at `out` and HTML next to it; the folders in order, each once."""
+def write(claims_files: list[str | Path], claims_config: str | Path, out: str | Path) -> list[Path]:
+    """The scorecard of `claims_files` (one column each, in order, each once) as Markdown at `out` and HTML next to it."""
     out = Path(out)
-    unique = [Path(folder) for folder in dict.fromkeys(os.path.normpath(f) for f in folders)]
+    unique = [Path(path) for path in dict.fromkeys(os.path.normpath(p) for p in claims_files)]
     rows, columns = build(unique, claims_config, out)
     html_path = out.with_suffix(".html")
     write_text(out, markdown_page(rows, columns, claims_config))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from skipinit.fileio import write_text
-from skipinit.runtable import best_lr_summary, runs_of
+from skipinit.runtable import best_lr_summary, read_experiment_meta, runs_of
 
 GROUP_KEYS = {
     "depth": ["label", "depth", "width", "batch_size"],
@@ -121,18 +121,15 @@ def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFr
     ).replace("  ", " ").strip()
 
 
-def write_all(results: Path, experiments: dict) -> list[Path]:
-    """Every experiment's table in Markdown, LaTeX and CSV (the CSV is the long, machine-readable form)."""
-    runs = pd.read_parquet(results / "runs.parquet")
-    written = []
-    for experiment, meta in experiments.items():
-        kind = meta.get("kind", "generic")
-        frame = summary(runs, experiment, kind)
-        rows = runs_of(runs, experiment)
-        model_order = list(dict.fromkeys(rows["label"]))  # as the profile lists them
-        caption = caption_of(experiment, meta, frame, rows)
-        for fmt in TABLE_FORMATS:
-            path = results / "tables" / f"{experiment}.{fmt}"
-            write_text(path, render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption))
-            written.append(path)
-    return written
+def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path]) -> list[Path]:
+    """One experiment's table in each format of `outputs` ({md, tex, csv}: path); the CSV is the long, machine-readable form."""
+    runs = pd.read_parquet(runs_path)
+    meta = read_experiment_meta(runs_path)[experiment]
+    kind = meta["kind"]
+    frame = summary(runs, experiment, kind)
+    rows = runs_of(runs, experiment)
+    model_order = list(dict.fromkeys(rows["label"]))  # as the profile lists them
+    caption = caption_of(experiment, meta, frame, rows)
+    for fmt, path in outputs.items():
+        write_text(path, render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption))
+    return [Path(path) for path in outputs.values()]

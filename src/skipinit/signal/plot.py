@@ -30,6 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from skipinit.report import style
+from skipinit.runtable import read_profile_name
 from skipinit.report.provenance import provenance, seeds_text
 from skipinit.signal import FIGURE_STEM
 
@@ -49,7 +50,7 @@ _STATISTIC_TEXT = {
 }
 
 
-def figure(frame: pd.DataFrame, profile: str = "?") -> Figure:
+def figure(frame: pd.DataFrame, profile: str) -> Figure:
     """Figure 2 from signal.parquet rows (means over seeds of each model's deepest net)."""
     skip_c = (
         POOLED
@@ -77,9 +78,8 @@ def figure(frame: pd.DataFrame, profile: str = "?") -> Figure:
     return fig
 
 
-def plot(frame: pd.DataFrame, path_png: str | os.PathLike, path_pdf: str | os.PathLike) -> None:
-    """Write Figure 2 as PNG and PDF; the profile is the results folder the PNG lies in (results/<name>/figures/)."""
-    profile = Path(path_png).resolve().parent.parent.name
+def plot(frame: pd.DataFrame, profile: str, path_png: str | os.PathLike, path_pdf: str | os.PathLike) -> None:
+    """Write Figure 2 of `profile` (its name, for the provenance line) as PNG and PDF."""
     style.save_formats(figure(frame, profile), ((path_png, "png"), (path_pdf, "pdf")))
 
 
@@ -201,5 +201,5 @@ def redraw(results: Path) -> list[Path]:
     if not table.exists() or (png.exists() and png.stat().st_mtime >= table.stat().st_mtime):
         return []
     pdf = png.with_suffix(".pdf")
-    plot(pd.read_parquet(table), png, pdf)
+    plot(pd.read_parquet(table), read_profile_name(table), png, pdf)
     return [png, pdf]
