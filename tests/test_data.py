@@ -1,10 +1,14 @@
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from skipinit.data import canonical as data
 from skipinit.fileio import IntegrityError
 
@@ -28,21 +32,24 @@ def write_official_cifar10(root, per_batch=20):
 
 
 @pytest.fixture
-def official_cifar10(tmp_path, monkeypatch):
+def official_cifar10(tmp_path):
+    """Files in the official format, and torchvision's reader with their checksums in place of the official ones."""
     from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import calculate_md5
 
     folder, batches = write_official_cifar10(tmp_path)
-    # torchvision checks the official md5s; point it at the files this test wrote.
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", calculate_md5(folder / f"data_batch_{i}")] for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", calculate_md5(folder / "test_batch")]])
-    monkeypatch.setitem(CIFAR10.meta, "md5", calculate_md5(folder / "batches.meta"))
-    return tmp_path, batches
+
+    class TheseFiles(CIFAR10):
+        train_list = [[f"data_batch_{i}", calculate_md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
+        test_list = [["test_batch", calculate_md5(folder / "test_batch")]]
+        meta = {**CIFAR10.meta, "md5": calculate_md5(folder / "batches.meta")}
+
+    return tmp_path, batches, TheseFiles
 
 
 def test_official_cifar10_format_becomes_canonical(official_cifar10, tmp_path):
-    root, batches = official_cifar10
-    dataset = data.from_official_cifar10(root, download=False)
+    root, batches, reader = official_cifar10
+    dataset = data.from_official_cifar10(root, download=False, reader=reader)
     assert dataset.train_images.shape == (100, 32, 32, 3) and dataset.test_images.shape == (20, 32, 32, 3)
     assert dataset.classes == data.CIFAR10_CLASSES
     # Official rows are CHW-flattened; canonical images are HWC.
@@ -58,15 +65,13 @@ def test_official_cifar10_format_becomes_canonical(official_cifar10, tmp_path):
     assert loaded.provenance["canonical_sha256"] == digest
 
 
-def test_official_cifar10_missing_without_network_names_remedies(tmp_path, monkeypatch):
-    import torchvision.datasets.cifar as cifar
-
-    def no_network(*args, **kwargs):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(cifar, "download_and_extract_archive", no_network)
-    with pytest.raises(data.DataNotFoundError, match="download failed"):
-        data.from_official_cifar10(tmp_path / "empty", download=True)
+def test_official_cifar10_missing_without_network_names_remedies(tmp_path):
+    """A real failed download: the proxy the child process is given refuses every connection."""
+    code = f"from skipinit.data import canonical; canonical.from_official_cifar10({str(tmp_path / 'empty')!r}, download=True)"
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "http_proxy": closed, "https_proxy": closed, "no_proxy": ""}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0 and "DataNotFoundError" in result.stderr and "download failed" in result.stderr, result.stderr[-2000:]
     assert "data_source=imagefolder" in data.remedies("cifar10", "cifar10", str(tmp_path))
 
 

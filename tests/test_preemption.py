@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -77,7 +76,7 @@ def test_a_stop_signal_mid_epoch_saves_the_step_and_the_resumed_run_is_bit_ident
 
 
 def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_an_uninterrupted_one(tmp_path):
-    """The real process: SIGTERM arrives once epoch 1's checkpoint exists, so inside epoch 2 of 3."""
+    """The real process: SIGTERM arrives as epoch 1 ends (tests/signal_hook), so the stop falls inside epoch 2 of 3."""
     canonical = tmp_path / "synthetic.npz"
     data.save_canonical(data.synthetic(train_size=4000, test_size=100, num_classes=10, seed=4), canonical)
     cell = make_cell({"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 25, "epochs": 3, "lr": 0.05, "seed": 0})
@@ -89,12 +88,10 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
 
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     subprocess.run(command(tmp_path / "full"), check=True, capture_output=True, env=environment, timeout=600)
-    run = subprocess.Popen(command(tmp_path / "cut"), stderr=subprocess.PIPE, text=True, env=environment)
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "cut" / "ckpt.pt").exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    run.send_signal(signal.SIGTERM)
-    _, stderr = run.communicate(timeout=300)
+    cue = {"PYTHONPATH": f"{REPO / 'tests' / 'signal_hook'}{os.pathsep}{REPO / 'src'}", "SIGNAL_ON_LINE": "epoch 1/",
+           "SIGNAL_NAME": "SIGTERM", "SIGNAL_TO": "self"}
+    run = subprocess.run(command(tmp_path / "cut"), capture_output=True, text=True, env={**environment, **cue}, timeout=600)
+    stderr = run.stderr
     assert run.returncode != 0, "the run ended before the signal arrived"
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("preempted: stopped by SIGTERM: saved step ") and "of epoch 2 to " in last, stderr[-2000:]

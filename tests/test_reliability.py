@@ -24,8 +24,9 @@ def test_kill_then_rerun_keeps_finished_cells_and_resumes_the_rest(tmp_path, smo
     workdir = copy_workflow(tmp_path)
     cells = workdir / "results" / "smoke" / "cells"
     checkpoints = workdir / "results" / "smoke" / "checkpoints"
-    # The second training job kills the whole run with SIGKILL in its epoch 2 (tests/kill_hook).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "kill_hook"), os.environ.get("PYTHONPATH", "")])}
+    # The second training job kills the whole run with SIGKILL in its epoch 2 (tests/signal_hook).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "signal_hook"), os.environ.get("PYTHONPATH", "")]),
+           "SIGNAL_ON_LINE": "epoch 2/", "SIGNAL_NAME": "SIGKILL", "SIGNAL_TO": "group", "SIGNAL_AFTER": "results/*/cells/**/result.json"}
     run = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/smoke.yaml"],
         cwd=workdir, start_new_session=True, capture_output=True, env=env, timeout=900,
