@@ -1,4 +1,4 @@
-"""The engine's options have one set of defaults: EngineOptions, the profile schema and `skipinit train` agree."""
+"""The engine's options have one set of defaults, the schema's: EngineOptions and `skipinit train` take theirs from it."""
 
 import dataclasses
 from pathlib import Path

@@ -23,19 +23,13 @@ def option(name: str):
     return dataclasses.field(default=key["default"], metadata={"help": key["description"], "choices": choices})
 
 
-@dataclasses.dataclass
-class EngineOptions:
-    device: str = option("device")
-    precision: str = option("precision")
-    compile: bool = option("compile")
-    # Off until a GPU measurement shows the graphed step equal to the eager one and faster (bench/RESULTS.md).
-    cuda_graphs: bool = option("cuda_graphs")
-    channels_last: bool = option("channels_last")
-    deterministic: bool = option("deterministic")
-    eval_every: int = option("eval_every")
-    divergence_loss: float = option("divergence_loss")
-    threads: int = option("threads")
-    image_size: int = option("image_size")
-    micro_batch: int = option("micro_batch")
-    packing: str = option("packing")
-    fixup_scalar_lr: float = option("fixup_scalar_lr")
+# The profile keys that say how the engine runs. cuda_graphs stays off by default until a GPU
+# measurement shows the graphed step equal to the eager one and faster (bench/RESULTS.md).
+ENGINE_KEYS = ("device", "precision", "compile", "cuda_graphs", "channels_last", "deterministic", "eval_every",
+               "divergence_loss", "threads", "image_size", "micro_batch", "packing", "fixup_scalar_lr")
+
+EngineOptions = dataclasses.make_dataclass(
+    "EngineOptions", [(name, type(schema.default(name)), option(name)) for name in ENGINE_KEYS],
+    namespace={"__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema says."},
+)
+EngineOptions.__module__ = __name__  # make_dataclass names its caller's module only from Python 3.12
