@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from conftest import REPO, snakemake
 from skipinit import runtable
-from skipinit.report import figures, provenance, style, tables
+from skipinit.report import figures, provenance, style
 from skipinit.signal import FIGURE_STEM
 from skipinit.signal import plot as signal_plot
 

@@ -66,8 +66,10 @@ def cell(entry: dict, folder: Path, out_dir: Path) -> dict:
 def read_claims(path: Path) -> dict[str, dict]:
     """A claims.json by claim id, refused in one line when it is not one."""
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-        return {entry["id"]: entry for entry in entries if entry["verdict"] in VERDICTS and entry["evidence"]["reason"]}
+        entries = {entry["id"]: entry for entry in json.loads(path.read_text(encoding="utf-8"))}
+        if strange := [claim for claim, entry in entries.items() if entry["verdict"] not in VERDICTS or not entry["evidence"]["reason"]]:
+            raise ValueError(f"claims {', '.join(map(str, strange))} have no known verdict or no reason")
+        return entries
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such claims file; pass a claims.json the workflow (or `make tables`) wrote") from None
     except (OSError, ValueError, TypeError, KeyError) as error:
