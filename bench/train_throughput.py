@@ -12,7 +12,10 @@
                torch.optim.SGD, nothing else. What the engine costs beyond the arithmetic. Prints img/s of both
                and their ratio per repeat; `ratio=` is the median of the per-repeat ratios.
 --mode sweep : an lr sweep of --cells cells as one packed engine run against the same cells trained
-               one after another by the engine. Prints cells/hour (a "cell" = --steps steps).
+               one after another by the engine. Prints cells/hour (a "cell" = --steps steps). With
+               --dropout P the cells use dropout P (each member's masks from its own generator) and the
+               pack is also timed without dropout: `packed dropout/no dropout` bounds what the
+               per-member masks cost.
 --graphs     : the engine with its whole step in a CUDA graph (`cuda_graphs`) as a further contender:
                cell mode times graphed engine, eager engine and reference; sweep mode the graphed
                pack, the same pack eager and the cells one after another, each graphed. On the CPU
@@ -79,8 +82,8 @@ def engine_cells(args, count: int, dataset) -> list[dict]:
     steps_per_epoch = len(dataset.train_labels) // args.batch_size
     epochs = (args.warmup + args.steps) // steps_per_epoch + 2  # the lr table must cover every timed step
     lrs = [0.1 * 2.0 ** -k for k in range(count)] if count > 1 else [0.1]
-    return [make_cell({"depth": args.depth, "width": args.width, "batch_size": args.batch_size, "epochs": epochs, "lr": lr, "seed": 0})
-            for lr in lrs]
+    return [make_cell({"depth": args.depth, "width": args.width, "batch_size": args.batch_size, "epochs": epochs, "lr": lr, "seed": 0,
+                       "dropout": args.dropout}) for lr in lrs]
 
 
 def time_engine(args, cells: list[dict], dataset, graphs: bool = False) -> float:
@@ -319,9 +322,14 @@ def run_sweep(args, dataset) -> float:
     cells = engine_cells(args, args.cells, dataset)
     if args.distinct_seeds:
         cells = [dict(cell, seed=i) for i, cell in enumerate(cells)]
-    packed, packed_eager, sequential = [], [], []
+    packed, packed_eager, sequential, no_dropout = [], [], [], []
     for repeat in range(args.repeats):
         packed.append(len(cells) / time_engine(args, cells, dataset, graphs=args.graphs) * 3600)
+        if args.dropout:
+            plain = [dict(cell, dropout=0.0) for cell in cells]
+            no_dropout.append(len(cells) / time_engine(args, plain, dataset, graphs=args.graphs) * 3600)
+            print(f"repeat {repeat + 1}: packed with dropout {args.dropout:g}: {packed[-1]:.0f} cells/h, without: "
+                  f"{no_dropout[-1]:.0f} cells/h, ratio {packed[-1] / no_dropout[-1]:.3f}", flush=True)
         if args.graphs:
             packed_eager.append(len(cells) / time_engine(args, cells, dataset) * 3600)
         sequential.append(len(cells) / sum(time_engine(args, [cell], dataset, graphs=args.graphs) for cell in cells) * 3600)
@@ -333,6 +341,9 @@ def run_sweep(args, dataset) -> float:
     graphed = " graphed" if args.graphs else ""
     print(f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members; "
           f"{utilization(args, p * per_cell_images / 3600)})")
+    if args.dropout:
+        ratios = [with_ / without for with_, without in zip(packed, no_dropout)]
+        print(f"packed dropout/no dropout (cells/h, median of {len(ratios)} paired repeats): {statistics.median(ratios):.3f}")
     if args.graphs:
         e = statistics.median(packed_eager)
         print(f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; {utilization(args, e * per_cell_images / 3600)})")
@@ -396,6 +407,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cells", type=int, default=8, help="sweep: cells in the pack")
     parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
     parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
+    parser.add_argument("--dropout", type=float, default=0.0, help="sweep: the cells' dropout; also times the pack without it")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--append", metavar="CSV", help="append the engine's timings to this measurements file (bench/throughput.csv: "
                         "the compute plan's throughput model is fitted to it)")

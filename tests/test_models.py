@@ -7,6 +7,7 @@ from torch import nn
 
 from skipinit.models import (
     GhostBatchNorm2d,
+    MemberDropout,
     ResidualBlock,
     ScalarGain,
     linear_resnet,
@@ -184,7 +185,7 @@ def test_scaled_variant_divides_block_output_by_sqrt2():
 
 def test_dropout_sits_before_the_classifier():
     model = wide_resnet(10, 1, "skipinit", dropout=0.3)
-    assert isinstance(model.head[-2], nn.Dropout) and model.head[-2].p == 0.3
+    assert isinstance(model.head[-2], MemberDropout) and model.head[-2].p == 0.3 and model.head[-2].features == 64
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(x), model(x))

@@ -63,6 +63,7 @@ def test_a_stop_signal_mid_epoch_saves_the_step_and_the_resumed_run_is_bit_ident
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the context
     saved = load_checkpoint(path)
     assert (saved["epoch"], saved["step"], saved["partial"]["steps"]) == (1, STEPS_PER_EPOCH + 4, 4)
+    assert len(saved["partial"]["dropout"]) == 2  # each member's own dropout generator, mid-epoch
 
     lines = []
     resumed = trainer.train_pack(cells(), dataset, DETERMINISTIC, checkpoint=path, log=lines.append)

@@ -328,7 +328,7 @@ def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset):
     assert [r["status"] for r in results] == ["failed", "failed"]
     for result, c in zip(results, cells):
         assert result["lr"] == c["lr"] and result["diverged"] is False and result["test_acc"] is None
-        assert "can't allocate memory" in result["error"] and "pack:" in result["error"] and "ghost_batch_size" in result["error"]
+        assert "can't allocate memory" in result["error"] and "pack:" in result["error"] and "micro_batch" in result["error"]
     assert any("failed" in line for line in lines)
 
 

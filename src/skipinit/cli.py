@@ -113,7 +113,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     try:
         content = manifest.read(args.manifest)
         runs, curves = aggregate.collect(args.inputs, content)
-    except (manifest.ManifestError, aggregate.DamagedResults) as error:
+    except (manifest.ManifestError, aggregate.DamagedResults, aggregate.MixedSettings) as error:
         raise SystemExit(f"error: {error}") from None
     aggregate.write(runs, curves, args.runs, args.curves, content[manifest.NAME], manifest.experiment_meta(content))
     log.info("aggregated %d runs (%d diverged) into %s", len(runs), int(runs["diverged"].sum()) if len(runs) else 0, args.runs)

@@ -97,6 +97,27 @@ class ScalarBias(nn.Module):
         return x + self.bias
 
 
+class MemberDropout(nn.Module):
+    """Dropout on [B, features] whose scaled keep-mask (`noise`) the training engine sets before each forward.
+
+    The engine draws each member's mask from that member's own generator (`engine.dropout`), so a
+    cell's masks depend on its seed alone, whatever it is packed with. Without a mask (a model used
+    outside the engine) it is `F.dropout`, drawing from the global generator.
+    """
+
+    def __init__(self, p: float, features: int):
+        super().__init__()
+        self.p, self.features = p, features
+        self.noise: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.noise is None:
+            return nn.functional.dropout(x, self.p, True)
+        return x * self.noise.to(x.dtype)
+
+
 class ResidualBlock(nn.Module):
     """Pre-activation residual block: ``out = output_scale * (skip + branch(preact(x)))``.
 
@@ -240,7 +261,7 @@ def _resnet(
         channels = convs[-1][1]
 
     classifier = nn.Linear(channels, num_classes)
-    head = [_norm_act(channels, settings), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]
+    head = [_norm_act(channels, settings), nn.AdaptiveAvgPool2d(1), nn.Flatten(), MemberDropout(dropout, channels)]
     if variant == "fixup":
         nn.init.zeros_(classifier.weight)
         nn.init.zeros_(classifier.bias)

@@ -14,6 +14,8 @@ import pyarrow as pa
 
 from skipinit.vocab import CELL_SETTINGS
 
+FAILED = "failed"  # a status: the run failed for a reason other than training (out of memory, a device error)
+
 _ARROW_OF_KIND = {"str": pa.string(), "alpha": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 CELL_COLUMNS = [(setting.name, _ARROW_OF_KIND[setting.kind]) for setting in CELL_SETTINGS]
 IDENTITY_COLUMNS = [("net", pa.string()), ("model", pa.string()), ("label", pa.string())]  # derived from the cell (grid)
@@ -55,9 +57,15 @@ class RunResult:
     wall_seconds: float | None = _column(pa.float64())  # this pack, all sessions
     images_per_second: float | None = _column(pa.float64())  # the pack's training throughput, all members
     pack_size: int = _column(pa.int64(), 1)
-    micro_batch: int | None = _column(pa.int64())
     device: str = _column(pa.string(), "cpu")
-    precision: str = _column(pa.string(), "fp32")  # what ran (engine.runtime.resolve_precision)
+    packing: str | None = _column(pa.string())  # how the pack ran: plain (one member), channels or vmap
+    # The engine settings that change a cell's numbers, as they ran (RESULT_SETTINGS):
+    precision: str = _column(pa.string(), "fp32")  # engine.runtime.resolve_precision: never `auto`
+    micro_batch: int | None = _column(pa.int64())  # examples per forward (vocab.micro_batch_size)
+    channels_last: bool | None = _column(pa.bool_())
+    deterministic: bool | None = _column(pa.bool_())
+    image_size: int | None = _column(pa.int64())
+    fixup_scalar_lr: float | None = _column(pa.float64())
     torch_version: str = _column(pa.string(), "")
     git_commit: str | None = _column(pa.string())  # stamped by the job
     dataset_sha256: str | None = _column(pa.string())  # stamped by the job
@@ -65,11 +73,16 @@ class RunResult:
 
     @classmethod
     def failed(cls, error: str, **context) -> RunResult:
-        return cls(status="failed", error=error, **context)
+        return cls(status=FAILED, error=error, **context)
 
     def row(self, cell: dict) -> dict:
         """The cell's result.json entry: its settings, then this record."""
         return {**cell, **dataclasses.asdict(self)}
+
+
+# The recorded engine settings that change a cell's numbers: one cell's seeds and lrs must share them
+# (`report.aggregate` refuses a folder where they differ) and a checkpoint resumes only under the same.
+RESULT_SETTINGS = ("precision", "micro_batch", "channels_last", "deterministic", "image_size", "fixup_scalar_lr")
 
 
 def _arrow_fields(record_type) -> list[tuple[str, pa.DataType]]:

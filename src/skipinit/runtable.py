@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skipinit.fileio import atomic_path
+from skipinit.record import FAILED
 
 METADATA_KEY = b"skipinit.experiments"  # the experiments' kinds and descriptions, in runs.parquet's metadata
 PROFILE_KEY = b"skipinit.profile"  # the profile's name, in the metadata of runs, curves and signal Parquet files
@@ -45,6 +46,17 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, profile: str, schema: p
 def runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """The rows of one experiment."""
     return runs[runs["experiments"].map(lambda names: experiment in list(names))]
+
+
+def trained(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that are evidence about training: all but those that failed for another reason (out of
+    memory, a device error: status `failed`), which no table, figure or claim scores."""
+    return runs[runs["status"] != FAILED] if "status" in runs else runs
+
+
+def failed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that failed for a reason other than training (status `failed`)."""
+    return runs[runs["status"] == FAILED] if "status" in runs else runs.iloc[:0]
 
 
 def scored(runs: pd.DataFrame) -> pd.DataFrame:

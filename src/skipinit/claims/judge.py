@@ -10,10 +10,10 @@ import pandas as pd
 import yaml
 
 from skipinit.claims.markdown import markdown
-from skipinit.claims.registry import CHECKS, SIGNAL  # filled by the check modules the package imports
+from skipinit.claims.registry import CHECKS, INCONCLUSIVE, NOT_RUN, SIGNAL  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
 from skipinit.fileio import write_json, write_text
-from skipinit.runtable import read_experiment_meta, runs_of
+from skipinit.runtable import failed, read_experiment_meta, runs_of, trained
 from skipinit.vocab import SIGNAL_FIGURE_STEM
 
 SIGNAL_FIGURE = f"figures/{SIGNAL_FIGURE_STEM}.png"
@@ -52,8 +52,10 @@ def judge(
 
     A run check gets the claims file's `models`, its `noise` model (the seed-noise floors of
     single-seed decisions) and the runs' learning curves (`curves`, empty without curves.parquet)
-    in its params, next to the claim's own thresholds.
+    in its params, next to the claim's own thresholds. It never sees a run that failed for a reason
+    other than training; a claim that needs one is inconclusive and names it (`needed_failures`).
     """
+    failures = []
     if claim["data"] == SIGNAL:
         frame, params = signal, claim["params"]
         figures = [SIGNAL_FIGURE] if not signal.empty else []
@@ -65,9 +67,12 @@ def judge(
         ]
         frame = runs[runs["experiments"].map(lambda names: bool(set(names) & set(used)))]
         frame, short = within_budget(frame, claim["params"].get("min_epochs"))
+        failures, frame = needed_failures(failed(frame), claim["params"], models), trained(frame)
         params = {"models": models, "noise": noise, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
         figures = [f"figures/{name}.png" for name in used]
     verdict, evidence = CHECKS[claim["check"]](frame, params)
+    if failures:
+        verdict, evidence = failed_runs_verdict(verdict, evidence, failures)
     if claim["data"] != SIGNAL:
         evidence = {"experiments": used, **({"runs_under_budget_left_out": short} if short else {}), **evidence}
     return {
@@ -80,6 +85,34 @@ def judge(
         "paper_value": claim.get("paper_value"),
         "figures": figures,
     }
+
+
+def needed_failures(failures: pd.DataFrame, params: dict, models: dict) -> list[dict]:
+    """The failed runs a claim needs: those of the models its params name (every one where it names none)."""
+    named = {value for value in _strings(params) if value in models}
+    if named and not failures.empty:
+        failures = failures[failures.index.isin([i for name in named for i in failures.query(models[name]).index])]
+    return [{"cell_id": row["cell_id"], "error": row.get("error")} for _, row in failures.iterrows()]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def failed_runs_verdict(verdict: str, evidence: dict, failures: list[dict]) -> tuple[str, dict]:
+    """A claim that needs runs which failed for a reason other than training is undecided: those cells
+    might have changed any part of it. Its verdict becomes inconclusive (not_run stays), naming them."""
+    reason = (f"{len(failures)} run(s) this claim needs failed for a reason other than training, so they are no "
+              f"evidence ({failures[0]['error']}): {', '.join(f['cell_id'] for f in failures)}; rerun them (make run "
+              "retrains only the failed packs)")
+    return (verdict if verdict == NOT_RUN else INCONCLUSIVE), {
+        **evidence, "failed_runs": failures, "reason": f"{reason}; {evidence.get('reason', '')}".rstrip("; ")}
 
 
 def within_budget(frame: pd.DataFrame, min_epochs: int | None) -> tuple[pd.DataFrame, int]:

@@ -13,12 +13,10 @@ step. `GraphedStep` holds the order of things (torch.cuda.graphs' whole-network 
 3. Replays. If the capture raises, one log line says why and the step, and every later one, runs
    eagerly: a capture problem never fails a job.
 
-Dropout stays random under replay: a capture includes the default CUDA generator (captured
-philox kernels read seed and offset from device memory that each replay refills from the
-generator, advancing its offset by what the captured step consumed, as the eager step's dropout
-calls advance it), so the per-epoch `torch.manual_seed` should give the same masks graphed or
-eager. That is torch's design, not yet seen here: bench/graphs_equality.py's fp32 deterministic
-case checks it on a GPU.
+Dropout draws no random numbers inside the step: each member's masks are drawn eagerly before
+it, from the member's own generator, into static buffers the captured step reads
+(`dropout.DropoutNoise`), so graphed and eager steps see the same masks without capturing a
+generator (bench/graphs_equality.py's fp32 deterministic case checks it on a GPU).
 
 The device-specific half is `CudaGraphs`, behind a two-method interface, so the order and the
 fallback are tested on the CPU with a stand-in (tests/test_graphs.py).

@@ -12,6 +12,11 @@ checkpoint and, once finished, its own recorded result, so a killed job resumes 
 
 A stop signal (a cluster's time limit or preemption: `preemption`) saves the current step and ends
 the job with one line; rerunning it resumes at that step.
+
+A pack that failed for a reason other than training (out of memory, a device error) is no evidence:
+the job writes every result it has, records nothing of the failed members as finished, and exits
+non-zero naming them, so Snakemake (`retries:`, `--keep-going`), SLURM and a rerun see a failed job
+and retrain that pack alone (a sequential job's finished members are restored, not retrained).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from skipinit.engine.options import EngineOptions
 from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.engine.trainer import train_pack
 from skipinit.fileio import write_json
+from skipinit.record import FAILED
 
 
 def git_commit() -> str:
@@ -68,6 +74,12 @@ def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.Pa
     for result in results:
         result["git_commit"] = commit
         result["dataset_sha256"] = dataset_sha256
+    if failed := [result for result in results if result["status"] == FAILED]:
+        write_json(out, results)
+        lrs_seeds = ", ".join(f"lr={result['lr']:g} seed={result['seed']}" for result in failed)
+        raise SystemExit(f"error: {len(failed)} of {len(results)} cell(s) failed, not for a reason of training "
+                         f"({lrs_seeds}): {failed[0]['error']}; results written to {out}, none recorded as finished: "
+                         "rerun the same command to retrain them")
     write_json(finished, {**request, "results": results})
     write_json(out, results)
     Path(checkpoint).unlink(missing_ok=True)
@@ -98,6 +110,7 @@ def train_cells(cells: list[dict], dataset, options: EngineOptions, checkpoint: 
             continue
         log(f"member {index + 1}/{len(cells)}: lr={cell['lr']:g} seed={cell['seed']}")
         rows = train_pack([cell], dataset, options, checkpoint=member, log=log, stop=stop)
-        write_json(done, {"cell": cell, "results": rows})
+        if all(row["status"] != FAILED for row in rows):  # a failed member is retrained by the rerun
+            write_json(done, {"cell": cell, "results": rows})
         results += rows
     return results

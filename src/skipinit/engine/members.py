@@ -11,7 +11,7 @@ from torch import nn
 
 from skipinit.engine.options import EngineOptions
 from skipinit.engine.packing import pack_channels
-from skipinit.models import lr_multipliers, resnet50_v2, wide_resnet
+from skipinit.models import MemberDropout, lr_multipliers, resnet50_v2, wide_resnet
 from skipinit.vocab import ALPHA_SQRT_D, ARCHS, canonical_alpha
 
 
@@ -36,6 +36,7 @@ class Members:
     buffer name to a stacked [N, ...] tensor (the module's own buffer for a pack of one).
     `mode`: 'plain' (one member: the module itself), 'channels' (see pack_channels) or 'vmap'
     (`functional_call` under `torch.vmap`: the fallback for modules channel packing can't express).
+    `dropout_layers` lists each active `MemberDropout` as (p, features); `forward` sets their masks.
     """
 
     def __init__(self, cells: list[dict], num_classes: int, device: torch.device, options: EngineOptions,
@@ -79,6 +80,9 @@ class Members:
                     self.mode, self.module = "channels", packed
                 else:
                     log(f"channel packing unavailable ({problem}); packing with torch.vmap instead")
+        names = [name for name, module in models[0].named_modules() if isinstance(module, MemberDropout) and module.p > 0]
+        self.dropouts = [self.module.get_submodule(name) for name in names]
+        self.dropout_layers = [(module.p, module.features) for module in self.dropouts]
         for name, shape, offset in self.layout:
             self.leaves[name].grad = self.stacked_view(self.grads, offset, shape) if self.size > 1 else self.member_view(self.grads, offset, shape, 0)
 
@@ -123,8 +127,23 @@ class Members:
     def train(self, mode: bool = True) -> None:
         self.module.train(mode)
 
-    def forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Logits [N, B, classes] from one batch [B, C, H, W] (`shared`) or channel-stacked [B, N*C, H, W]."""
+    def forward(self, x: torch.Tensor, shared: bool, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits [N, B, classes] from one batch [B, C, H, W] (`shared`) or channel-stacked [B, N*C, H, W].
+
+        `noise`: each dropout layer's masks [N, B, features] (`dropout.DropoutNoise`), or None (evaluation).
+        """
+        if noise is None or not self.dropouts:
+            return self._forward(x, shared)
+        try:
+            if self.mode != "vmap":  # one member's [B, F], or the members side by side as [B, N*F]
+                for module, masks in zip(self.dropouts, noise):
+                    module.noise = masks[0] if self.mode == "plain" else masks.transpose(0, 1).reshape(masks.shape[1], -1)
+            return self._forward(x, shared, noise)
+        finally:
+            for module in self.dropouts:
+                module.noise = None
+
+    def _forward(self, x: torch.Tensor, shared: bool, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         if self.mode == "plain":
             return self.module(x).unsqueeze(0)
         if self.mode == "channels":
@@ -135,9 +154,15 @@ class Members:
             return out.view(out.shape[0], self.size, -1).transpose(0, 1)
         if not shared:
             x = x.view(x.shape[0], self.size, -1, *x.shape[2:]).transpose(0, 1)  # [N, B, C, H, W]
-        call = lambda params, buffers, inputs: torch.func.functional_call(self.module, (params, buffers), (inputs,))  # noqa: E731
-        batched = torch.func.vmap(call, in_dims=(0, 0, None if shared else 0), randomness="different")
-        return batched(self.leaves, self.buffers, x)
+        noise = noise or []
+
+        def call(params, buffers, inputs, *masks):
+            for module, mask in zip(self.dropouts, masks):
+                module.noise = mask  # this member's [B, F], inside the vmapped call
+            return torch.func.functional_call(self.module, (params, buffers), (inputs,))
+
+        batched = torch.func.vmap(call, in_dims=(0, 0, None if shared else 0, *[0] * len(noise)), randomness="different")
+        return batched(self.leaves, self.buffers, x, *noise)
 
     def stacked_buffers(self) -> dict[str, torch.Tensor]:
         """Buffers with the member dim (added for a pack of one), for checkpoints."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from skipinit import schema
+from skipinit.record import RESULT_SETTINGS
 
 PACKINGS = tuple(schema.key("packing")["enum"])
 
@@ -33,3 +34,18 @@ EngineOptions = dataclasses.make_dataclass(
     namespace={"__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema says."},
 )
 EngineOptions.__module__ = __name__  # make_dataclass names its caller's module only from Python 3.12
+
+
+def result_settings(options: EngineOptions, device_type: str, precision: str, micro_batch: int, packing: str) -> dict:
+    """What a pack's numbers depend on besides its cells, resolved as it runs (precision never `auto`):
+    recorded in its checkpoint (a resume under other settings starts over) and the RESULT_SETTINGS in each row."""
+    return {"device": device_type, "precision": precision, "micro_batch": micro_batch, "packing": packing,
+            **{key: getattr(options, key) for key in RESULT_SETTINGS if key not in ("precision", "micro_batch")}}
+
+
+def changed_settings(saved: dict | None, now: dict) -> str | None:
+    """Which result-affecting settings differ between a checkpoint's and this run's, in words, or None."""
+    if saved is None:
+        return "none recorded (an older version's checkpoint)"
+    changed = [f"{key} {saved.get(key)!r} then, {value!r} now" for key, value in now.items() if saved.get(key) != value]
+    return "; ".join(changed) or None

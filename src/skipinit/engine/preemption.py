@@ -2,8 +2,8 @@
 
 SLURM sends SIGTERM (or the signal `--signal` names, e.g. SIGUSR1) some time before it kills a
 job. `StopSignal` turns those signals into a flag that the trainer polls after every step; the
-trainer then saves a mid-epoch checkpoint (the step's state, the epoch's running sums and the
-dropout generator) and raises `Preempted`, and the job exits non-zero so that the scheduler
+trainer then saves a mid-epoch checkpoint (the step's state, the epoch's running sums and each
+member's dropout generator) and raises `Preempted`, and the job exits non-zero so that the scheduler
 requeues or Snakemake retries it. The resumed run repeats the uninterrupted one bit for bit.
 """
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from skipinit.data.batches import derive_seed
 from skipinit.data.sources import data_kind
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skipinit.engine.dropout import DropoutNoise
 from skipinit.engine.graphs import GraphBackend, graphed_or_eager
 from skipinit.engine.members import Members
-from skipinit.engine.options import PACKINGS, EngineOptions
+from skipinit.engine.options import PACKINGS, EngineOptions, changed_settings, result_settings
 from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.engine.runtime import (
     CompiledOrEager,
@@ -34,14 +34,14 @@ from skipinit.engine.runtime import (
 )
 from skipinit.engine.schedule import lr_table
 from skipinit.engine.sgd import member_losses, sgd_step
-from skipinit.record import RunResult
+from skipinit.record import RESULT_SETTINGS, RunResult
 from skipinit.vocab import CELL_DEFAULTS, SCHEDULES, check_pack, micro_batch_size
 
 if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
     from skipinit.data.imagenet import ImageNetFolder
 
-OOM_HINT = "reduce the pack size (`pack:`) or set `ghost_batch_size` / a smaller batch"
+OOM_HINT = "reduce the pack size (`pack:`), or set `micro_batch` (the same mean gradient in the memory of a smaller batch)"
 
 
 DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
@@ -80,6 +80,8 @@ class PackTrainer:
         self.seeds = [int(cell["seed"]) for cell in self.config]
         self.shared = self.data.shared  # one batch serves every member
         self.members = Members(self.config, self.data.num_classes, self.device, options, log)
+        self.noise = DropoutNoise(self.members.dropout_layers, self.seeds, self.batch_size, self.device)
+        self.settings = result_settings(options, self.device.type, self.precision, self.micro_batch, self.members.mode)
         self.lrs = lr_table(first["schedule"], [float(c["lr"]) for c in self.config], self.total_steps, self.device)
         self.weight_decay, self.momentum = float(first["weight_decay"]), float(first["momentum"])
         self.nesterov = bool(first["nesterov"])
@@ -117,9 +119,10 @@ class PackTrainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs)
         return contextlib.nullcontext()
 
-    def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool,
+                       noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast():
-            logits = self.members.forward(x, shared)
+            logits = self.members.forward(x, shared, noise)
         return member_losses(logits, y)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +139,7 @@ class PackTrainer:
             self.inputs, self.labels = torch.empty_like(x), torch.empty_like(y)
         self.inputs.copy_(x)
         self.labels.copy_(y)
+        self.noise.draw(self.micro_batch)  # eagerly, into the buffers the step reads (a graph replays them)
         self.run_step()
         return self.step_losses, self.step_correct
 
@@ -145,8 +149,9 @@ class PackTrainer:
         self.step_losses.zero_()
         self.step_correct.zero_()
         chunks = self.batch_size // self.micro_batch
-        for inputs, labels in zip(self.inputs.split(self.micro_batch), self.labels.split(self.micro_batch, dim=-1)):
-            part_losses, part_correct = self.loss_fn(inputs, labels, self.shared)
+        batches = zip(self.inputs.split(self.micro_batch), self.labels.split(self.micro_batch, dim=-1))
+        for index, (inputs, labels) in enumerate(batches):
+            part_losses, part_correct = self.loss_fn(inputs, labels, self.shared, self.noise.chunk(index, self.micro_batch))
             (part_losses.sum() / chunks).backward()
             self.step_losses.add_(part_losses.detach() / chunks)
             self.step_correct.add_(part_correct)
@@ -164,11 +169,11 @@ class PackTrainer:
         self.members.train(True)
         partial, self.partial = self.partial, None
         if partial is None:
-            torch.manual_seed(derive_seed(*self.seeds, epoch, 2))  # dropout masks, reproducible on resume
+            self.noise.begin_epoch(epoch)  # each member's dropout generator, from its seed and the epoch
             partial = {"steps": 0, "seconds": 0.0, "loss_sum": torch.zeros(self.size, dtype=torch.float64),
                        "correct_sum": torch.zeros(self.size, dtype=torch.long)}
         else:
-            torch.set_rng_state(partial["rng"])
+            self.noise.load(partial["dropout"])
         loss_sum, correct_sum = partial["loss_sum"].to(self.device), partial["correct_sum"].to(self.device)
         bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
         start = time.perf_counter() - partial["seconds"]
@@ -193,10 +198,10 @@ class PackTrainer:
         return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds, "steps": steps}
 
     def save_mid_epoch(self, checkpoint, steps: int, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seconds: float) -> None:
-        """On a stop signal: the state after this step, with the epoch's running sums and dropout generator."""
+        """On a stop signal: the state after this step, with the epoch's running sums and dropout generators."""
         if checkpoint is not None:
             partial = {"steps": steps, "seconds": seconds, "loss_sum": loss_sum.cpu(), "correct_sum": correct_sum.cpu(),
-                       "rng": torch.get_rng_state()}
+                       "dropout": self.noise.state()}
             save_checkpoint(checkpoint, {**self.state(), "partial": partial})
         where = f"saved step {steps}/{self.steps_per_epoch} of epoch {self.epoch + 1} to {checkpoint}" if checkpoint else "no checkpoint"
         raise Preempted(f"stopped by {self.stop.received}: {where}; rerun the same command to resume there")
@@ -236,7 +241,7 @@ class PackTrainer:
 
     def state(self) -> dict:
         return {
-            "cells": self.cells, "fingerprint": self.data.fingerprint, "layout": [list(entry) for entry in self.members.layout],
+            "cells": self.cells, "settings": self.settings, "fingerprint": self.data.fingerprint, "layout": [list(entry) for entry in self.members.layout],
             "epoch": self.epoch, "step": self.step_count,
             "params": self.members.params.detach().cpu().clone(), "momentum": self.members.momentum.cpu().clone(),
             "buffers": self.members.stacked_buffers(), "alive": self.alive.cpu().clone(), "diverged_at": self.diverged_at.cpu().clone(),
@@ -254,7 +259,7 @@ class PackTrainer:
             self.log(f"checkpoint {checkpoint} is corrupt: {error}; ignoring it and starting from scratch")
             return
         if mismatch:
-            self.log(f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting from scratch")
+            self.log(f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting the pack over")
             return
         self.members.load_state(state["params"], state["momentum"], state["buffers"])
         self.alive.copy_(state["alive"])
@@ -271,6 +276,8 @@ class PackTrainer:
         try:
             if state["cells"] != self.cells:
                 return "different cells"
+            if changed := changed_settings(state.get("settings"), self.settings):
+                return f"made under other result-affecting settings: {changed}"
             if state["fingerprint"] != self.data.fingerprint:
                 return "different dataset"
             if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
@@ -338,10 +345,11 @@ class PackTrainer:
             results.append(RunResult(
                 status="diverged" if diverged else "ok", diverged=diverged, diverged_step=diverged_at[i] if diverged else None,
                 test_acc=evaluated[-1]["test_acc"] if evaluated else None, test_loss=evaluated[-1]["test_loss"] if evaluated else None,
-                test_images=self.data.num_test if evaluated else None,
+                test_images=self.data.num_test if evaluated else None, packing=self.members.mode,
                 train_loss=last.get("train_loss"), train_acc=last.get("train_acc"), epochs_completed=self.epoch, steps=self.step_count,
-                wall_seconds=self.wall_seconds, images_per_second=rate, pack_size=self.size, micro_batch=self.micro_batch,
-                device=device_name, precision=self.precision, torch_version=torch.__version__, curve=[dict(point) for point in curve],
+                wall_seconds=self.wall_seconds, images_per_second=rate, pack_size=self.size,
+                device=device_name, torch_version=torch.__version__, curve=[dict(point) for point in curve],
+                **{key: value for key, value in self.settings.items() if key in RESULT_SETTINGS},
             ).row(cell))
         return results
 
@@ -368,16 +376,19 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     loss, else None), status ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps,
     wall_seconds (this pack, all sessions), images_per_second (the *pack's* training throughput:
     images of all members together per second of training, evaluation excluded), device,
-    torch_version, precision (what ran: `resolve_precision`), pack_size and curve (per epoch: epoch,
+    torch_version, packing (plain, channels or vmap), the RESULT_SETTINGS as they ran (precision never
+    `auto`, micro_batch, ...), pack_size and curve (per epoch: epoch,
     step, lr at the epoch's last step, train/test metrics with test_* None where not evaluated,
     seconds = wall seconds since the pack started).
 
     Divergence never raises: the member stops updating and the others go on; a pack whose members
     have all diverged stops early. With `stop`, a stop signal saves the current step mid-epoch and
     raises `Preempted` (`preemption`); the rerun resumes there. `graph_backend` replaces CUDA's
-    graphs where `options.cuda_graphs` is on (the tests emulate capture and replay on the CPU). An out-of-memory error marks every member 'failed', with a
-    hint, and returns normally. With `checkpoint`, the state is saved atomically after every epoch
-    and resumed on restart; a corrupt or foreign checkpoint is logged and training starts over.
+    graphs where `options.cuda_graphs` is on (the tests emulate capture and replay on the CPU).
+    An out-of-memory error marks every member 'failed', with a hint, and returns normally (the job
+    then exits non-zero: `job.run_job`). With `checkpoint`, the state is saved atomically after every
+    epoch and resumed on restart; a corrupt or foreign checkpoint, or one made under other
+    result-affecting settings (`options.result_settings`), is logged in one line and the pack starts over.
     """
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from skipinit import manifest
 from skipinit.grid import cell_id, model_label, model_slug, net_slug
-from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.record import CURVES_SCHEMA, FAILED, RESULT_SETTINGS, RUNS_SCHEMA
 from skipinit.runtable import METADATA_KEY, write_parquet
 from skipinit.vocab import CELL_KEYS
 
@@ -32,6 +32,10 @@ MEMBER = re.compile(r"lr[^/+]+-s\d+")  # grid.member_slug
 
 class DamagedResults(ValueError):
     """A results file that cannot be read as what it claims to be; the message names it and the fix."""
+
+
+class MixedSettings(ValueError):
+    """Runs of one cell (its seeds and lrs) made under different result-affecting settings; the message names them."""
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -106,7 +110,29 @@ def collect(inputs: list[str | Path], content: dict) -> tuple[pd.DataFrame, pd.D
                 curves.append({**{key: value for key, value in point.items() if key != "lr"}, **identity, "lr_now": point.get("lr")})
     if damaged:
         raise DamagedResults("; ".join(damaged))
+    check_settings(runs)
     return _frame(runs, RUNS_SCHEMA), _frame(curves, CURVES_SCHEMA)
+
+
+def check_settings(runs: list[dict]) -> None:
+    """Refuse runs of one cell, every cell key but seed and lr (the runs its intervals pool and its best lr
+    ranks), made under different RESULT_SETTINGS (a requeue onto a node where `precision: auto` resolves
+    otherwise, an edited micro_batch). A setting an older version did not record counts as unknown, not different."""
+    made: dict[tuple, dict] = {}
+    for run in runs:
+        if run.get("status") == FAILED:
+            continue
+        key = tuple(run[name] for name in CELL_KEYS if name not in ("seed", "lr"))
+        for setting in RESULT_SETTINGS:
+            if run.get(setting) is not None:
+                made.setdefault(key, {}).setdefault(setting, {}).setdefault(run[setting], []).append(run["cell_id"])
+    mixed = [(setting, values) for settings in made.values() for setting, values in settings.items() if len(values) > 1]
+    if mixed:
+        setting, values = mixed[0]
+        which = "; ".join(f"{value!r}: {', '.join(cells)}" for value, cells in values.items())
+        raise MixedSettings(f"runs of one cell were made under different {setting} ({which}){' and more' if len(mixed) > 1 else ''}: "
+                            "their seeds and lrs cannot be pooled or ranked; retrain those packs under one setting "
+                            "(delete their result.json and rerun) or set the profile's key so that every run agrees")
 
 
 def _frame(rows: list[dict], schema: pa.Schema) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 
 The best learning rate of a (model, depth, batch size) group is the one with the highest
 mean final test accuracy over seeds; a diverged run counts as what it scored (NaN as 0),
-so an lr that diverges on some seeds is not picked for its lucky ones.
+so an lr that diverges on some seeds is not picked for its lucky ones. A run that failed for
+another reason (out of memory, a device error) is no evidence and is left out (`runtable.trained`).
 
 Each experiment gets one table per format: Markdown and LaTeX in the paper's wide form
 (a row per model, a column per depth or batch size, cells `acc ± std (lr)`), and CSV in the
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from skipinit.fileio import write_text
-from skipinit.runtable import best_lr_summary, read_experiment_meta, runs_of
+from skipinit.runtable import best_lr_summary, read_experiment_meta, runs_of, trained
 
 GROUP_KEYS = {
     "depth": ["label", "depth", "width", "batch_size"],
@@ -123,7 +124,7 @@ def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFr
 
 def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path]) -> list[Path]:
     """One experiment's table in each format of `outputs` ({md, tex, csv}: path); the CSV is the long, machine-readable form."""
-    runs = pd.read_parquet(runs_path)
+    runs = trained(pd.read_parquet(runs_path))
     meta = read_experiment_meta(runs_path)[experiment]
     kind = meta["kind"]
     frame = summary(runs, experiment, kind)
