@@ -38,7 +38,8 @@ def test_scorecard_lists_every_claim_against_every_reference(built):
 def test_default_reference_verdicts_and_budget(built):
     _, _, rows, columns = built
     default = {row["id"]: row["cells"][0] for row in rows}
-    assert default["depth-scaled-fails"]["verdict"] == "reproduced"
+    assert default["depth-scaled-fails"]["verdict"] == "inconclusive" and "no run at depth >= 1000" in default["depth-scaled-fails"]["key"]
+    assert default["bn-larger-stable-lr"]["verdict"] == "reproduced"
     assert default["depth-scaled-fails"]["link"].endswith("reference/default/figures/depth.png")
     assert default["depth-skipinit-matches-bn"]["verdict"] == "inconclusive"
     assert "budget of 2 epochs" in default["depth-skipinit-matches-bn"]["key"]
@@ -58,7 +59,7 @@ def test_gpu_reference_without_runs_parquet_is_listed_as_not_run(built):
     assert "no runs.parquet (13 trained pack(s) under cells/" in columns[1]["note"]
     run_claims = [claim_id for claim_id in gpu if not claim_id.startswith("signal-")]
     assert all(gpu[claim_id]["verdict"] == "not_run" for claim_id in run_claims)
-    assert "no runs.parquet at" in gpu["depth-unnormalized-fails"]["key"]
+    assert "no runs.parquet in this results folder" in gpu["depth-unnormalized-fails"]["key"]
     assert gpu["signal-bn-skip-linear"]["verdict"] == "reproduced"  # its signal study is complete
     assert gpu["signal-bn-skip-linear"]["link"].endswith("reference/gpu/figures/signal_propagation.png")
 

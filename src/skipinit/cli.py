@@ -152,6 +152,20 @@ def cmd_claims(args: argparse.Namespace) -> None:
     claims.write(args.runs, args.curves, args.signal, args.claims_config, args.json, args.md)
 
 
+def cmd_noise_floor(args: argparse.Namespace) -> None:
+    """The claims file's `noise: floors:` entries measured on a results folder's runs, printed as YAML."""
+    import yaml
+
+    from skipinit.claims.noise import measure_floors
+    from skipinit.report import aggregate
+
+    check_parquet_files([args.runs])
+    floors = measure_floors(aggregate.read_parquet(args.runs), args.source)
+    if not floors:
+        raise SystemExit(f"error: {args.runs} has no setting with two or more models on two or more shared seeds")
+    print(yaml.safe_dump({"floors": floors}, sort_keys=False, width=110), end="")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     """Figures, tables, claims and Figure 2 of one results folder from its Parquet files alone: no training needed.
 
@@ -287,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_required(verdicts, "--runs", "--curves", "--claims-config", "--json", "--md")
     verdicts.add_argument("--signal", help="signal.parquet, where the profile measures it")
     verdicts.set_defaults(func=cmd_claims)
+
+    floor = commands.add_parser("noise-floor", help="seed-noise floors (sds with degrees of freedom) measured on a runs.parquet")
+    add_required(floor, "--runs", "--source")
+    floor.set_defaults(func=cmd_noise_floor)
 
     report = commands.add_parser("report", help="figures, tables and claims of one results folder from its Parquet files")
     report.add_argument("--results", required=True, help="folder with runs.parquet (and curves.parquet, signal.parquet)")

@@ -120,6 +120,15 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
         raise ConfigError(f"data_path={path!r} does not exist and data_download is false. " + remedies(config["dataset"], source, path))
 
 
+def check_claims_file(config: dict, workdir: str | os.PathLike = ".") -> None:
+    """The claims file a profile names must exist: else the claims step would fail after all the training, or a
+    dry run would accept it while an old claims.json stays in place."""
+    path = config["claims"]
+    if not (Path(workdir) / path).is_file():
+        raise ConfigError(f"claims={path!r} is not a file: name the claims file to judge with (default "
+                          "config/claims.yaml), relative to the workflow's folder")
+
+
 def image_folder_problem(path: Path) -> str | None:
     """Why `path` is no image folder (or .tar.gz of one) in the cifar10-jpeg layout, or None.
 
@@ -225,5 +234,6 @@ def check_config(config: dict, experiments: dict[str, list[dict]], cells: dict[s
     check_packing(config, cells)
     check_micro_batch(config, cells)
     check_imagenet(config, cells)
+    check_claims_file(config, workdir)
     if data:
         check_sizes(config, experiments, workdir)

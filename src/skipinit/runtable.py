@@ -84,7 +84,7 @@ def best_lr_summary(runs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
         )
         .reset_index()
     )
+    per_lr["lrs_tried"] = per_lr.groupby(group, dropna=False)["lr"].transform("count")
     best = per_lr.loc[per_lr.groupby(group, dropna=False)["test_acc_mean"].idxmax()].rename(columns={"lr": "best_lr"})
-    best["lrs_tried"] = best.apply(lambda row: int((per_lr[group] == row[group]).all(axis=1).sum()), axis=1)
     best["test_acc_std"] = best["test_acc_std"].fillna(0.0)
     return best.sort_values(group).reset_index(drop=True)

@@ -12,7 +12,17 @@ import math
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
-from skipinit.claims.selection import accuracy_at, select
+from skipinit.claims.selection import (
+    accuracy_at,
+    at_best,
+    best_per,
+    edge_text,
+    gap_at,
+    interior,
+    lr_ratio_range,
+    preflight,
+    select,
+)
 from skipinit.claims.signal_checks import per_seed_curves
 from skipinit.claims.stats import finding_text, fit_line, over_seeds, within
 from skipinit.runtable import best_lr_summary
@@ -27,9 +37,9 @@ def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd
     table = best_lr_summary(rows, ["depth"]).set_index("depth")
     status, intervals = {}, {}
     for depth, at_depth in rows.groupby("depth"):
-        per_lr = []
+        per_lr, lrs = [], at_depth["lr"].nunique()
         for lr, at_lr in at_depth.groupby("lr"):
-            estimate = accuracy_at(at_lr, params, lr)
+            estimate = accuracy_at(at_lr, params, lr, lrs)  # "some lr trains": simultaneous over the lrs
             per_lr.append(False if at_lr["diverged"].any() else within(estimate, low=trains_from))
             if lr == table.loc[depth, "best_lr"]:
                 intervals[depth] = estimate["ci95"]
@@ -178,3 +188,57 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
         ),
     ]
     return verdict_of(findings, evidence)
+
+
+@check
+def optimal_lr_ratio_at_depths(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At each depth of `depths`, `reference`'s optimal lr over `candidate`'s lies in [`min_ratio`, `max_ratio`].
+
+    Each optimal lr is a range (`selection.optimum_range`: the lrs within noise of the best, open where they
+    reach the grid's edge), so the ratio is a range too; a part is decided only where the range lies wholly
+    inside or outside the band.
+    """
+    if early := preflight(runs, params):
+        return early
+    names = (params["reference"], params["candidate"])
+    tables = {name: best_per(runs, params, name, "depth") for name in names}
+    findings, evidence = [], {"ratio_band": [params["min_ratio"], params["max_ratio"]], "depths": {}}
+    for depth in params["depths"]:
+        if any(depth not in table.index for table in tables.values()):
+            findings.append(Finding(None, f"depth {depth}: no runs of both {names[0]} and {names[1]}"))
+            continue
+        rows = [tables[name].loc[depth] for name in names]
+        low, high = lr_ratio_range(*rows)
+        evidence["depths"][str(depth)] = {**{name: at_best(row) for name, row in zip(names, rows)}, "lr_ratio_range": [low, high]}
+        holds = within({"ci95": [low, high]}, params["min_ratio"], params["max_ratio"])
+        text = (f"depth {depth}: optimal lr {rows[0]['best_lr']:g} ({names[0]}) over {rows[1]['best_lr']:g} ({names[1]}), "
+                f"ratio in [{low:.3g}, {high:.3g}] (band [{params['min_ratio']:g}, {params['max_ratio']:g}])")
+        edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
+        findings.append(Finding(holds, text if holds is not None else f"{text}: {edges or 'the lrs within noise overlap the band'}"))
+    return verdict_of(findings, evidence)
+
+
+@check
+def trails_with_smaller_lr(runs: pd.DataFrame, params: dict) -> Verdict:
+    """At `depth`, `candidate` trails `reference` by at least `min_gap_pp` (each at its best lr, paired by seed), and
+    `reference`'s optimal lr is at least `min_lr_ratio` times `candidate`'s (a range, as in `optimal_lr_ratio_at_depths`)."""
+    if early := preflight(runs, params):
+        return early
+    names, depth = (params["reference"], params["candidate"]), params["depth"]
+    tables = {name: best_per(runs, params, name, "depth") for name in names}
+    if any(depth not in table.index for table in tables.values()):
+        return INCONCLUSIVE, {"reason": f"no depth-{depth} runs of both {names[0]} and {names[1]}"}
+    rows = [tables[name].loc[depth] for name in names]
+    low, high = lr_ratio_range(*rows)
+    gap = gap_at(runs, params, tables, "depth", depth, names)
+    evidence = {"depth": depth, **{name: at_best(row) for name, row in zip(names, rows)}, "gap": gap,
+                "lr_ratio_range": [low, high], "min_gap_pp": params["min_gap_pp"], "min_lr_ratio": params["min_lr_ratio"]}
+    ratio_holds = True if low >= params["min_lr_ratio"] else False if high < params["min_lr_ratio"] else None
+    gap_holds = within(gap, low=params["min_gap_pp"])
+    edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
+    lr_text = f"depth {depth}: optimal lr ratio {names[0]}/{names[1]} in [{low:.3g}, {high:.3g}] (needs >= {params['min_lr_ratio']:g})"
+    return verdict_of([
+        Finding(ratio_holds, lr_text if ratio_holds is not None else f"{lr_text}: {edges or 'the lrs within noise overlap the bound'}"),
+        Finding(gap_holds, finding_text(f"depth {depth}: {names[0]} over {names[1]}", gap, gap_holds, low=params["min_gap_pp"],
+                                        seconds_per_seed=gap["seconds_per_seed"])),
+    ], evidence)

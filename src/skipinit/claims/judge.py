@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 from skipinit.claims.markdown import markdown
 from skipinit.claims.registry import CHECKS, INCONCLUSIVE, NOT_RUN, SIGNAL  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
+from skipinit.claims.stats import CONFIDENCE, family
 from skipinit.fileio import write_json, write_text
 from skipinit.runtable import failed, read_experiment_meta, runs_of, trained
 from skipinit.vocab import SIGNAL_FIGURE_STEM
@@ -34,8 +36,13 @@ def load_spec(path: str | Path) -> dict:
                 f"{path}: claim {claim['id']} names check {claim['check']!r}; known: {', '.join(sorted(CHECKS))}"
             )
     noise = spec.get("noise") or {}
-    if missing := [key for key in ("gap_sd_pp", "accuracy_sd_pp", "source") if key not in noise]:
-        raise ValueError(f"{path}: `noise:` lacks {', '.join(missing)} (the seed-noise floors single-seed decisions rest on)")
+    if missing := [key for key in ("floors", "unmeasured_widening", "widening_source") if key not in noise]:
+        raise ValueError(f"{path}: `noise:` lacks {', '.join(missing)} (the seed-noise floors every interval pools with)")
+    keys = ("where", "gap_sd_pp", "gap_df", "accuracy_sd_pp", "accuracy_df", "source")
+    for index, floor in enumerate(noise["floors"] or [None]):
+        if not isinstance(floor, dict) or (absent := [key for key in keys if key not in floor]):
+            raise ValueError(f"{path}: noise.floors[{index}] must give {', '.join(keys)}"
+                             + (f" (lacks {', '.join(absent)})" if isinstance(floor, dict) else ""))
     return spec
 
 
@@ -70,7 +77,7 @@ def judge(
         failures, frame = needed_failures(failed(frame), claim["params"], models), trained(frame)
         params = {"models": models, "noise": noise, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
         figures = [f"figures/{name}.png" for name in used]
-    verdict, evidence = CHECKS[claim["check"]](frame, params)
+    verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params)
     if failures:
         verdict, evidence = failed_runs_verdict(verdict, evidence, failures)
     if claim["data"] != SIGNAL:
@@ -85,6 +92,19 @@ def judge(
         "paper_value": claim.get("paper_value"),
         "figures": figures,
     }
+
+
+def judged_as_a_family(check, frame: pd.DataFrame, params: dict) -> tuple[str, dict]:
+    """A claim of k parts judged with each part's interval at 1 - 0.05/k (Bonferroni), so that the claim is
+    wrongly decided at most 5% of the time: a first pass counts the parts, the second decides them."""
+    verdict, evidence = check(frame, params)
+    parts = int(evidence.get("parts", 1))
+    if parts > 1:
+        with family(parts):
+            verdict, evidence = check(frame, params)
+        parts = max(parts, int(evidence.get("parts", 1)))
+    level = 100 * (1 - (1 - CONFIDENCE) / parts)
+    return verdict, {**evidence, "interval_level": f"{level:.4g}% per part ({parts} part(s); the claim at {100 * CONFIDENCE:g}%)"}
 
 
 def needed_failures(failures: pd.DataFrame, params: dict, models: dict) -> list[dict]:
@@ -162,13 +182,18 @@ def judge_files(runs_path: Path | None, curves_path: Path | None, signal_path: P
     if not present["runs"]:
         for entry in verdicts:
             if entry["evidence"].get("experiments") == []:
-                entry["evidence"]["reason"] = f"no runs.parquet at {runs_path} (trained cells not aggregated)"
+                entry["evidence"]["reason"] = "no runs.parquet in this results folder (trained cells not aggregated)"
     return verdicts
 
 
 def write(runs_path: Path | None, curves_path: Path | None, signal_path: Path | None, claims_config: str | Path,
           json_path: Path, md_path: Path) -> None:
-    """Judge every claim of `claims_config` (`judge_files`); write claims.json and claims.md."""
-    verdicts = judge_files(runs_path, curves_path, signal_path, load_spec(claims_config))
+    """Judge every claim of `claims_config` (`judge_files`); write claims.json and claims.md.
+
+    Each entry records the claims file's sha256 (`claims_sha256`): which registered thresholds it was judged by.
+    """
+    digest = hashlib.sha256(Path(claims_config).read_bytes()).hexdigest()
+    verdicts = [{**entry, "claims_sha256": digest} for entry in judge_files(runs_path, curves_path, signal_path,
+                                                                            load_spec(claims_config))]
     write_json(json_path, verdicts)
     write_text(md_path, markdown(verdicts, claims_config))

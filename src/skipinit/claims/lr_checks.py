@@ -17,6 +17,7 @@ import pandas as pd
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
     at_best,
+    interior,
     test_images,
     best_per,
     common_values,
@@ -39,8 +40,10 @@ def stable_range(rows: pd.DataFrame, train_from: float, noise: NoiseModel) -> di
     fails (inf when none does).
     """
     status, scores, diverged, methods = {}, {}, [], set()
+    floor, lrs = noise.floor_for(rows), rows["lr"].nunique()
     for lr, at_lr in scored(rows).groupby("lr"):
-        estimate = accuracy(at_lr.groupby("seed")["score"].mean(), noise, test_images(at_lr))
+        # Simultaneous over the lrs: the largest that trains is picked among them.
+        estimate = accuracy(at_lr.groupby("seed")["score"].mean(), floor, test_images(at_lr), lrs)
         scores[lr] = estimate["ci95"]
         methods.add(estimate["method"])
         if at_lr["diverged"].any():
@@ -130,7 +133,7 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
                 continue
             if math.isinf(stable["first_unstable_lr"]):
                 why.append(NO_DIVERGENCE)
-            if best["best_lr"] in (best["lr_min"], best["lr_max"]):
+            if not interior(best):
                 why.append(edge_text(name, best))
             if small:
                 bound = params["min_factor"]
@@ -228,7 +231,7 @@ def optimal_lr_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
         holds = True if low >= bound else False if high < bound else None
         text = f"{name}: optimal lr {first['best_lr']:g} at batch {small[0]}, {last['best_lr']:g} at batch {small[-1]}"
         if holds is None:
-            edges = [edge_text(name, row) for row in (first, last) if row["best_lr"] in (row["lr_min"], row["lr_max"])]
-            text += f" (ratio in [{low:.3g}, {high:.3g}]): {'; '.join(edges)}"
+            edges = [edge_text(name, row) for row in (first, last) if not interior(row)]
+            text += f" (ratio in [{low:.3g}, {high:.3g}]): {'; '.join(edges) or 'the lrs within noise of each best leave the ratio unplaced'}"
         findings.append(Finding(holds, text))
     return verdict_of(findings, evidence)

@@ -46,4 +46,4 @@ def verdict_of(findings: list[Finding], evidence: dict) -> Verdict:
         verdict, texts = INCONCLUSIVE, undecided
     else:
         verdict, texts = REPRODUCED, [f.text for f in findings]
-    return verdict, {**evidence, "reason": "; ".join(texts)}
+    return verdict, {**evidence, "parts": len(findings), "reason": "; ".join(texts)}

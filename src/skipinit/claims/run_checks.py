@@ -26,7 +26,7 @@ from skipinit.claims.selection import (
     select,
     test_images,
 )
-from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, modelled, over_seeds, undecided_text, within
+from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, pooled, undecided_text, within
 from skipinit.runtable import best_lr_summary
 
 
@@ -63,7 +63,7 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
             findings.append(Finding(None, f"no {name} run at depth {depth}"))
             continue
         best = best_lr_summary(rows, ["depth"]).iloc[0]
-        estimate = accuracy_at(rows, params, best["best_lr"])
+        estimate = accuracy_at(rows, params, best["best_lr"], int(best["lrs_tried"]))
         evidence[name] = {**at_best(best), "accuracy": estimate, "runs": len(rows), "diverged_runs": int(rows["diverged"].sum())}
         lrs = int(best["lrs_tried"])
         trains, fails = within(estimate, low=train_from), within(estimate, high=fail_below)
@@ -253,20 +253,20 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
 
 
 def growth_estimate(runs: pd.DataFrame, params: dict, tables: dict, names: tuple, batch_sizes: tuple, lead) -> dict:
-    """The lead at the largest batch size minus the lead at the smallest: t over seeds, or the noise model.
+    """The lead at the largest batch size minus the lead at the smallest, per paired seed, pooled with a floor.
 
-    With one seed the growth is a difference of two gaps: two gap floors and four binomial errors.
+    A difference of two gaps: its floor is sqrt(2) gap floors (at the wider of the two settings'), plus the
+    four accuracies' binomial errors; simultaneous over the lr pairs the four optima were picked from.
     """
     small, large = batch_sizes
     per_seed = (lead(large) - lead(small)).dropna()
-    if len(per_seed) >= 2:
-        return over_seeds(per_seed.to_numpy(), "paired seeds")
-    noise = NoiseModel.from_params(params)
-    variance, counts = noise.gap_sd_pp**2, []  # a second gap floor; `modelled` adds the first
-    for name in names:
-        for batch_size in batch_sizes:
+    noise, binomial, picked, floors = NoiseModel.from_params(params), 0.0, 1, []
+    for batch_size in batch_sizes:
+        floors.append(noise.floor_for(pd.concat([select(runs, params, name) for name in names]).query("batch_size == @batch_size")))
+        for name in names:
             rows = select(runs, params, name)
             rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
-            counts.append(test_images(rows))
-            variance += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), counts[-1])
-    return modelled(float(per_seed.mean()), variance, noise.gap_sd_pp, noise, counts, paired=True)
+            binomial += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), test_images(rows))
+            picked *= int(tables[name].loc[batch_size, "lrs_near"])
+    floor = max(floors, key=lambda f: f.gap_sd_pp)
+    return pooled(per_seed.to_numpy(), 2**0.5 * floor.gap_sd_pp, floor.gap_df, binomial, "paired seeds", floor.source, picked, True)

@@ -37,10 +37,33 @@ def select(runs: pd.DataFrame, params: dict, name: str) -> pd.DataFrame:
 
 
 def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFrame:
-    """Model `name` at its best lr for each value of `key` (depth, batch size), with the lr grid's ends."""
+    """Model `name` at its best lr for each value of `key` (depth, batch size), with the lr grid's ends and the
+    lrs within noise of the best (`lr_low`..`lr_high`, `near_best`)."""
     rows = select(runs, params, name)
     ends = rows.groupby(key)["lr"].agg(lr_min="min", lr_max="max")
-    return best_lr_summary(rows, [key]).set_index(key).join(ends)
+    table = best_lr_summary(rows, [key]).set_index(key).join(ends)
+    near = {value: near_best(rows[rows[key] == value], params, table.loc[value, "best_lr"]) for value in table.index}
+    return table.assign(lr_low=pd.Series({value: min(lrs) for value, lrs in near.items()}, dtype=float),
+                        lr_high=pd.Series({value: max(lrs) for value, lrs in near.items()}, dtype=float),
+                        lrs_near=pd.Series({value: len(lrs) for value, lrs in near.items()}, dtype=int))
+
+
+def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
+    """The lrs that the runs cannot tell from the best (one model at one setting), the best among them.
+
+    An lr is told apart when its paired gap to the best lr (simultaneous over the lrs tried, so that
+    picking the best cannot narrow it) lies wholly above 0. An optimal-lr statement then rests on the
+    range of these lrs, not on the arg-max alone: among equally good lrs the arg-max is noise. They are
+    also the lrs the best could have been picked from: a statistic at the best lr is made simultaneous
+    over them (`gap_at`, `lrs_near`).
+    """
+    table = scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+    images = rows.groupby("lr")["test_images"].min() if "test_images" in rows else pd.Series(dtype=float)
+    floor, best = NoiseModel.from_params(params).floor_for(rows), table[best_lr].dropna()
+    kept = [lr for lr in table.columns if lr == best_lr or within(
+        paired_gap(best, table[lr].dropna(), floor, (images.get(best_lr), images.get(lr)), len(table.columns)),
+        low=0.0) is not True]
+    return [float(lr) for lr in kept]
 
 
 def at_setting(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float | None = None) -> pd.DataFrame:
@@ -72,21 +95,26 @@ def seconds_per_seed(rows: pd.DataFrame) -> float | None:
 
 
 def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:
-    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`).
+    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`),
+    simultaneous over the pairs of lrs the two best were picked from (those within noise of each best).
 
     The estimate carries `seconds_per_seed`: what one more paired seed of both models' sweeps costs here.
     """
     rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
     scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
-    gap = paired_gap(*scores, NoiseModel.from_params(params), (test_images(rows[0]), test_images(rows[1])))
     sweeps = pd.concat([at_setting(runs, params, name, {key: value}) for name in names])
+    picked = int(tables[names[0]].loc[value, "lrs_near"]) * int(tables[names[1]].loc[value, "lrs_near"])
+    floor = NoiseModel.from_params(params).floor_for(sweeps)
+    gap = paired_gap(*scores, floor, (test_images(rows[0]), test_images(rows[1])), picked)
     return {**gap, "seconds_per_seed": seconds_per_seed(sweeps)}
 
 
-def accuracy_at(rows: pd.DataFrame, params: dict, lr: float) -> dict:
-    """The accuracy of `rows` (one model at one setting) at `lr`, over seeds or by the noise model."""
+def accuracy_at(rows: pd.DataFrame, params: dict, lr: float, selected_from: int = 1) -> dict:
+    """The accuracy of `rows` (one model at one setting) at `lr`, its seeds pooled with the setting's floor;
+    simultaneous over `selected_from` lrs where `lr` was picked among them (the best, or any that trains)."""
     at_lr = rows[rows["lr"] == lr]
-    return accuracy(scored(at_lr).groupby("seed")["score"].mean(), NoiseModel.from_params(params), test_images(at_lr))
+    floor = NoiseModel.from_params(params).floor_for(rows)
+    return accuracy(scored(at_lr).groupby("seed")["score"].mean(), floor, test_images(at_lr), selected_from)
 
 
 def at_best(row: pd.Series) -> dict:
@@ -98,13 +126,14 @@ def at_best(row: pd.Series) -> dict:
         "seeds": int(row["seeds"]),
         "lrs_tried": int(row["lrs_tried"]),
         "diverged_runs_at_best_lr": int(row["diverged_runs"]),
+        **({"lrs_within_noise_of_best": [row["lr_low"], row["lr_high"]]} if "lr_low" in row else {}),
     }
 
 
 def optimum_range(row: pd.Series) -> tuple[float, float]:
-    """Where the optimal lr can lie: at the best lr tried, or beyond it when that is an end of the grid."""
-    low = 0.0 if row["best_lr"] <= row["lr_min"] else row["best_lr"]
-    high = math.inf if row["best_lr"] >= row["lr_max"] else row["best_lr"]
+    """Where the optimal lr can lie: among the lrs within noise of the best, or beyond an end of the grid they reach."""
+    low = 0.0 if row["lr_low"] <= row["lr_min"] else row["lr_low"]
+    high = math.inf if row["lr_high"] >= row["lr_max"] else row["lr_high"]
     return low, high
 
 
@@ -115,13 +144,16 @@ def lr_ratio_range(reference: pd.Series, candidate: pd.Series) -> tuple[float, f
 
 
 def interior(row: pd.Series) -> bool:
-    return row["lr_min"] < row["best_lr"] < row["lr_max"]
+    """Whether the grid brackets the optimum: every lr within noise of the best lies inside its ends."""
+    return row["lr_min"] < row["lr_low"] and row["lr_high"] < row["lr_max"]
 
 
 def edge_text(name: str, row: pd.Series) -> str:
     if row["lr_min"] == row["lr_max"]:
         return f"{name}: only one learning rate tried ({row['best_lr']:g})"
-    return f"{name}: best lr {row['best_lr']:g} is at the edge of the grid [{row['lr_min']:g}, {row['lr_max']:g}]"
+    near = (f"best lr {row['best_lr']:g} is" if row["lr_low"] == row["lr_high"]
+            else f"the lrs within noise of the best ({row['lr_low']:g}..{row['lr_high']:g}) reach")
+    return f"{name}: {near} at the edge of the grid [{row['lr_min']:g}, {row['lr_max']:g}]"
 
 
 def common_values(tables: dict[str, pd.DataFrame]) -> list:

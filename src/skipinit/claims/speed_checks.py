@@ -8,8 +8,10 @@ per epoch), so a speedup is known to that resolution only: when both reach the t
 evaluation the curves cannot tell them apart.
 
 The speedup's interval is over paired seeds: per seed, the candidate's steps over the reference's on
-that seed's own curves, and a t-interval of the log speedups (a ratio is symmetric in logs). One seed
-gives no interval (no noise model covers steps to a target), so a single-seed speed claim stays
+that seed's own curves, and a t-interval of the log speedups (a ratio is symmetric in logs), widened
+by the curves' resolution: a step count is known only to within one evaluation interval, which no
+number of seeds averages away (so identical quantized counts never give a zero-width interval). One
+seed gives no interval (no noise model covers steps to a target), so a single-seed speed claim stays
 inconclusive and says so.
 """
 
@@ -91,7 +93,10 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
     if len(ratios) < 2:
         reason = f"{head} (speedup {ratios[0]:.2f} on one seed): one seed gives the speedup no interval; run 2 or more seeds"
         return verdict_of([Finding(None, reason)], {**evidence, "speedup": ratios[0]})
-    logs = over_seeds(np.log(ratios), "paired seeds, on log speedup")
+    # Each count is read at an evaluation: the true step lies up to one evaluation interval earlier, so the
+    # log speedup (candidate over reference) may be lower by the candidate's share, higher by the reference's.
+    share = {name: np.mean([earlier_by(per_seed[name][seed], steps[name][seed]) for seed in seeds]) for name in names}
+    logs = over_seeds(np.log(ratios), "paired seeds, on log speedup", bracket=(share[names[1]], share[names[0]]))
     speedup = {**logs, "mean": math.exp(logs["mean"]), "ci95": [math.exp(v) for v in logs["ci95"]], "sd_log": logs["sd"]}
     evidence["speedup"] = speedup
     holds = within(speedup, *bounds)
@@ -101,6 +106,14 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds))
         text += f": the interval straddles a bound; {f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"
     return verdict_of([Finding(holds, text)], evidence)
+
+
+def earlier_by(curve: pd.Series, steps: float) -> float:
+    """How much earlier (in log steps) than its evaluation at `steps` a curve may have reached its target: up to one
+    evaluation interval (unbounded at the first evaluation, which may have been reached at any step before it)."""
+    evaluated = curve.index.to_numpy(dtype=float)
+    interval = float(np.diff(evaluated).min()) if len(evaluated) > 1 else float(evaluated[0])
+    return math.log(steps / (steps - interval)) if steps > interval else math.inf
 
 
 def median_steps(steps: dict) -> str:

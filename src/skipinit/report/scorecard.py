@@ -83,7 +83,8 @@ def build(claims_files: list[Path], claims_config: str | Path, out: Path) -> tup
     spec = load_spec(claims_config)
     out_dir = Path(out).parent
     columns, rows = [], [
-        {"id": c["id"], "statement": c["statement"], "source": c["source"], "cells": []} for c in spec["claims"]
+        {"id": c["id"], "statement": c["statement"], "source": c["source"], "paper": c.get("paper_value"), "cells": []}
+        for c in spec["claims"]
     ]
     for path in claims_files:
         verdicts, folder = read_claims(path), path.parent
@@ -123,7 +124,8 @@ def markdown_page(rows: list[dict], columns: list[dict], claims_config: str | Pa
     lines += ["", "| claim | " + " | ".join(f"`{c['folder']}`" for c in columns) + " |"]
     lines.append("| --- | " + " | ".join("---" for _ in columns) + " |")
     for row in rows:
-        title = f"**{row['id']}**: {row['statement']} ({row['source']})".replace("|", "\\|").replace("\n", " ")
+        paper = f" Paper: {row['paper']}." if row["paper"] is not None else ""
+        title = f"**{row['id']}**: {row['statement']} ({row['source']}).{paper}".replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {title} | " + " | ".join(md_cell(c) for c in row["cells"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -139,7 +141,8 @@ def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) 
 
     head = "".join(f"<th><code>{esc(c['folder'])}</code><br><small>{esc(c['note'])}</small></th>" for c in columns)
     body = "\n".join(
-        f"<tr><td><b>{esc(r['id'])}</b>: {esc(r['statement'])} <small>({esc(r['source'])})</small></td>"
+        f"<tr><td><b>{esc(r['id'])}</b>: {esc(r['statement'])} <small>({esc(r['source'])})"
+        + (f"<br>paper: {esc(str(r['paper']))}" if r["paper"] is not None else "") + "</small></td>"
         + "".join(html_cell(c) for c in r["cells"])
         + "</tr>"
         for r in rows
