@@ -228,3 +228,34 @@ def test_a_a_a_claim_that_one_leads_is_rarely_reproduced():
     verdicts = [judge("regularization-bn-edge-small-batch", same_model_twice(rng, "regularization"))
                 for _ in range(A_A_DRAWS)]
     assert verdicts.count("reproduced") <= 0.025 * A_A_DRAWS
+
+
+@pytest.mark.parametrize("seeds", [1, 2, 3, 5])
+def test_a_gap_growth_interval_covers(seeds):
+    """batch-gap-grows: per seed, the lead at one batch size minus the lead at another, pooled with sqrt(2) gap floors;
+    true sd sqrt(2) x the gap floor, the floor estimated on 12 df."""
+    rng = np.random.default_rng(60 + seeds)
+
+    def growth(values):
+        floor = floor_estimate(rng, SIGMA, 12)
+        return stats.pooled(math.sqrt(2) * values.to_numpy(), math.sqrt(2) * floor, 12, 0.0, "paired seeds", "simulation")
+
+    assert coverage(growth, seeds, rng) >= 0.95 - MC_SLACK
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 5])
+def test_a_speedup_from_steps_read_at_evaluations_covers(seeds):
+    """convergence_speedup's interval: true steps to the target 350 (reference) and 700 (candidate) with log-normal
+    seed noise (sd 0.1), read at evaluations every 100 steps (rounded up), as `earlier_by` widens them."""
+    from skipinit.claims.speed_checks import earlier_by
+
+    rng = np.random.default_rng(70 + seeds)
+    curve = pd.Series(0.0, index=np.arange(100, 1501, 100))
+    hits = 0
+    for _ in range(DRAWS):
+        true = {name: base * np.exp(0.1 * rng.standard_normal(seeds)) for name, base in (("ref", 350.0), ("cand", 700.0))}
+        read = {name: np.ceil(steps / 100) * 100 for name, steps in true.items()}
+        bracket = (np.mean([earlier_by(curve, s) for s in read["cand"]]), np.mean([earlier_by(curve, s) for s in read["ref"]]))
+        low, high = stats.over_seeds(np.log(read["cand"] / read["ref"]), "paired seeds", bracket)["ci95"]
+        hits += low <= math.log(2.0) <= high
+    assert hits / DRAWS >= 0.95 - MC_SLACK

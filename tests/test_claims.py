@@ -883,3 +883,16 @@ def test_every_band_cites_its_source_and_claims_with_paper_numbers_show_them():
     # a band holds the paper's own numbers: SkipInit without L2 loses 3.5 pp at depth 16 (v1 Table 1)
     assert CLAIM["regularization-no-l2-trains"]["params"]["max_drop_pp"] >= 3.5
     assert CLAIM["depth-scaled-fails"]["params"]["min_depth"] == 1000  # it trains at depth 100 in v1 Table 1
+
+
+def test_fixup_with_dropout_within_the_band_of_batch_norm_at_every_imagenet_batch_size():
+    rows = []
+    for batch, (bn, fixup_dropout) in {256: (75.0, 75.8), 1024: (74.9, 75.6), 4096: (74.9, 74.8)}.items():
+        settings = dict(arch="resnet50_v2", depth=50, batch_size=batch, experiments=("imagenet",))
+        rows += [run_row(bn, variant="batchnorm", **settings), run_row(fixup_dropout, variant="fixup", dropout=0.2, **settings)]
+    verdict, evidence = judge("imagenet-fixup-dropout-competitive", three_seeds(runs_frame(rows)))
+    assert verdict == "reproduced", evidence["reason"]  # the paper's own rows (v1 ImageNet table)
+    assert set(evidence["batch_sizes"]) == {"256", "1024", "4096"} and "batch 4096: fixup_dropout" in evidence["reason"]
+    rows[-1]["test_acc"] = 70.0
+    verdict, evidence = judge("imagenet-fixup-dropout-competitive", three_seeds(runs_frame(rows)))
+    assert verdict == "not_reproduced" and "batch 4096" in evidence["reason"]

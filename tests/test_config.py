@@ -110,6 +110,11 @@ def test_unknown_signal_model():
     assert "signal.models contains 'linear-layernorm'" in refused(lambda c: c["signal"].update(models=["linear-layernorm"]))
 
 
+def test_a_claims_file_that_does_not_exist_is_refused_before_any_job():
+    message = refused(lambda c: c.update(claims="config/claims-typo.yaml"))
+    assert message.startswith("claims='config/claims-typo.yaml' is not a file")
+
+
 @pytest.mark.parametrize("micro_batch, ghost, message", [
     (12, 0, "micro_batch=12 does not divide batch_size=64"),
     (16, 32, "micro_batch=16 is not a multiple of ghost_batch_size=32"),

@@ -9,7 +9,10 @@ from skipinit.claims import CHECKS, INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRO
 
 CLAIMS = {claim["id"]: claim for claim in yaml.safe_load(open("config/claims.yaml"))["claims"]}
 MODELS = yaml.safe_load(open("config/claims.yaml"))["models"]
-NOISE = yaml.safe_load(open("config/claims.yaml"))["noise"]
+# A floor that holds everywhere and is narrow: these frames show the check's logic on clear-cut numbers (the claims
+# file's own floors are tested in test_claims.py and test_calibration.py).
+NOISE = {"floors": [{"where": {}, "gap_sd_pp": 0.5, "gap_df": 30, "accuracy_sd_pp": 1.0, "accuracy_df": 30, "source": "test"}],
+         "unmeasured_widening": 2.0, "widening_source": "test"}
 DEPTHS = [10, 16, 22, 28, 34, 40]
 LRS = [0.0125, 0.025, 0.05]
 
@@ -92,7 +95,8 @@ def test_a_diverged_run_at_the_best_lr_is_no_training():
 
 
 def test_a_depth_the_noise_model_cannot_place_widens_the_ratio():
-    """One seed at 16%: chance + 5 pp = 15% lies inside its interval (floor 1.5 pp), so depth 22 is undecided."""
+    """One seed at 16%: chance + 5 pp = 15% lies inside its interval (floor 1 pp on 30 df, simultaneous over the
+    3 lrs: 16 +- 2.5), so depth 22 is undecided."""
     runs = sweep({"plain": 16, "unnormalized": 28})
     borderline = (runs["variant"] == "plain") & (runs["depth"] == 22) & (runs["lr"] == LRS[1])
     runs.loc[borderline, "test_acc"] = 16.0

@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from conftest import REPO
 from skipinit import grid, profile, vocab
 
 CONFIG = {
@@ -27,7 +28,7 @@ CONFIG = {
 @pytest.fixture
 def resolved(tmp_path):
     path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
+    path.write_text(yaml.safe_dump({**CONFIG, "claims": str(REPO / "config" / "claims.yaml")}))  # a workdir without a workflow
     return profile.resolve([path], workdir=tmp_path)
 
 

@@ -64,6 +64,7 @@ def canonical_profile(tmp_path, data_checked: bool = True, **training) -> profil
     config["data_source"] = "cifar10"  # not synthetic: the size comes from the prepared file alone
     config["data_path"] = str(tmp_path)
     config["data_download"] = False
+    config["claims"] = str(REPO / "config" / "claims.yaml")  # this workdir holds no workflow: its claims file is the checkout's
     prepared = tmp_path / "resources" / "datasets" / "tiny.npz"
     prepared.parent.mkdir(parents=True, exist_ok=True)
     if not prepared.exists():

@@ -322,3 +322,15 @@ def test_a_diverged_run_scores_zero_even_with_the_chance_accuracy_the_engine_rec
     best = runtable.best_lr_summary(runs_frame([live, dead]), ["depth"])
     assert best.loc[0, "best_lr"] == 0.005 and best.loc[0, "test_acc_mean"] == 7.25 and best.loc[0, "diverged_runs"] == 0
     assert runtable.scored(runs_frame([live, dead]))["score"].tolist() == [7.25, 0.0]
+
+
+def test_the_markdown_table_shows_the_papers_numbers_beside_ours(tmp_path):
+    """The depth study's table ends with v1 Table 1 (config/paper_v1.yaml); a kind the paper's tables lack gets none."""
+    write_results(tmp_path, pd.concat([depth_runs(), batch_runs()], ignore_index=True), EXPERIMENTS)
+    paper = REPO / "config" / "paper_v1.yaml"
+    for experiment in ("depth", "batch_size"):
+        outputs = {fmt: tmp_path / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS}
+        tables.write_tables(tmp_path / "runs.parquet", experiment, outputs, paper)
+    depth = (tmp_path / "depth.md").read_text()
+    assert "The paper's numbers (v1 Table 1)" in depth and "| SkipInit, alpha = 0 | 93.3 ± 0.1 (2^-2) | 94.2 ± 0.1 (2^-2) |" in depth
+    assert "v1" not in (tmp_path / "batch_size.md").read_text() and "v1" not in (tmp_path / "depth.tex").read_text()

@@ -19,6 +19,7 @@ from skipinit.fileio import IntegrityError
 
 log = logging.getLogger("skipinit")
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
+PAPER_NUMBERS = "config/paper_v1.yaml"  # the paper's own numbers, beside `make tables`' tables
 REPORT_PARTS = ("figures", "tables", "claims", "signal")  # signal: redraw Figure 2 where missing or stale
 
 
@@ -142,7 +143,7 @@ def cmd_table(args: argparse.Namespace) -> None:
     from skipinit.report import tables
 
     check_parquet_files([args.runs])
-    tables.write_tables(args.runs, args.experiment, {"md": args.md, "tex": args.tex, "csv": args.csv})
+    tables.write_tables(args.runs, args.experiment, {"md": args.md, "tex": args.tex, "csv": args.csv}, args.paper)
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
@@ -190,7 +191,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         from skipinit.report import tables
 
         for experiment in experiments:
-            tables.write_tables(runs, experiment, {fmt: results / "tables" / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS})
+            tables.write_tables(runs, experiment, {fmt: results / "tables" / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS},
+                                args.paper)
     if "claims" in only:
         from skipinit import claims
 
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_required(fig, "--runs", "--experiment", "--curves", "--png", "--pdf")
     fig.set_defaults(func=cmd_figure)
     add_required(table, "--runs", "--experiment", "--md", "--tex", "--csv")
+    table.add_argument("--paper", help="the paper's own numbers to print beside the Markdown table (config/paper_v1.yaml)")
     table.set_defaults(func=cmd_table)
 
     verdicts = commands.add_parser("claims", help="judge every claim on one profile's Parquet files")
@@ -311,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", help="only this experiment's figures/tables")
     report.add_argument("--claims-config", default=schema.default("claims"))
     report.add_argument("--only", nargs="+", choices=REPORT_PARTS, help="parts to rebuild (default: all)")
+    report.add_argument("--paper", default=PAPER_NUMBERS, help="the paper's own numbers to print beside the tables")
     report.set_defaults(func=cmd_report)
 
     card = commands.add_parser("scorecard", help="every claim as each results folder's claims.json judged it (Markdown and HTML)")

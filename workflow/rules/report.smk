@@ -29,6 +29,7 @@ rule figure:
 rule table:
     input:
         runs="results/{name}/runs.parquet",
+        paper="config/paper_v1.yaml",
     output:
         md="results/{name}/tables/{experiment}.md",
         tex="results/{name}/tables/{experiment}.tex",
@@ -49,7 +50,7 @@ rule table:
         runtime=10,
     shell:
         "python -m skipinit table --runs {input.runs} --experiment {wildcards.experiment} "
-        "--md {output.md} --tex {output.tex} --csv {output.csv} > {log} 2>&1"
+        "--paper {input.paper} --md {output.md} --tex {output.tex} --csv {output.csv} > {log} 2>&1"
 
 
 rule claims:

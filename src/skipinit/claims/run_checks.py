@@ -84,31 +84,31 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
 
 @check
 def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At every depth, `candidate` at its best lr is at most `max_gap_pp` below `reference` at its best lr."""
+    """At every depth (or every value of `over`, e.g. batch_size), `candidate` at its best lr is at most
+    `max_gap_pp` below `reference` at its best lr."""
     if early := preflight(runs, params):
         return early
-    reference, candidate = params["reference"], params["candidate"]
-    tables = {name: best_per(runs, params, name, "depth") for name in (reference, candidate)}
-    depths = common_values(tables)
-    if not depths:
-        return INCONCLUSIVE, {"reason": f"no depth with both {reference} and {candidate} runs"}
-    findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], "depths": {}}
-    for depth in depths:
-        ref, cand = tables[reference].loc[depth], tables[candidate].loc[depth]
-        gap = gap_at(runs, params, tables, "depth", depth, (reference, candidate))
-        evidence["depths"][str(depth)] = {
+    reference, candidate, key = params["reference"], params["candidate"], params.get("over", "depth")
+    label = "batch" if key == "batch_size" else key
+    tables = {name: best_per(runs, params, name, key) for name in (reference, candidate)}
+    values = common_values(tables)
+    if not values:
+        return INCONCLUSIVE, {"reason": f"no {label} with both {reference} and {candidate} runs"}
+    findings, evidence = [], {"max_gap_pp": params["max_gap_pp"], f"{key}s": {}}
+    for value in values:
+        ref, cand = tables[reference].loc[value], tables[candidate].loc[value]
+        gap = gap_at(runs, params, tables, key, value, (reference, candidate))
+        evidence[f"{key}s"][str(value)] = {
             reference: at_best(ref),
             candidate: at_best(cand),
             "gap_pp": gap["mean"],
             "gap": gap,
         }
         holds = within(gap, high=params["max_gap_pp"])
-        text = (
-            f"depth {depth}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
-        )
+        text = f"{label} {value}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
         findings.append(Finding(holds, finding_text(text, gap, holds, high=params["max_gap_pp"],
                                                     seconds_per_seed=gap["seconds_per_seed"])))
-    evidence[f"{candidate}_test_acc_at_largest_depth"] = tables[candidate].loc[depths[-1], "test_acc_mean"]
+    evidence[f"{candidate}_test_acc_at_largest_{key}"] = tables[candidate].loc[values[-1], "test_acc_mean"]
     return verdict_of(findings, evidence)
 
 

@@ -12,6 +12,8 @@ long form (a row per group, every number), for machines.
 
 from __future__ import annotations
 
+import yaml
+
 from pathlib import Path
 
 import pandas as pd
@@ -122,8 +124,22 @@ def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFr
     ).replace("  ", " ").strip()
 
 
-def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path]) -> list[Path]:
-    """One experiment's table in each format of `outputs` ({md, tex, csv}: path); the CSV is the long, machine-readable form."""
+def paper_table(paper_path: str | Path | None, kind: str) -> str:
+    """The paper's own numbers for an experiment kind (config/paper_v1.yaml) as a Markdown table, or "" where it has none."""
+    if not paper_path:
+        return ""
+    section = (yaml.safe_load(Path(paper_path).read_text()) or {}).get(kind)
+    if not section:
+        return ""
+    lines = [section["caption"].strip(), "", "| model | " + " | ".join(section["columns"]) + " |",
+             "| --- | " + " | ".join("---" for _ in section["columns"]) + " |"]
+    lines += [f"| {model} | " + " | ".join(cells) + " |" for model, cells in section["rows"].items()]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path], paper: str | Path | None = None) -> list[Path]:
+    """One experiment's table in each format of `outputs` ({md, tex, csv}: path); the CSV is the long, machine-readable
+    form. The Markdown one ends with the paper's own numbers for the experiment's kind, where `paper` has them."""
     runs = trained(pd.read_parquet(runs_path))
     meta = read_experiment_meta(runs_path)[experiment]
     kind = meta["kind"]
@@ -132,5 +148,6 @@ def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path]) -> 
     model_order = list(dict.fromkeys(rows["label"]))  # as the profile lists them
     caption = caption_of(experiment, meta, frame, rows)
     for fmt, path in outputs.items():
-        write_text(path, render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption))
+        text = render(frame if fmt == "csv" else paper_form(frame, kind, model_order), fmt, caption)
+        write_text(path, text + (paper_table(paper, kind) if fmt == "md" else ""))
     return [Path(path) for path in outputs.values()]
