@@ -27,7 +27,7 @@ import pytest
 from skipinit.claims import CHECKS, stats
 from skipinit.claims.judge import judged_as_a_family
 from skipinit.claims.registry import Finding, verdict_of
-from skipinit.claims.selection import lr_ratio_range, near_best
+from skipinit.claims.selection import held_out, lr_ratio_range, near_best
 from test_claims import CLAIM, SPEC
 from test_tables import run_row, runs_frame
 
@@ -259,3 +259,28 @@ def test_a_speedup_from_steps_read_at_evaluations_covers(seeds):
         low, high = stats.over_seeds(np.log(read["cand"] / read["ref"]), "paired seeds", bracket)["ci95"]
         hits += low <= math.log(2.0) <= high
     assert hits / DRAWS >= 0.95 - MC_SLACK
+
+
+def test_each_seeds_lr_is_chosen_on_the_other_seeds():
+    """Seed 0 peaks at lr 0.4 by luck; seeds 1 and 2 prefer 0.1 clearly enough that every pair of seeds picks 0.1:
+    seed 0's score is taken at 0.1 (50, not its lucky 58)."""
+    rows = pd.DataFrame([{"seed": seed, "lr": lr, "diverged": False, "test_acc": acc}
+                         for seed, scores in {0: (50.0, 58.0), 1: (55.0, 45.0), 2: (56.0, 46.0)}.items()
+                         for lr, acc in zip((0.1, 0.4), scores, strict=True)])
+    scores, picked = held_out(rows)
+    assert picked == {0: 0.1, 1: 0.1, 2: 0.1} and list(scores) == [50.0, 55.0, 56.0]
+    assert held_out(rows[rows["seed"] == 0]) is None  # one seed: nothing to choose on
+
+
+def test_held_out_selection_removes_the_winners_curse():
+    """Two models alike, one tried at 5 equally good lrs: the gap at its arg-max is biased up by about E[max of 5
+    normals] (1.16 sd, less the pairing), while the gap with each seed's lr chosen on the other seeds is not."""
+    rng = np.random.default_rng(80)
+    biased, held = [], []
+    for _ in range(500):
+        sweep = flat_sweep(rng)
+        reference = pd.Series(60.0 + SIGMA * rng.standard_normal(3))
+        best = float(sweep.groupby("lr")["test_acc"].mean().idxmax())
+        biased.append((sweep[sweep["lr"] == best].set_index("seed")["test_acc"] - reference).mean())
+        held.append((held_out(sweep)[0] - reference).mean())
+    assert np.mean(biased) > 0.5 and abs(np.mean(held)) < 0.15  # Monte-Carlo sd of the held-out mean: about 0.05

@@ -94,19 +94,39 @@ def seconds_per_seed(rows: pd.DataFrame) -> float | None:
     return float(rows["wall_seconds"].sum()) / max(1, int(rows["seed"].nunique()))
 
 
-def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:
-    """names[0] - names[1] at `key` = `value`, each at its own best lr, paired by seed (see `stats.paired_gap`),
-    simultaneous over the pairs of lrs the two best were picked from (those within noise of each best).
+def held_out(rows: pd.DataFrame) -> tuple[pd.Series, dict] | None:
+    """Per seed, the score at the lr that the *other* seeds pick (their mean's best), and those lrs; None under 2 seeds.
 
+    Each seed's number is then judged apart from the numbers that chose its lr: the arg-max's luck on a seed
+    (the winner's curse) cannot inflate that seed's own score.
+    """
+    table = scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+    if len(table) < 2:
+        return None
+    picked = {seed: float(table.drop(index=seed).mean().idxmax()) for seed in table.index}
+    return pd.Series({seed: table.loc[seed, lr] for seed, lr in picked.items()}).dropna(), picked
+
+
+def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, names: tuple[str, str]) -> dict:
+    """names[0] - names[1] at `key` = `value`, each at its best lr, paired by seed (see `stats.paired_gap`).
+
+    With two or more seeds each seed's lr is chosen on the other seeds (`held_out`); with one, the gap at the
+    two best lrs is simultaneous over the pairs of lrs they were picked from (those within noise of each best).
     The estimate carries `seconds_per_seed`: what one more paired seed of both models' sweeps costs here.
     """
-    rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
-    scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
-    sweeps = pd.concat([at_setting(runs, params, name, {key: value}) for name in names])
-    picked = int(tables[names[0]].loc[value, "lrs_near"]) * int(tables[names[1]].loc[value, "lrs_near"])
-    floor = NoiseModel.from_params(params).floor_for(sweeps)
-    gap = paired_gap(*scores, floor, (test_images(rows[0]), test_images(rows[1])), picked)
-    return {**gap, "seconds_per_seed": seconds_per_seed(sweeps)}
+    sweeps = [at_setting(runs, params, name, {key: value}) for name in names]
+    floor = NoiseModel.from_params(params).floor_for(pd.concat(sweeps))
+    held = [held_out(sweep) for sweep in sweeps]
+    if all(choice is not None for choice in held):
+        gap = paired_gap(held[0][0], held[1][0], floor, (test_images(sweeps[0]), test_images(sweeps[1])))
+        gap = {**gap, "method": gap["method"] + "; each seed's lr chosen on the other seeds",
+               "lr_by_seed": {name: {str(seed): lr for seed, lr in choice[1].items()} for name, choice in zip(names, held)}}
+    else:
+        rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
+        scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
+        picked = int(tables[names[0]].loc[value, "lrs_near"]) * int(tables[names[1]].loc[value, "lrs_near"])
+        gap = paired_gap(*scores, floor, (test_images(rows[0]), test_images(rows[1])), picked)
+    return {**gap, "seconds_per_seed": seconds_per_seed(pd.concat(sweeps))}
 
 
 def accuracy_at(rows: pd.DataFrame, params: dict, lr: float, selected_from: int = 1) -> dict:

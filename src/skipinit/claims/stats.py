@@ -16,7 +16,9 @@ was made) and `single_seed`. Its interval is a Student-t interval:
 
 Levels. A claim with k parts is decided at the family's level: the judge sets `family(k)` and each
 part's interval is at 1 - 0.05/k (Bonferroni), so a claim is wrongly decided at most 5% of the
-time. A statistic read at a selected learning rate (the best of k tried) is at 1 - 0.05/k as well
+time. A gap between two models at their best lrs takes, with two or more seeds, each seed's lr from the
+other seeds (`selection.held_out`), so no seed's number chose its own lr. Otherwise a statistic read at a
+selected learning rate (the best of k tried) is at 1 - 0.05/k as well
 (`selected_from`): simultaneous over the lrs it was picked from, so picking the best cannot make
 its interval over-confident.
 
