@@ -368,18 +368,10 @@ def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, op
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
     `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder
-    (streamed from disk, `options.image_size` px crops).
-
-    Returns one result per cell, in input order: the cell's keys plus test_acc/test_loss (final,
-    full test set, percent / mean cross-entropy), train_loss/train_acc (mean over the last epoch's
-    steps), diverged, diverged_step (0-based global step of the first non-finite or too-large
-    loss, else None), status ('ok' | 'diverged' | 'failed'), error, epochs_completed, steps,
-    wall_seconds (this pack, all sessions), images_per_second (the *pack's* training throughput:
-    images of all members together per second of training, evaluation excluded), device,
-    torch_version, packing (plain, channels or vmap), the RESULT_SETTINGS as they ran (precision never
-    `auto`, micro_batch, ...), pack_size and curve (per epoch: epoch,
-    step, lr at the epoch's last step, train/test metrics with test_* None where not evaluated,
-    seconds = wall seconds since the pack started).
+    (streamed from disk, `options.image_size` px crops). Returns one result per cell, in input order:
+    the cell's keys plus the `record.RunResult` fields (final test and last-epoch train metrics,
+    status 'ok' | 'diverged' | 'failed', the step it diverged at, the pack's throughput, packing as it
+    ran, the RESULT_SETTINGS as they ran, and the per-epoch curve with test_* None where not evaluated).
 
     Divergence never raises: the member stops updating and the others go on; a pack whose members
     have all diverged stops early. With `stop`, a stop signal saves the current step mid-epoch and
