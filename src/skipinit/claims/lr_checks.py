@@ -1,7 +1,7 @@
 """Checks on learning rates: the largest stable lr against the optimal one, and how both move with batch size.
 
-An lr "trains" when no seed diverged there and the 95% interval of its score (over seeds, or the
-claims file's noise model for one seed; `stats.accuracy`) lies above chance + `stable_margin_pp`;
+An lr "trains" when no seed diverged there and the 95% interval of its score (its seeds pooled with
+the claims file's seed-noise floor, simultaneous over the lrs; `stats.accuracy`) lies above chance + `stable_margin_pp`;
 it "fails" when a seed diverged or the interval lies below; otherwise it is undecided. The largest
 stable lr of a grid lies in [the largest lr that trains, the first larger lr that fails): an
 undecided lr between widens that range, and a grid with no failing lr above its largest training

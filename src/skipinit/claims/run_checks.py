@@ -1,8 +1,8 @@
 """Checks on training results (Tables 1-3, Figures 3-4), read from runs.parquet.
 
 Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and every accuracy
-against chance is an estimate over seeds (`stats.accuracy`); with one seed both take the claims
-file's noise model. Each is decided by its 95% interval: inside the claim's band, outside it, or
+against chance is an estimate over seeds (`stats.accuracy`), pooled with the claims file's seed-noise
+floor for its setting, so one seed has an interval too. Each is decided by its 95% interval: inside the claim's band, outside it, or
 straddling it (undecided, with the seeds that would decide it).
 """
 

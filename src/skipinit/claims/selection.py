@@ -48,6 +48,11 @@ def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFr
                         lrs_near=pd.Series({value: len(lrs) for value, lrs in near.items()}, dtype=int))
 
 
+def score_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One model's scores at one setting as a seed x lr table (a diverged run scores 0)."""
+    return scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+
+
 def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
     """The lrs that the runs cannot tell from the best (one model at one setting), the best among them.
 
@@ -57,7 +62,7 @@ def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
     also the lrs the best could have been picked from: a statistic at the best lr is made simultaneous
     over them (`gap_at`, `lrs_near`).
     """
-    table = scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+    table = score_table(rows)
     images = rows.groupby("lr")["test_images"].min() if "test_images" in rows else pd.Series(dtype=float)
     floor, best = NoiseModel.from_params(params).floor_for(rows), table[best_lr].dropna()
     kept = [lr for lr in table.columns if lr == best_lr or within(
@@ -100,7 +105,7 @@ def held_out(rows: pd.DataFrame) -> tuple[pd.Series, dict] | None:
     Each seed's number is then judged apart from the numbers that chose its lr: the arg-max's luck on a seed
     (the winner's curse) cannot inflate that seed's own score.
     """
-    table = scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+    table = score_table(rows)
     if len(table) < 2:
         return None
     picked = {seed: float(table.drop(index=seed).mean().idxmax()) for seed in table.index}
