@@ -50,10 +50,24 @@ def job_row(tsv: Path, root: Path, device_class: str) -> dict | None:
     date = lines[0][:10] if lines else ""
     seconds = float(tsv.read_text().splitlines()[1].split("\t")[0])
     return {
-        "kind": "job", "device_class": device_class, "device": info.get("device", ""), "torch": info.get("torch_version", ""),
-        "precision": info.get("precision", "bf16"), "compile": "false", "arch": "wrn", "depth": int(depth), "width": int(width),
-        "variant": variant, "batch_size": batch, "pack": len(members.split("+")), "micro_batch": 0, "steps": steps,
-        "evals": sum(m.group(3) != "n/a" for m in first), "test_images": 10000, "seconds": seconds, "date": date,
+        "kind": "job",
+        "device_class": device_class,
+        "device": info.get("device", ""),
+        "torch": info.get("torch_version", ""),
+        "precision": info.get("precision", "bf16"),
+        "compile": "false",
+        "arch": "wrn",
+        "depth": int(depth),
+        "width": int(width),
+        "variant": variant,
+        "batch_size": batch,
+        "pack": len(members.split("+")),
+        "micro_batch": 0,
+        "steps": steps,
+        "evals": sum(m.group(3) != "n/a" for m in first),
+        "test_images": 10000,
+        "seconds": seconds,
+        "date": date,
         "source": str(tsv),
     }
 
@@ -64,7 +78,10 @@ def main(argv: list[str]) -> None:
     for tsv in sorted((root / "benchmarks" / "train").rglob("*.tsv")):
         row = job_row(tsv, root, device_class)
         if row is None:
-            print(f"left out {tsv}: its pack stopped early and has no result.json, so its steps are unknown", file=sys.stderr)
+            print(
+                f"left out {tsv}: its pack stopped early and has no result.json, so its steps are unknown",
+                file=sys.stderr,
+            )
         else:
             rows.append(row)
     # A job whose cells were taken out of the reference has no result.json: same session, same device.

@@ -81,15 +81,34 @@ def synchronize(device: torch.device) -> None:
 def engine_cells(args, count: int, dataset) -> list[dict]:
     steps_per_epoch = len(dataset.train_labels) // args.batch_size
     epochs = (args.warmup + args.steps) // steps_per_epoch + 2  # the lr table must cover every timed step
-    lrs = [0.1 * 2.0 ** -k for k in range(count)] if count > 1 else [0.1]
-    return [make_cell({"depth": args.depth, "width": args.width, "batch_size": args.batch_size, "epochs": epochs, "lr": lr, "seed": 0,
-                       "dropout": args.dropout}) for lr in lrs]
+    lrs = [0.1 * 2.0**-k for k in range(count)] if count > 1 else [0.1]
+    return [
+        make_cell(
+            {
+                "depth": args.depth,
+                "width": args.width,
+                "batch_size": args.batch_size,
+                "epochs": epochs,
+                "lr": lr,
+                "seed": 0,
+                "dropout": args.dropout,
+            }
+        )
+        for lr in lrs
+    ]
 
 
 def time_engine(args, cells: list[dict], dataset, graphs: bool = False) -> float:
     """Seconds for --steps training steps of the engine (a pack when several cells), after warm-up."""
-    options = EngineOptions(device=args.device, precision=args.precision, compile=args.compile, cuda_graphs=graphs,
-                            channels_last=not args.no_channels_last, threads=args.threads or 0, packing=args.packing)
+    options = EngineOptions(
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        cuda_graphs=graphs,
+        channels_last=not args.no_channels_last,
+        threads=args.threads or 0,
+        packing=args.packing,
+    )
     with engine_settings(options, torch.device(resolve_device(args.device))):
         log = (lambda line: print(f"  graphed engine: {line}", flush=True)) if graphs else (lambda line: None)
         trainer = PackTrainer(cells, dataset, options, log=log)  # the graphed one says whether it captured
@@ -98,7 +117,10 @@ def time_engine(args, cells: list[dict], dataset, graphs: bool = False) -> float
         for _ in range(warmup):
             trainer.step(*next(batches))
         if graphs and isinstance(trainer.run_step, GraphedStep) and trainer.run_step.state != "graphed":
-            print(f"warning: the graphed engine is {trainer.run_step.state} after {warmup} warm-up steps: it is timed eagerly", flush=True)
+            print(
+                f"warning: the graphed engine is {trainer.run_step.state} after {warmup} warm-up steps: it is timed eagerly",
+                flush=True,
+            )
         synchronize(trainer.device)
         start = time.perf_counter()
         for _ in range(args.steps):
@@ -140,10 +162,15 @@ def reference_dataset(root: str, official: bool):
     from torchvision.datasets import CIFAR10
     from torchvision.transforms import v2
 
-    transform = v2.Compose([
-        v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR_MEAN, CIFAR_STD),
-    ])
+    transform = v2.Compose(
+        [
+            v2.RandomCrop(32, padding=4),
+            v2.RandomHorizontalFlip(),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(CIFAR_MEAN, CIFAR_STD),
+        ]
+    )
 
     class LocalCIFAR10(CIFAR10):
         """CIFAR10 reading our re-encoded batches: their md5s are not the official ones."""
@@ -210,8 +237,13 @@ def time_reference(args, root: str, official: bool) -> float:
     if args.threads:
         torch.set_num_threads(args.threads)
     loader = torch.utils.data.DataLoader(
-        reference_dataset(root, official), batch_size=args.batch_size, shuffle=True, drop_last=True,
-        num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda",
+        reference_dataset(root, official),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
     )
     torch.manual_seed(0)
     model = wide_resnet(args.depth, args.width, "batchnorm").to(device)
@@ -240,9 +272,15 @@ def time_reference(args, root: str, official: bool) -> float:
 def describe(args) -> str:
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {threads} threads)"
-    return (f"device={name} precision={precision(args)} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
-            f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {threads} threads)"
+    )
+    return (
+        f"device={name} precision={precision(args)} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
+        f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}"
+    )
 
 
 def utilization(args, images_per_second: float) -> str:
@@ -280,20 +318,30 @@ def run_cell(args, dataset) -> float:
                 rates["graphed"].append(images / time_engine(args, cells, dataset, graphs=True))
             if not args.no_reference:
                 rates["reference"].append(images / time_reference(args, root, official))
-            print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f} img/s" for name, values in rates.items() if values), flush=True)
+            print(
+                f"repeat {repeat + 1}: "
+                + ", ".join(f"{name} {values[-1]:.1f} img/s" for name, values in rates.items() if values),
+                flush=True,
+            )
     median = {name: statistics.median(values) for name, values in rates.items() if values}
     args.measured = [(1, args.steps, images / median["engine"])]  # seconds per --steps steps, for --append
     for name in ("engine", "graphed"):
         if name in median:
             label = "graphed engine" if name == "graphed" else "engine"
-            print(f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; {utilization(args, median[name])})")
+            print(
+                f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; {utilization(args, median[name])})"
+            )
     if "reference" in median:
-        print(f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, {precision(args)}, NCHW, "
-              "torch.optim.SGD)")
+        print(
+            f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, {precision(args)}, NCHW, "
+            "torch.optim.SGD)"
+        )
     for name in ("engine", "graphed"):
         if name in median:
-            print(f"estimated {args.estimate_epochs}-epoch CIFAR-10 cell at batch {args.batch_size}, {name}: "
-                  f"{training_hours(args, median[name]):.2f} h of training steps (evaluation and start-up excluded)")
+            print(
+                f"estimated {args.estimate_epochs}-epoch CIFAR-10 cell at batch {args.batch_size}, {name}: "
+                f"{training_hours(args, median[name]):.2f} h of training steps (evaluation and start-up excluded)"
+            )
     if "graphed" in median:
         print(f"graphed/eager: {median['graphed'] / median['engine']:.3f}")
     best = median.get("graphed", median["engine"])
@@ -312,7 +360,10 @@ def run_limit(args, dataset) -> float:
         engine, bare = images / time_engine(args, cells, dataset), images / time_bare(args)
         ratios.append(engine / bare)
         engine_rates.append(engine)
-        print(f"repeat {repeat + 1}: engine {engine:.1f} img/s, bare loop {bare:.1f} img/s, ratio {ratios[-1]:.3f}", flush=True)
+        print(
+            f"repeat {repeat + 1}: engine {engine:.1f} img/s, bare loop {bare:.1f} img/s, ratio {ratios[-1]:.3f}",
+            flush=True,
+        )
     args.measured = [(1, args.steps, images / statistics.median(engine_rates))]
     print(f"precision {precision(args)}: engine/bare loop per repeat {', '.join(f'{r:.3f}' for r in ratios)}")
     return statistics.median(ratios)
@@ -328,27 +379,46 @@ def run_sweep(args, dataset) -> float:
         if args.dropout:
             plain = [dict(cell, dropout=0.0) for cell in cells]
             no_dropout.append(len(cells) / time_engine(args, plain, dataset, graphs=args.graphs) * 3600)
-            print(f"repeat {repeat + 1}: packed with dropout {args.dropout:g}: {packed[-1]:.0f} cells/h, without: "
-                  f"{no_dropout[-1]:.0f} cells/h, ratio {packed[-1] / no_dropout[-1]:.3f}", flush=True)
+            print(
+                f"repeat {repeat + 1}: packed with dropout {args.dropout:g}: {packed[-1]:.0f} cells/h, without: "
+                f"{no_dropout[-1]:.0f} cells/h, ratio {packed[-1] / no_dropout[-1]:.3f}",
+                flush=True,
+            )
         if args.graphs:
             packed_eager.append(len(cells) / time_engine(args, cells, dataset) * 3600)
-        sequential.append(len(cells) / sum(time_engine(args, [cell], dataset, graphs=args.graphs) for cell in cells) * 3600)
+        sequential.append(
+            len(cells) / sum(time_engine(args, [cell], dataset, graphs=args.graphs) for cell in cells) * 3600
+        )
         eager = f", packed eager {packed_eager[-1]:.0f} cells/h" if args.graphs else ""
-        print(f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h{eager}, sequential {sequential[-1]:.0f} cells/h", flush=True)
+        print(
+            f"repeat {repeat + 1}: packed {packed[-1]:.0f} cells/h{eager}, sequential {sequential[-1]:.0f} cells/h",
+            flush=True,
+        )
     p, s = statistics.median(packed), statistics.median(sequential)
     per_cell_images = args.steps * args.batch_size
-    args.measured = [(len(cells), args.steps, len(cells) / p * 3600), (1, args.steps * len(cells), len(cells) / s * 3600)]
+    args.measured = [
+        (len(cells), args.steps, len(cells) / p * 3600),
+        (1, args.steps * len(cells), len(cells) / s * 3600),
+    ]
     graphed = " graphed" if args.graphs else ""
-    print(f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members; "
-          f"{utilization(args, p * per_cell_images / 3600)})")
+    print(
+        f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members; "
+        f"{utilization(args, p * per_cell_images / 3600)})"
+    )
     if args.dropout:
         ratios = [with_ / without for with_, without in zip(packed, no_dropout)]
-        print(f"packed dropout/no dropout (cells/h, median of {len(ratios)} paired repeats): {statistics.median(ratios):.3f}")
+        print(
+            f"packed dropout/no dropout (cells/h, median of {len(ratios)} paired repeats): {statistics.median(ratios):.3f}"
+        )
     if args.graphs:
         e = statistics.median(packed_eager)
-        print(f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; {utilization(args, e * per_cell_images / 3600)})")
+        print(
+            f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; {utilization(args, e * per_cell_images / 3600)})"
+        )
         print(f"packed graphed/packed eager: {p / e:.3f}")
-    print(f"sequential{graphed} cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s; {utilization(args, s * per_cell_images / 3600)})")
+    print(
+        f"sequential{graphed} cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s; {utilization(args, s * per_cell_images / 3600)})"
+    )
     return p / s
 
 
@@ -370,20 +440,40 @@ def append_measurements(args, path: str) -> None:
     """The engine's timings as `steps` rows of the throughput measurements (bench/throughput.csv), which the
     compute plan (`python -m skipinit plan`) fits its throughput model to."""
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {args.threads or torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {args.threads or torch.get_num_threads()} threads)"
+    )
     new = not Path(path).exists()
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, cost.COLUMNS, lineterminator="\n")
         if new:
             writer.writeheader()
         for pack, steps, seconds in args.measured:
-            writer.writerow({
-                "kind": "steps", "device_class": device_class(args), "device": name, "torch": torch.__version__, "precision": precision(args),
-                "compile": str(args.compile).lower(), "arch": "wrn", "depth": args.depth, "width": args.width, "variant": "batchnorm",
-                "batch_size": args.batch_size, "pack": pack, "micro_batch": 0, "steps": steps, "evals": 0, "test_images": 0,
-                "seconds": f"{seconds:.4f}", "date": datetime.date.today().isoformat(),
-                "source": f"bench/train_throughput.py {' '.join(sys.argv[1:])}",
-            })
+            writer.writerow(
+                {
+                    "kind": "steps",
+                    "device_class": device_class(args),
+                    "device": name,
+                    "torch": torch.__version__,
+                    "precision": precision(args),
+                    "compile": str(args.compile).lower(),
+                    "arch": "wrn",
+                    "depth": args.depth,
+                    "width": args.width,
+                    "variant": "batchnorm",
+                    "batch_size": args.batch_size,
+                    "pack": pack,
+                    "micro_batch": 0,
+                    "steps": steps,
+                    "evals": 0,
+                    "test_images": 0,
+                    "seconds": f"{seconds:.4f}",
+                    "date": datetime.date.today().isoformat(),
+                    "source": f"bench/train_throughput.py {' '.join(sys.argv[1:])}",
+                }
+            )
     print(f"appended {len(args.measured)} row(s) to {path}")
 
 
@@ -397,22 +487,43 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the clock starts")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="precision of every contender (auto: the engine's choice for this device)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="precision of every contender (auto: the engine's choice for this device)",
+    )
     parser.add_argument("--compile", action="store_true", help="engine with torch.compile")
     parser.add_argument("--no-channels-last", action="store_true", help="engine in NCHW")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both contenders")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="reference DataLoader workers")
     parser.add_argument("--mode", choices=("cell", "limit", "sweep"), default="cell")
     parser.add_argument("--cells", type=int, default=8, help="sweep: cells in the pack")
-    parser.add_argument("--distinct-seeds", action="store_true", help="sweep: one seed per cell (own batches) instead of one shared seed")
-    parser.add_argument("--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members")
-    parser.add_argument("--dropout", type=float, default=0.0, help="sweep: the cells' dropout; also times the pack without it")
+    parser.add_argument(
+        "--distinct-seeds",
+        action="store_true",
+        help="sweep: one seed per cell (own batches) instead of one shared seed",
+    )
+    parser.add_argument(
+        "--packing", choices=("auto", "channels", "vmap"), default="auto", help="sweep: how the engine packs members"
+    )
+    parser.add_argument(
+        "--dropout", type=float, default=0.0, help="sweep: the cells' dropout; also times the pack without it"
+    )
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--append", metavar="CSV", help="append the engine's timings to this measurements file (bench/throughput.csv: "
-                        "the compute plan's throughput model is fitted to it)")
-    parser.add_argument("--device-class", help="with --append: the device class to file them under (default: cpu, or h100 etc. from the GPU's name)")
-    parser.add_argument("--graphs", action="store_true", help="add the engine with its step in a CUDA graph as a contender")
+    parser.add_argument(
+        "--append",
+        metavar="CSV",
+        help="append the engine's timings to this measurements file (bench/throughput.csv: "
+        "the compute plan's throughput model is fitted to it)",
+    )
+    parser.add_argument(
+        "--device-class",
+        help="with --append: the device class to file them under (default: cpu, or h100 etc. from the GPU's name)",
+    )
+    parser.add_argument(
+        "--graphs", action="store_true", help="add the engine with its step in a CUDA graph as a contender"
+    )
     parser.add_argument("--no-reference", action="store_true", help="cell: leave the plain PyTorch reference out")
     parser.add_argument("--estimate-epochs", type=int, default=200, help="cell: epochs of the training-time estimate")
     args = parser.parse_args(argv)
@@ -423,7 +534,9 @@ def main(argv=None) -> None:
         dataset = data.synthetic(train_size=5000, test_size=1000, seed=0)
     print(describe(args), f"mode={args.mode}", f"packing={args.packing}" if args.mode == "sweep" else "", flush=True)
     if args.graphs and resolve_device(args.device).type != "cuda":
-        print("note: cuda_graphs is ignored on the CPU: the 'graphed' contenders are the eager engine again", flush=True)
+        print(
+            "note: cuda_graphs is ignored on the CPU: the 'graphed' contenders are the eager engine again", flush=True
+        )
     ratio = {"cell": run_cell, "limit": run_limit, "sweep": run_sweep}[args.mode](args, dataset)
     if args.append:
         append_measurements(args, args.append)

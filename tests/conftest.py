@@ -14,7 +14,9 @@ def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -
     command = [sys.executable, "-m", "snakemake", *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import platform
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -27,7 +28,14 @@ def cpu_label() -> str:
     vendor = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        vendor = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("vendor_id")), vendor)
+        vendor = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("vendor_id")
+            ),
+            vendor,
+        )
     return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}".lower()
 
 

@@ -38,7 +38,9 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
@@ -61,7 +63,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == "open":
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         state[node] = "done"
@@ -95,7 +97,9 @@ def test_the_packages_parts_have_no_import_cycle_between_them():
     """claims, report, engine, data, signal and the top-level modules: data flows one way between them too."""
     parts: dict[str, set[str]] = {}
     for module, targets in import_graph().items():
-        parts.setdefault(part_of(module), set()).update(part_of(target) for target in targets if part_of(target) != part_of(module))
+        parts.setdefault(part_of(module), set()).update(
+            part_of(target) for target in targets if part_of(target) != part_of(module)
+        )
     assert {"skipinit.claims", "skipinit.report", "skipinit.engine", "skipinit.models"} <= set(parts)
     cycle = find_cycle(parts)
     assert cycle is None, " -> ".join(cycle)

@@ -28,6 +28,7 @@ from skipinit.claims import CHECKS, stats
 from skipinit.claims.judge import judged_as_a_family
 from skipinit.claims.registry import Finding, verdict_of
 from skipinit.claims.selection import held_out, lr_ratio_range, near_best
+
 from test_claims import CLAIM, SPEC
 from test_tables import run_row, runs_frame
 
@@ -74,8 +75,14 @@ def test_intervals_cover_in_an_unmeasured_setting_whose_spread_is_as_wide_as_the
     elsewhere = pd.DataFrame({"depth": [100], "seed": [0]})
 
     def accuracy(values):
-        measured = {"where": {"depth": 16}, "gap_sd_pp": floor_estimate(rng, SIGMA / widening, 12), "gap_df": 12,
-                    "accuracy_sd_pp": floor_estimate(rng, SIGMA / widening, 10), "accuracy_df": 10, "source": "simulation"}
+        measured = {
+            "where": {"depth": 16},
+            "gap_sd_pp": floor_estimate(rng, SIGMA / widening, 12),
+            "gap_df": 12,
+            "accuracy_sd_pp": floor_estimate(rng, SIGMA / widening, 10),
+            "accuracy_df": 10,
+            "source": "simulation",
+        }
         noise = stats.NoiseModel.from_spec({**SPEC["noise"], "floors": [measured]})
         return stats.accuracy(values, noise.floor_for(elsewhere))
 
@@ -95,7 +102,13 @@ def decided_share(verdicts: list[str]) -> float:
 def judge(claim_id: str, runs: pd.DataFrame, **overrides) -> str:
     """The claim as the judge decides it (its parts at the family's level), with the claims file's noise model."""
     claim = CLAIM[claim_id]
-    params = {"models": SPEC["models"], "noise": SPEC["noise"], "curves": pd.DataFrame(), **claim["params"], **overrides}
+    params = {
+        "models": SPEC["models"],
+        "noise": SPEC["noise"],
+        "curves": pd.DataFrame(),
+        **claim["params"],
+        **overrides,
+    }
     return judged_as_a_family(CHECKS[claim["check"]], runs, params)[0]
 
 
@@ -109,8 +122,15 @@ def flat_sweep(rng: np.random.Generator, seeds: int = 3) -> pd.DataFrame:
     for seed in range(seeds):
         shared = SIGMA / math.sqrt(2) * rng.standard_normal()
         for lr in A_A_LRS:
-            rows.append({"lr": lr, "seed": seed, "diverged": False, "depth": 16,
-                         "test_acc": 60.0 + shared + SIGMA / math.sqrt(2) * rng.standard_normal()})
+            rows.append(
+                {
+                    "lr": lr,
+                    "seed": seed,
+                    "diverged": False,
+                    "depth": 16,
+                    "test_acc": 60.0 + shared + SIGMA / math.sqrt(2) * rng.standard_normal(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -127,8 +147,17 @@ def trend_verdict(rng: np.random.Generator) -> str:
                 sweep = flat_sweep(rng)
                 best = float(sweep.groupby("lr")["test_acc"].mean().idxmax())
                 near = near_best(sweep, params, best)
-                rows.append(pd.Series({"best_lr": best, "lr_low": min(near), "lr_high": max(near),
-                                       "lr_min": min(A_A_LRS), "lr_max": max(A_A_LRS)}))
+                rows.append(
+                    pd.Series(
+                        {
+                            "best_lr": best,
+                            "lr_low": min(near),
+                            "lr_high": max(near),
+                            "lr_min": min(A_A_LRS),
+                            "lr_max": max(A_A_LRS),
+                        }
+                    )
+                )
             low, high = lr_ratio_range(rows[1], rows[0])
             findings.append(Finding(True if low >= bound else False if high < bound else None, ""))
     return verdict_of(findings, {})[0]
@@ -173,8 +202,16 @@ def flat_lr_runs(rng: np.random.Generator) -> pd.DataFrame:
     for batch_size in (16, 64):
         for variant in ("batchnorm", "skipinit"):
             for _, row in flat_sweep(rng).iterrows():
-                rows.append(run_row(row["test_acc"], variant=variant, lr=row["lr"], seed=int(row["seed"]),
-                                    batch_size=batch_size, experiments=("batch_size",)))
+                rows.append(
+                    run_row(
+                        row["test_acc"],
+                        variant=variant,
+                        lr=row["lr"],
+                        seed=int(row["seed"]),
+                        batch_size=batch_size,
+                        experiments=("batch_size",),
+                    )
+                )
     return runs_frame(rows)
 
 
@@ -210,8 +247,16 @@ def same_model_twice(rng: np.random.Generator, experiment="batch_size") -> pd.Da
         truth = 60.0 - 4.0 * abs(np.log2(lr / 0.1))  # one optimum, at 0.1
         for seed in range(3):
             for variant in ("batchnorm", "skipinit"):
-                rows.append(run_row(truth + SIGMA * rng.standard_normal(), variant=variant, lr=lr, seed=seed, batch_size=64,
-                                    experiments=(experiment,)))
+                rows.append(
+                    run_row(
+                        truth + SIGMA * rng.standard_normal(),
+                        variant=variant,
+                        lr=lr,
+                        seed=seed,
+                        batch_size=64,
+                        experiments=(experiment,),
+                    )
+                )
     runs = runs_frame(rows)
     runs["train_acc"] = runs["test_acc"] + 10.0  # both overfit alike, so the regularization checks decide
     return runs
@@ -225,8 +270,9 @@ def test_a_a_a_claim_that_they_are_alike_is_never_refuted():
 
 def test_a_a_a_claim_that_one_leads_is_rarely_reproduced():
     rng = np.random.default_rng(1)
-    verdicts = [judge("regularization-bn-edge-small-batch", same_model_twice(rng, "regularization"))
-                for _ in range(A_A_DRAWS)]
+    verdicts = [
+        judge("regularization-bn-edge-small-batch", same_model_twice(rng, "regularization")) for _ in range(A_A_DRAWS)
+    ]
     assert verdicts.count("reproduced") <= 0.025 * A_A_DRAWS
 
 
@@ -238,7 +284,9 @@ def test_a_gap_growth_interval_covers(seeds):
 
     def growth(values):
         floor = floor_estimate(rng, SIGMA, 12)
-        return stats.pooled(math.sqrt(2) * values.to_numpy(), math.sqrt(2) * floor, 12, 0.0, "paired seeds", "simulation")
+        return stats.pooled(
+            math.sqrt(2) * values.to_numpy(), math.sqrt(2) * floor, 12, 0.0, "paired seeds", "simulation"
+        )
 
     assert coverage(growth, seeds, rng) >= 0.95 - MC_SLACK
 
@@ -253,9 +301,14 @@ def test_a_speedup_from_steps_read_at_evaluations_covers(seeds):
     curve = pd.Series(0.0, index=np.arange(100, 1501, 100))
     hits = 0
     for _ in range(DRAWS):
-        true = {name: base * np.exp(0.1 * rng.standard_normal(seeds)) for name, base in (("ref", 350.0), ("cand", 700.0))}
+        true = {
+            name: base * np.exp(0.1 * rng.standard_normal(seeds)) for name, base in (("ref", 350.0), ("cand", 700.0))
+        }
         read = {name: np.ceil(steps / 100) * 100 for name, steps in true.items()}
-        bracket = (np.mean([earlier_by(curve, s) for s in read["cand"]]), np.mean([earlier_by(curve, s) for s in read["ref"]]))
+        bracket = (
+            np.mean([earlier_by(curve, s) for s in read["cand"]]),
+            np.mean([earlier_by(curve, s) for s in read["ref"]]),
+        )
         low, high = stats.over_seeds(np.log(read["cand"] / read["ref"]), "paired seeds", bracket)["ci95"]
         hits += low <= math.log(2.0) <= high
     assert hits / DRAWS >= 0.95 - MC_SLACK
@@ -264,9 +317,13 @@ def test_a_speedup_from_steps_read_at_evaluations_covers(seeds):
 def test_each_seeds_lr_is_chosen_on_the_other_seeds():
     """Seed 0 peaks at lr 0.4 by luck; seeds 1 and 2 prefer 0.1 clearly enough that every pair of seeds picks 0.1:
     seed 0's score is taken at 0.1 (50, not its lucky 58)."""
-    rows = pd.DataFrame([{"seed": seed, "lr": lr, "diverged": False, "test_acc": acc}
-                         for seed, scores in {0: (50.0, 58.0), 1: (55.0, 45.0), 2: (56.0, 46.0)}.items()
-                         for lr, acc in zip((0.1, 0.4), scores, strict=True)])
+    rows = pd.DataFrame(
+        [
+            {"seed": seed, "lr": lr, "diverged": False, "test_acc": acc}
+            for seed, scores in {0: (50.0, 58.0), 1: (55.0, 45.0), 2: (56.0, 46.0)}.items()
+            for lr, acc in zip((0.1, 0.4), scores, strict=True)
+        ]
+    )
     scores, picked = held_out(rows)
     assert picked == {0: 0.1, 1: 0.1, 2: 0.1} and list(scores) == [50.0, 55.0, 56.0]
     assert held_out(rows[rows["seed"] == 0]) is None  # one seed: nothing to choose on

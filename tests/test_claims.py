@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
 from skipinit import claims
 from skipinit.claims import stats
 from skipinit.claims.judge import NO_CURVES, judged_as_a_family
+
+from conftest import REPO
 from test_tables import EXPERIMENTS, batch_runs, depth_runs, run_row, runs_frame, signal_frame, write_results
 
 CLAIMS_FILE = REPO / "config" / "claims.yaml"
@@ -20,19 +21,29 @@ CLAIM = {claim["id"]: claim for claim in SPEC["claims"]}
 
 # A seed-noise floor for every setting of the hand-made frames, narrower than the real file's: these tests show
 # each check's logic on clear-cut numbers; the tests on noise use the claims file's own floors (SPEC["noise"]).
-TEST_NOISE = {"floors": [{"where": {}, "gap_sd_pp": 0.5, "gap_df": 30, "accuracy_sd_pp": 0.8, "accuracy_df": 30,
-                          "source": "test floor"}], "unmeasured_widening": 2.0, "widening_source": "test"}
+TEST_NOISE = {
+    "floors": [
+        {"where": {}, "gap_sd_pp": 0.5, "gap_df": 30, "accuracy_sd_pp": 0.8, "accuracy_df": 30, "source": "test floor"}
+    ],
+    "unmeasured_widening": 2.0,
+    "widening_source": "test",
+}
 
 
-def judge(claim_id: str, frame: pd.DataFrame, curves: pd.DataFrame | None = None, noise: dict | None = None,
-          **overrides) -> tuple[str, dict]:
+def judge(
+    claim_id: str, frame: pd.DataFrame, curves: pd.DataFrame | None = None, noise: dict | None = None, **overrides
+) -> tuple[str, dict]:
     """Run one claim's check with the thresholds of config/claims.yaml (and `overrides`), as the judge does
     (its parts at the family's level)."""
     claim = CLAIM[claim_id]
     params = {**claim["params"], **overrides}
     if claim["data"] != claims.SIGNAL:
-        params = {"models": SPEC["models"], "noise": noise or TEST_NOISE, "curves": NO_CURVES if curves is None else curves,
-                  **params}
+        params = {
+            "models": SPEC["models"],
+            "noise": noise or TEST_NOISE,
+            "curves": NO_CURVES if curves is None else curves,
+            **params,
+        }
     return judged_as_a_family(claims.CHECKS[claim["check"]], frame, params)
 
 
@@ -64,8 +75,12 @@ def noisy(frame: pd.DataFrame, seed: int = 0, spread: float = 0.1) -> pd.DataFra
     for index in range(3):
         scale = lambda: 1 + rng.uniform(-spread, spread, len(frame))  # noqa: E731
         copies.append(
-            frame.assign(seed=index, skip_var=frame["skip_var"] * scale(), skip_var_pooled=frame["skip_var_pooled"] * scale(),
-                         branch_var=frame["branch_var"] * scale())
+            frame.assign(
+                seed=index,
+                skip_var=frame["skip_var"] * scale(),
+                skip_var_pooled=frame["skip_var_pooled"] * scale(),
+                branch_var=frame["branch_var"] * scale(),
+            )
         )
     return pd.concat(copies, ignore_index=True)
 
@@ -238,14 +253,16 @@ def test_skipinit_matches_bn_at_every_depth_within_the_gap():
 def regularization_runs(no_l2_acc: float, dropout_acc: float, epochs: int = 20, overfit_pp=(3.0, 9.0)) -> pd.DataFrame:
     """The regularization study at batch 64; `overfit_pp`: the train/test gaps of batch norm and of the SkipInit nets."""
     settings = dict(batch_size=64, epochs=epochs, experiments=("regularization",))
-    runs = three_seeds(runs_frame(
-        [
-            run_row(92, variant="batchnorm", **settings),
-            run_row(90, variant="skipinit", **settings),
-            run_row(no_l2_acc, variant="skipinit", weight_decay=0, **settings),
-            run_row(dropout_acc, variant="skipinit", dropout=0.2, **settings),
-        ]
-    ))
+    runs = three_seeds(
+        runs_frame(
+            [
+                run_row(92, variant="batchnorm", **settings),
+                run_row(90, variant="skipinit", **settings),
+                run_row(no_l2_acc, variant="skipinit", weight_decay=0, **settings),
+                run_row(dropout_acc, variant="skipinit", dropout=0.2, **settings),
+            ]
+        )
+    )
     runs["train_acc"] = runs["test_acc"] + np.where(runs["variant"] == "batchnorm", *overfit_pp)
     return runs
 
@@ -396,7 +413,9 @@ def test_a_claims_file_without_its_noise_model_is_refused_with_one_line(tmp_path
     bad.write_text("models: {}\nnoise: {floors: []}\nclaims: []\n")
     with pytest.raises(ValueError, match="`noise:` lacks unmeasured_widening, widening_source"):
         claims.load_spec(bad)
-    bad.write_text("models: {}\nnoise: {floors: [{gap_sd_pp: 1}], unmeasured_widening: 2, widening_source: x}\nclaims: []\n")
+    bad.write_text(
+        "models: {}\nnoise: {floors: [{gap_sd_pp: 1}], unmeasured_widening: 2, widening_source: x}\nclaims: []\n"
+    )
     with pytest.raises(ValueError, match=r"noise.floors\[0\] must give .* \(lacks where, gap_df, accuracy_sd_pp"):
         claims.load_spec(bad)
 
@@ -419,7 +438,9 @@ def test_write_produces_claims_json_and_markdown(tmp_path):
     # a setting the claims file measured no floor for: the widest floor, widened, leaves a 1 pp gap against 2 pp open
     assert by_id["depth-skipinit-matches-bn"]["verdict"] == "inconclusive"
     assert "widened x2" in by_id["depth-skipinit-matches-bn"]["evidence"]["depths"]["100"]["gap"]["method"]
-    assert by_id["depth-skipinit-matches-bn"]["paper_value"].startswith("v1 Table 1: SkipInit alpha = 0 93.3 / 94.2 / 94.3")
+    assert by_id["depth-skipinit-matches-bn"]["paper_value"].startswith(
+        "v1 Table 1: SkipInit alpha = 0 93.3 / 94.2 / 94.3"
+    )
     assert by_id["depth-skipinit-matches-bn"]["evidence"]["experiments"] == ["depth"]
     assert by_id["regularization-no-l2-trains"]["verdict"] == "not_run"
     assert by_id["signal-bn-skip-linear"]["figures"] == ["figures/signal_propagation.png"]
@@ -455,7 +476,9 @@ def test_paired_gap_of_known_numbers():
     assert gap["mean"] == pytest.approx(2.0) and gap["sd"] == pytest.approx(math.sqrt(variance)) and gap["df"] == 14
     assert gap["ci95"] == pytest.approx([2 - half, 2 + half], abs=1e-5) and gap["seeds"] == 3 and not gap["single_seed"]
     assert gap["method"].startswith("t over 3 paired seeds pooled with a seed floor of 0.9 pp (12 df; test)")
-    assert stats.within(gap, low=0) is True and stats.within(gap, low=1) is None and stats.within(gap, high=0.5) is False
+    assert (
+        stats.within(gap, low=0) is True and stats.within(gap, low=1) is None and stats.within(gap, high=0.5) is False
+    )
     assert "95% CI +0.867..+3.13, 3 seeds, 14 df" in stats.describe(gap)
 
 
@@ -466,19 +489,27 @@ def test_one_seed_takes_its_floor_and_a_second_agreeing_seed_narrows_the_interva
     se = math.sqrt(0.81 + 90 * 10 / 2000 + 88 * 12 / 2000)
     assert single["single_seed"] and single["df"] == 12
     assert single["ci95"] == pytest.approx([2 - 2.178813 * se, 2 + 2.178813 * se], abs=1e-5)
-    two = stats.paired_gap(pd.Series([90.0, 91.0], index=[0, 1]), pd.Series([88.0, 89.0], index=[0, 1]), FLOOR, (2000, 2000))
+    two = stats.paired_gap(
+        pd.Series([90.0, 91.0], index=[0, 1]), pd.Series([88.0, 89.0], index=[0, 1]), FLOOR, (2000, 2000)
+    )
     assert two["df"] == 13 and two["ci95"][1] - two["ci95"][0] < single["ci95"][1] - single["ci95"][0]
-    unpaired = stats.paired_gap(pd.Series([90.0, 91.0, 99.0], index=[0, 1, 7]), pd.Series([89.0, 89.0], index=[1, 0]), FLOOR)
+    unpaired = stats.paired_gap(
+        pd.Series([90.0, 91.0, 99.0], index=[0, 1, 7]), pd.Series([89.0, 89.0], index=[1, 0]), FLOOR
+    )
     assert unpaired["seeds"] == 2 and unpaired["mean"] == pytest.approx(1.5)  # seed 7 has no partner: left out
     alone = stats.accuracy(pd.Series([50.0], index=[0]), FLOOR, 1000)
-    assert alone["sd"] == pytest.approx(1.5) and alone["ci95"][1] - 50 == pytest.approx(2.228139 * math.sqrt(2.25 + 2.5), abs=1e-5)
+    assert alone["sd"] == pytest.approx(1.5) and alone["ci95"][1] - 50 == pytest.approx(
+        2.228139 * math.sqrt(2.25 + 2.5), abs=1e-5
+    )
 
 
 def test_no_interval_has_zero_width():
     """Every seed diverged (scores 0) or every seed identical: the floor and the test set's resolution remain."""
     zeros = stats.accuracy(pd.Series([0.0, 0.0, 0.0], index=[0, 1, 2]), FLOOR, 2000)
     assert zeros["ci95"][1] - zeros["ci95"][0] > 0
-    same = stats.paired_gap(pd.Series([5.0, 5.0], index=[0, 1]), pd.Series([0.0, 0.0], index=[0, 1]), FLOOR, (2000, 2000))
+    same = stats.paired_gap(
+        pd.Series([5.0, 5.0], index=[0, 1]), pd.Series([0.0, 0.0], index=[0, 1]), FLOOR, (2000, 2000)
+    )
     assert same["ci95"][1] - same["ci95"][0] > 0
     assert stats.binomial_variance_pp(0.0, 2000) > 0 and stats.binomial_variance_pp(100.0, 2000) > 0
     quantized = stats.over_seeds([0.5, 0.5, 0.5], "paired seeds", bracket=(0.1, 0.2))
@@ -491,7 +522,9 @@ def test_levels_are_shared_by_a_claims_parts_and_the_lrs_a_value_was_picked_from
     with stats.family(4):
         assert stats.level() == pytest.approx(0.9875) and stats.level(selected_from=2) == pytest.approx(1 - 0.05 / 8)
     assert stats.level() == pytest.approx(0.95)
-    assert stats.t_quantile(2) == pytest.approx(4.303, abs=1e-3) and stats.t_quantile(60) == pytest.approx(2.000, abs=1e-3)
+    assert stats.t_quantile(2) == pytest.approx(4.303, abs=1e-3) and stats.t_quantile(60) == pytest.approx(
+        2.000, abs=1e-3
+    )
     with pytest.raises(ValueError, match="two or more values, got 1"):
         stats.over_seeds([1.0])
 
@@ -512,8 +545,9 @@ def test_undecided_estimates_say_how_many_seeds_would_decide_them():
     estimate = {"mean": 1.0, "sd": 0.9, "ci95": [-1.2, 3.2], "seeds": 3, "single_seed": False, "paired": True}
     assert stats.seeds_to_decide(estimate, low=0.0) == 6
     assert stats.t_quantile(6) * 0.9 / math.sqrt(6) < 1.0 < stats.t_quantile(5) * 0.9 / math.sqrt(5)
-    assert "about 6 paired seeds at sd 0.9 would decide it (3 more: about 2 min" in stats.decide_text(estimate, low=0.0,
-                                                                                                     seconds_per_seed=30)
+    assert "about 6 paired seeds at sd 0.9 would decide it (3 more: about 2 min" in stats.decide_text(
+        estimate, low=0.0, seconds_per_seed=30
+    )
     on_the_edge = {**estimate, "mean": 0.0}
     assert stats.seeds_to_decide(on_the_edge, low=0.0) is None
     assert "no seed count decides it" in stats.decide_text(on_the_edge, low=0.0)
@@ -531,7 +565,11 @@ def test_seed_noise_makes_a_gap_inconclusive_and_a_clear_gap_decides():
     assert verdict == "inconclusive" and "straddles the band" in evidence["reason"]
     assert "paired seeds at sd 0.89 would decide it" in evidence["reason"]  # 3 pp on 2 df pooled with 0.5 pp on 30
     gap = evidence["depths"]["100"]["gap"]
-    assert gap["mean"] == pytest.approx(1.0) and gap["sd"] == pytest.approx(math.sqrt((2 * 9 + 30 * 0.25) / 32)) and gap["seeds"] == 3
+    assert (
+        gap["mean"] == pytest.approx(1.0)
+        and gap["sd"] == pytest.approx(math.sqrt((2 * 9 + 30 * 0.25) / 32))
+        and gap["seeds"] == 3
+    )
     runs.loc[runs["variant"] == "skipinit", "test_acc"] = 89.0 + runs["seed"] * 0.1
     assert judge("depth-skipinit-matches-bn", runs)[0] == "reproduced"
     runs.loc[runs["variant"] == "skipinit", "test_acc"] = 80.0 + runs["seed"] * 0.1
@@ -648,7 +686,9 @@ def test_larger_stable_lr_undecided_when_the_grid_cannot_tell():
 
 def test_a_setting_below_divergence_does_not_mask_one_that_decides():
     """The depth study's one lr (both train) beside a batch-size sweep that reaches divergence (it decides)."""
-    sweep = stability_sweep({("batchnorm", 64): (0.1, 1.6), ("skipinit", 64): (0.1, 0.4), ("unnormalized", 64): (0.05, 0.2)})
+    sweep = stability_sweep(
+        {("batchnorm", 64): (0.1, 1.6), ("skipinit", 64): (0.1, 0.4), ("unnormalized", 64): (0.05, 0.2)}
+    )
     single_lr = deep_runs(lrs=(0.1,), unnormalized_acc=None)
     runs = pd.concat([sweep, single_lr], ignore_index=True)
     verdict, evidence = judge("bn-larger-stable-lr", runs)
@@ -657,7 +697,9 @@ def test_a_setting_below_divergence_does_not_mask_one_that_decides():
         "depth 100, width 1, batch 128: largest stable lr in [0.1, inf) (batchnorm) vs [0.1, inf) (skipinit): lr grid does not reach divergence"
     ]
     # the deciding setting still refutes: batch norm failing below SkipInit's stable lr is not masked either
-    flipped = stability_sweep({("batchnorm", 64): (0.1, 0.2), ("skipinit", 64): (0.1, 0.8), ("unnormalized", 64): (0.05, 0.2)})
+    flipped = stability_sweep(
+        {("batchnorm", 64): (0.1, 0.2), ("skipinit", 64): (0.1, 0.8), ("unnormalized", 64): (0.05, 0.2)}
+    )
     assert judge("bn-larger-stable-lr", pd.concat([flipped, single_lr], ignore_index=True))[0] == "not_reproduced"
 
 
@@ -667,13 +709,15 @@ def test_a_setting_below_divergence_does_not_mask_one_that_decides():
 def speed_runs(reach: dict, evaluations: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """{(variant, batch): epoch at which its curve reaches its final 90%}: three seeds at three lrs, the best 0.1,
     curves linear until then."""
-    runs = three_seeds(runs_frame(
-        [
-            run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
-            for (variant, batch) in reach
-            for lr in (0.05, 0.1, 0.2)
-        ]
-    ))
+    runs = three_seeds(
+        runs_frame(
+            [
+                run_row(90, variant=variant, batch_size=batch, lr=lr, epochs=evaluations, experiments=("batch_size",))
+                for (variant, batch) in reach
+                for lr in (0.05, 0.1, 0.2)
+            ]
+        )
+    )
     runs.loc[runs["lr"] != 0.1, "test_acc"] = 80.0  # best lr 0.1, interior
     points = []
     for _, run in runs.iterrows():
@@ -719,9 +763,15 @@ def test_small_batch_speed_read_from_the_long_regularization_runs_beside_a_short
     long["experiments"] = [["regularization"]] * len(long)
     short, short_curves = speed_runs({("batchnorm", 16): 1, ("skipinit", 16): 1}, evaluations=2)
     experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
-    entry = claims.judge(CLAIM["bn-speed-small-batch-small"], pd.concat([long, short], ignore_index=True),
-                         pd.DataFrame(), experiments, SPEC["models"], pd.concat([curves, short_curves], ignore_index=True),
-                         TEST_NOISE)
+    entry = claims.judge(
+        CLAIM["bn-speed-small-batch-small"],
+        pd.concat([long, short], ignore_index=True),
+        pd.DataFrame(),
+        experiments,
+        SPEC["models"],
+        pd.concat([curves, short_curves], ignore_index=True),
+        TEST_NOISE,
+    )
     assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
     assert entry["evidence"]["runs_under_budget_left_out"] == len(short)
 
@@ -765,7 +815,9 @@ def test_batchnorm_edge_at_small_batch_with_train_test_gaps():
     assert verdict == "reproduced" and evidence["edge"]["mean"] == 2
     assert evidence["batchnorm"]["train_test_gap_pp"] == 3 and evidence["skipinit"]["train_test_gap_pp"] == 9
     assert "train/test gaps: batchnorm 3.0 pp, skipinit 9.0 pp" in evidence["reason"]
-    runs.loc[runs["variant"] == "batchnorm", "test_acc"] = 88.0  # 2 pp behind: clearly outside the band (an edge of 0 would straddle its 0.5 pp edge)
+    runs.loc[runs["variant"] == "batchnorm", "test_acc"] = (
+        88.0  # 2 pp behind: clearly outside the band (an edge of 0 would straddle its 0.5 pp edge)
+    )
     assert judge("regularization-bn-edge-small-batch", runs)[0] == "not_reproduced"
     verdict, evidence = judge("regularization-bn-edge-small-batch", regularization_runs(89, 91, epochs=2))
     assert verdict == "inconclusive" and "budget of 2 epochs" in evidence["reason"]
@@ -776,17 +828,31 @@ def test_a_claim_needing_a_budget_is_judged_on_the_runs_that_had_it():
     long = regularization_runs(no_l2_acc=89, dropout_acc=91)
     long["experiments"] = [["regularization"]] * len(long)
     short = runs_frame(
-        [run_row(acc, variant=variant, batch_size=16, epochs=2, experiments=("batch_size",))
-         for variant, acc in (("batchnorm", 20.0), ("skipinit", 25.0))]
+        [
+            run_row(acc, variant=variant, batch_size=16, epochs=2, experiments=("batch_size",))
+            for variant, acc in (("batchnorm", 20.0), ("skipinit", 25.0))
+        ]
     )
     experiments = {"regularization": {"kind": "regularization"}, "batch_size": {"kind": "batch_size"}}
-    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], pd.concat([long, short], ignore_index=True),
-                         pd.DataFrame(), experiments, SPEC["models"], noise=TEST_NOISE)
+    entry = claims.judge(
+        CLAIM["regularization-bn-edge-small-batch"],
+        pd.concat([long, short], ignore_index=True),
+        pd.DataFrame(),
+        experiments,
+        SPEC["models"],
+        noise=TEST_NOISE,
+    )
     assert entry["verdict"] == "reproduced" and entry["evidence"]["batch_size"] == 64
     assert entry["evidence"]["runs_under_budget_left_out"] == 2
     # only short runs: all stay, and the budget is the reason
-    entry = claims.judge(CLAIM["regularization-bn-edge-small-batch"], short, pd.DataFrame(), experiments, SPEC["models"],
-                         noise=TEST_NOISE)
+    entry = claims.judge(
+        CLAIM["regularization-bn-edge-small-batch"],
+        short,
+        pd.DataFrame(),
+        experiments,
+        SPEC["models"],
+        noise=TEST_NOISE,
+    )
     assert entry["verdict"] == "inconclusive" and "budget of 2 epochs" in entry["evidence"]["reason"]
     assert "runs_under_budget_left_out" not in entry["evidence"]
 
@@ -836,15 +902,19 @@ def test_batchnorm_lead_grows_with_batch_size():
 # --- the paper's Table 1 numbers as claims -------------------------------------------------------------
 
 
-def depth_sweep(best: dict[tuple[str, int], float], accuracy: dict[tuple[str, int], float] | None = None,
-                lrs=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8)) -> pd.DataFrame:
+def depth_sweep(
+    best: dict[tuple[str, int], float],
+    accuracy: dict[tuple[str, int], float] | None = None,
+    lrs=(0.025, 0.05, 0.1, 0.2, 0.4, 0.8),
+) -> pd.DataFrame:
     """{(variant, depth): best lr}: accuracy peaking there (90 unless given), 3 pp lower per doubling, three seeds."""
     rows = []
     for (variant, depth), best_lr in best.items():
         peak = (accuracy or {}).get((variant, depth), 90.0)
         alpha = {"alpha_init": 0} if variant == "skipinit" else {}
-        rows += [run_row(peak - 3 * abs(math.log2(lr / best_lr)), variant=variant, depth=depth, lr=lr, **alpha)
-                 for lr in lrs]
+        rows += [
+            run_row(peak - 3 * abs(math.log2(lr / best_lr)), variant=variant, depth=depth, lr=lr, **alpha) for lr in lrs
+        ]
     return three_seeds(runs_frame(rows))
 
 
@@ -877,8 +947,14 @@ def test_the_scaled_net_trails_batch_norm_at_a_much_smaller_lr_at_depth_100():
 def test_every_band_cites_its_source_and_claims_with_paper_numbers_show_them():
     for claim in SPEC["claims"]:
         assert claim.get("band_source"), claim["id"]
-    for claim_id in ("depth-skipinit-matches-bn", "regularization-no-l2-trains", "depth-scaled-fails",
-                     "imagenet-competitive", "depth-skipinit-within-paper-gap", "depth-bn-lr-above-skipinit"):
+    for claim_id in (
+        "depth-skipinit-matches-bn",
+        "regularization-no-l2-trains",
+        "depth-scaled-fails",
+        "imagenet-competitive",
+        "depth-skipinit-within-paper-gap",
+        "depth-bn-lr-above-skipinit",
+    ):
         assert str(CLAIM[claim_id]["paper_value"]).startswith("v1 "), claim_id
     # a band holds the paper's own numbers: SkipInit without L2 loses 3.5 pp at depth 16 (v1 Table 1)
     assert CLAIM["regularization-no-l2-trains"]["params"]["max_drop_pp"] >= 3.5
@@ -889,7 +965,10 @@ def test_fixup_with_dropout_within_the_band_of_batch_norm_at_every_imagenet_batc
     rows = []
     for batch, (bn, fixup_dropout) in {256: (75.0, 75.8), 1024: (74.9, 75.6), 4096: (74.9, 74.8)}.items():
         settings = dict(arch="resnet50_v2", depth=50, batch_size=batch, experiments=("imagenet",))
-        rows += [run_row(bn, variant="batchnorm", **settings), run_row(fixup_dropout, variant="fixup", dropout=0.2, **settings)]
+        rows += [
+            run_row(bn, variant="batchnorm", **settings),
+            run_row(fixup_dropout, variant="fixup", dropout=0.2, **settings),
+        ]
     verdict, evidence = judge("imagenet-fixup-dropout-competitive", three_seeds(runs_frame(rows)))
     assert verdict == "reproduced", evidence["reason"]  # the paper's own rows (v1 ImageNet table)
     assert set(evidence["batch_sizes"]) == {"256", "1024", "4096"} and "batch 4096: fixup_dropout" in evidence["reason"]

@@ -16,7 +16,9 @@ GOOD = {
     "data_path": None,
     "pack": 1,
     "training": {"epochs": 1},
-    "experiments": {"depth": {"kind": "depth", "grid": {"depth": [10, 16], "lr": [0.1, 0.2]}, "models": [{"variant": "skipinit"}]}},
+    "experiments": {
+        "depth": {"kind": "depth", "grid": {"depth": [10, 16], "lr": [0.1, 0.2]}, "models": [{"variant": "skipinit"}]}
+    },
     "signal": {"models": ["linear-batchnorm"]},
     "imagenet": {"root": None},
 }
@@ -45,9 +47,16 @@ def test_good_config_passes_and_plans_its_cells():
     config = copy.deepcopy(GOOD)
     resolved = resolve(config)
     assert config == GOOD  # resolving changes nothing it is given
-    assert resolved.config["training"]["batch_size"] == 128 and resolved.config["synthetic"]["train_size"] == 512  # the schema's defaults
+    assert (
+        resolved.config["training"]["batch_size"] == 128 and resolved.config["synthetic"]["train_size"] == 512
+    )  # the schema's defaults
     cells = resolved.experiments["depth"]
-    assert [(c["depth"], c["lr"], c["variant"]) for c in cells] == [(10, 0.1, "skipinit"), (10, 0.2, "skipinit"), (16, 0.1, "skipinit"), (16, 0.2, "skipinit")]
+    assert [(c["depth"], c["lr"], c["variant"]) for c in cells] == [
+        (10, 0.1, "skipinit"),
+        (10, 0.2, "skipinit"),
+        (16, 0.1, "skipinit"),
+        (16, 0.2, "skipinit"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +83,10 @@ def test_bad_alpha_init():
     def change(config):
         config["experiments"]["depth"]["models"][0]["alpha_init"] = "sqrt(d)"
 
-    assert "experiments.depth.models[0]: alpha_init='sqrt(d)' is not allowed; allowed: a finite number or '1/sqrt(d)'" in refused(change)
+    assert (
+        "experiments.depth.models[0]: alpha_init='sqrt(d)' is not allowed; allowed: a finite number or '1/sqrt(d)'"
+        in refused(change)
+    )
 
 
 def test_unknown_dataset_source():
@@ -107,7 +119,9 @@ def test_imagenet_root_without_train_and_val(tmp_path):
 
 
 def test_unknown_signal_model():
-    assert "signal.models contains 'linear-layernorm'" in refused(lambda c: c["signal"].update(models=["linear-layernorm"]))
+    assert "signal.models contains 'linear-layernorm'" in refused(
+        lambda c: c["signal"].update(models=["linear-layernorm"])
+    )
 
 
 def test_a_claims_file_that_does_not_exist_is_refused_before_any_job():
@@ -115,15 +129,20 @@ def test_a_claims_file_that_does_not_exist_is_refused_before_any_job():
     assert message.startswith("claims='config/claims-typo.yaml' is not a file")
 
 
-@pytest.mark.parametrize("micro_batch, ghost, message", [
-    (12, 0, "micro_batch=12 does not divide batch_size=64"),
-    (16, 32, "micro_batch=16 is not a multiple of ghost_batch_size=32"),
-])
+@pytest.mark.parametrize(
+    "micro_batch, ghost, message",
+    [
+        (12, 0, "micro_batch=12 does not divide batch_size=64"),
+        (16, 32, "micro_batch=16 is not a multiple of ghost_batch_size=32"),
+    ],
+)
 def test_micro_batch_must_split_batches_into_whole_ghost_batches(micro_batch, ghost, message):
     def change(config):
         config["micro_batch"] = micro_batch
         config["training"].update(batch_size=64)
-        config["experiments"]["depth"]["models"] = [{"variant": "batchnorm", "ghost_batch_size": ghost}] if ghost else [{"variant": "skipinit"}]
+        config["experiments"]["depth"]["models"] = (
+            [{"variant": "batchnorm", "ghost_batch_size": ghost}] if ghost else [{"variant": "skipinit"}]
+        )
 
     assert message in refused(change)
 
@@ -148,7 +167,9 @@ def test_grid_values_get_the_checks_of_training_values(key, value, allowed):
 
     message = refused(change)
     index = 1 if key == "lr" else 0
-    assert message.startswith(f"experiments.depth.grid.{key}[{index}]: {key}={value!r} is not allowed; allowed: {allowed}")
+    assert message.startswith(
+        f"experiments.depth.grid.{key}[{index}]: {key}={value!r} is not allowed; allowed: {allowed}"
+    )
 
 
 @pytest.mark.parametrize("where", ["training", "models"])
@@ -158,7 +179,10 @@ def test_the_same_bad_value_is_refused_in_training_and_models(where):
         layer["nesterov"] = "true"
 
     location = "training" if where == "training" else "experiments.depth.models.0"
-    assert refused(change) == f"{location}.nesterov: 'true' is not of type 'boolean'; in a profile write true or false, on the command line (--config KEY=...) True or False"
+    assert (
+        refused(change)
+        == f"{location}.nesterov: 'true' is not of type 'boolean'; in a profile write true or false, on the command line (--config KEY=...) True or False"
+    )
 
 
 def test_integral_floats_and_integers_for_floats_are_still_accepted():
@@ -176,13 +200,24 @@ def test_schema_cell_settings_mirror_the_vocabulary():
 
     documented = schema.schema()["definitions"]["cell_settings"]["properties"]
     grid_keys = schema.key("experiments")["additionalProperties"]["properties"]["grid"]["propertyNames"]["enum"]
-    settable = [setting for setting in CELL_SETTINGS if setting.name != "dataset"]  # the profile's `dataset` key sets it
-    assert list(documented) == grid_keys == list(schema.key("training")["properties"]) == [setting.name for setting in settable]
+    settable = [
+        setting for setting in CELL_SETTINGS if setting.name != "dataset"
+    ]  # the profile's `dataset` key sets it
+    assert (
+        list(documented)
+        == grid_keys
+        == list(schema.key("training")["properties"])
+        == [setting.name for setting in settable]
+    )
     json_type = {"int": "integer", "float": "number", "bool": "boolean", "str": "string", "alpha": ["number", "string"]}
     for setting in settable:
-        assert documented[setting.name]["type"] == json_type[setting.kind] and documented[setting.name]["description"], setting.name
+        assert (
+            documented[setting.name]["type"] == json_type[setting.kind] and documented[setting.name]["description"]
+        ), setting.name
         assert "default" not in documented[setting.name], setting.name  # a models: entry must not fill one in
-        assert setting.check(schema.key("training")["properties"][setting.name]["default"]) == CELL_DEFAULTS[setting.name]
+        assert (
+            setting.check(schema.key("training")["properties"][setting.name]["default"]) == CELL_DEFAULTS[setting.name]
+        )
     assert CELL_DEFAULTS["dataset"] == schema.default("dataset")
 
 
@@ -199,8 +234,14 @@ def image_folder(root, splits={"train": ("cat", "dog"), "test": ("cat", "dog")})
     [
         (lambda tmp: tmp, "has no train/<class>/<image> and test/<class>/<image> in the folder"),  # empty folder
         (lambda tmp: image_folder(tmp, {"train": ("cat",)}), "has no train/<class>/<image> and test/<class>/<image>"),
-        (lambda tmp: image_folder(tmp, {"train": ("cat", "dog"), "test": ("cat",)}), "has train/ and test/ with different class folders (['dog'] in only one)"),
-        (lambda tmp: (tmp / "notes.txt", (tmp / "notes.txt").write_text("hello"))[0], "is not a readable .tar.gz archive (ReadError: file could not be opened successfully)"),
+        (
+            lambda tmp: image_folder(tmp, {"train": ("cat", "dog"), "test": ("cat",)}),
+            "has train/ and test/ with different class folders (['dog'] in only one)",
+        ),
+        (
+            lambda tmp: (tmp / "notes.txt", (tmp / "notes.txt").write_text("hello"))[0],
+            "is not a readable .tar.gz archive (ReadError: file could not be opened successfully)",
+        ),
     ],
 )
 def test_unusable_image_folder_is_refused_at_plan_time(tmp_path, make, expected):
@@ -260,6 +301,14 @@ def test_the_documented_defaults_are_the_schemas():
         return parsed == value
 
     documented = documented_defaults()
-    assert {"dataset", "synthetic.train_size", "resources.train_runtime_max", "weight_decay", "signal.conv_width"} <= set(documented)
+    assert {
+        "dataset",
+        "synthetic.train_size",
+        "resources.train_runtime_max",
+        "weight_decay",
+        "signal.conv_width",
+    } <= set(documented)
     for key, text in documented.items():
-        assert same(text, schema_default(key)), f"config/README.md says {key} defaults to {text}, the schema {schema_default(key)!r}"
+        assert same(text, schema_default(key)), (
+            f"config/README.md says {key} defaults to {text}, the schema {schema_default(key)!r}"
+        )

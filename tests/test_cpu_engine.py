@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from test_preemption import SignalAtStep
 
 from skipinit import data
 from skipinit.engine import job, trainer
@@ -19,7 +20,6 @@ from skipinit.engine.options import EngineOptions
 from skipinit.engine.preemption import Preempted
 from skipinit.engine.runtime import resolve_precision
 from skipinit.grid import make_cell
-from test_preemption import SignalAtStep
 
 FP32 = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 BF16 = EngineOptions(device="cpu", precision="bf16", deterministic=True, threads=1)
@@ -106,11 +106,15 @@ def test_a_sequential_group_gives_each_cell_the_result_of_its_own_job(dataset, g
     assert [comparable(row) for row in grouped] == [comparable(row) for row in single_jobs]
     assert all(row["pack_size"] == 1 for row in grouped)
     assert [line for line in lines if line.startswith("member ")] == [
-        "member 1/3: lr=0.05 seed=0", "member 2/3: lr=0.1 seed=0", "member 3/3: lr=0.05 seed=1"]
+        "member 1/3: lr=0.05 seed=0",
+        "member 2/3: lr=0.1 seed=0",
+        "member 3/3: lr=0.05 seed=1",
+    ]
 
 
 def test_a_stopped_group_resumes_inside_the_group_and_equals_an_uninterrupted_one(
-        dataset, group_cells, single_jobs, tmp_path):
+    dataset, group_cells, single_jobs, tmp_path
+):
     steps_per_member = 2 * 10  # 2 epochs of 10 steps
     with SignalAtStep(steps_per_member + 3) as stop, pytest.raises(Preempted, match="saved step 3/10 of epoch 1"):
         job.train_cells(group_cells, dataset, SEQUENTIAL, tmp_path / "job.pt", log=quiet, stop=stop)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
 from skipinit.data import canonical as data
 from skipinit.fileio import IntegrityError
+
+from conftest import REPO
 
 
 def write_official_cifar10(root, per_batch=20):
@@ -71,7 +72,9 @@ def test_official_cifar10_missing_without_network_names_remedies(tmp_path):
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "http_proxy": closed, "https_proxy": closed, "no_proxy": ""}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode != 0 and "DataNotFoundError" in result.stderr and "download failed" in result.stderr, result.stderr[-2000:]
+    assert result.returncode != 0 and "DataNotFoundError" in result.stderr and "download failed" in result.stderr, (
+        result.stderr[-2000:]
+    )
     assert "data_source=imagefolder" in data.remedies("cifar10", "cifar10", str(tmp_path))
 
 
@@ -187,9 +190,31 @@ def test_unreadable_image_is_one_line_naming_it_and_nothing_is_written(tmp_path,
         with tarfile.open(source, "w:gz") as archive:
             archive.add(root, arcname="cifar10-jpeg")
     out = tmp_path / "out.npz"
-    result = subprocess.run([sys.executable, "-m", "skipinit", "prepare-data", "--source", "imagefolder", "--path", str(source),
-                             "--name", "cifar10-jpeg", "--out", str(out), "--no-download", "--synthetic-train-size", "512",
-                             "--synthetic-test-size", "256", "--synthetic-seed", "0"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skipinit",
+            "prepare-data",
+            "--source",
+            "imagefolder",
+            "--path",
+            str(source),
+            "--name",
+            "cifar10-jpeg",
+            "--out",
+            str(out),
+            "--no-download",
+            "--synthetic-train-size",
+            "512",
+            "--synthetic-test-size",
+            "256",
+            "--synthetic-seed",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

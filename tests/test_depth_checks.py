@@ -11,8 +11,13 @@ CLAIMS = {claim["id"]: claim for claim in yaml.safe_load(open("config/claims.yam
 MODELS = yaml.safe_load(open("config/claims.yaml"))["models"]
 # A floor that holds everywhere and is narrow: these frames show the check's logic on clear-cut numbers (the claims
 # file's own floors are tested in test_claims.py and test_calibration.py).
-NOISE = {"floors": [{"where": {}, "gap_sd_pp": 0.5, "gap_df": 30, "accuracy_sd_pp": 1.0, "accuracy_df": 30, "source": "test"}],
-         "unmeasured_widening": 2.0, "widening_source": "test"}
+NOISE = {
+    "floors": [
+        {"where": {}, "gap_sd_pp": 0.5, "gap_df": 30, "accuracy_sd_pp": 1.0, "accuracy_df": 30, "source": "test"}
+    ],
+    "unmeasured_widening": 2.0,
+    "widening_source": "test",
+}
 DEPTHS = [10, 16, 22, 28, 34, 40]
 LRS = [0.0125, 0.025, 0.05]
 
@@ -106,7 +111,9 @@ def test_a_depth_the_noise_model_cannot_place_widens_the_ratio():
     assert result == INCONCLUSIVE and "16..22 (undecided in between)" in evidence["reason"]
 
 
-def conv_signal(slope: float, moving_fraction: float, blocks: int = 40, seeds=(0, 1), noise: float = 0.0) -> pd.DataFrame:
+def conv_signal(
+    slope: float, moving_fraction: float, blocks: int = 40, seeds=(0, 1), noise: float = 0.0
+) -> pd.DataFrame:
     """A conv-batchnorm signal frame: pooled skip variance 1 + slope (l - 1), moving variance a fraction of it."""
     rng = np.random.default_rng(0)
     rows = []

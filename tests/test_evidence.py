@@ -22,7 +22,6 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, copy_workflow, kill_in_second_epoch, snakemake
 from skipinit import data
 from skipinit.claims.judge import NO_SIGNAL, judge, load_spec
 from skipinit.engine import trainer
@@ -30,6 +29,8 @@ from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import cell_id, make_cell
 from skipinit.report import aggregate, tables
+
+from conftest import REPO, copy_workflow, kill_in_second_epoch, snakemake
 
 DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 OOM_WIDTH = 4000  # WRN width 4000: one convolution's weights ask the CPU allocator for ~150 GB
@@ -41,13 +42,25 @@ def dataset():
 
 
 def cell(**overrides):
-    settings = {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 32, "epochs": 2, "lr": 0.05, "seed": 0,
-                "weight_decay": 5e-4, "schedule": "halving", "dropout": 0.2}
+    settings = {
+        "dataset": "synthetic",
+        "depth": 10,
+        "width": 1,
+        "batch_size": 32,
+        "epochs": 2,
+        "lr": 0.05,
+        "seed": 0,
+        "weight_decay": 5e-4,
+        "schedule": "halving",
+        "dropout": 0.2,
+    }
     return make_cell({**settings, **overrides})
 
 
 def train(cells, dataset, options=DETERMINISTIC, checkpoint=None, lines=None):
-    return trainer.train_pack(cells, dataset, options, checkpoint=checkpoint, log=lines.append if lines is not None else print)
+    return trainer.train_pack(
+        cells, dataset, options, checkpoint=checkpoint, log=lines.append if lines is not None else print
+    )
 
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -120,8 +133,10 @@ def test_a_pack_stopped_under_one_setting_starts_over_under_another(dataset, tmp
     changed = dataclasses.replace(DETERMINISTIC, **change)
     lines = []
     resumed = train(cells, dataset, changed, path, lines)
-    (key, value), = change.items()
-    assert any(f"other result-affecting settings: {key}" in line and "starting the pack over" in line for line in lines), lines
+    ((key, value),) = change.items()
+    assert any(
+        f"other result-affecting settings: {key}" in line and "starting the pack over" in line for line in lines
+    ), lines
     assert not any("resuming from checkpoint" in line for line in lines)
     fresh = train(cells, dataset, changed, tmp_path / "fresh.pt")
     assert [metrics(row) for row in resumed] == [metrics(row) for row in fresh]
@@ -173,9 +188,27 @@ def test_aggregate_refuses_seeds_of_one_cell_made_under_different_precisions(dat
 
 
 def train_command(cells, canonical, folder):
-    return [sys.executable, "-m", "skipinit", "train", "--cells", json.dumps(cells), "--dataset", str(canonical),
-            "--out", str(folder / "result.json"), "--checkpoint", str(folder / "ckpt.pt"), "--device", "cpu",
-            "--precision", "fp32", "--deterministic", "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "skipinit",
+        "train",
+        "--cells",
+        json.dumps(cells),
+        "--dataset",
+        str(canonical),
+        "--out",
+        str(folder / "result.json"),
+        "--checkpoint",
+        str(folder / "ckpt.pt"),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--deterministic",
+        "--threads",
+        "1",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +227,9 @@ def oom_job(tmp_path_factory):
     runs = {}
     for name, cells in packs.items():
         (folder / name).mkdir()
-        runs[name] = subprocess.run(train_command(cells, canonical, folder / name), capture_output=True, text=True,
-                                    env=environment, timeout=600)
+        runs[name] = subprocess.run(
+            train_command(cells, canonical, folder / name), capture_output=True, text=True, env=environment, timeout=600
+        )
     return folder, runs
 
 
@@ -204,7 +238,10 @@ def test_the_train_command_exits_non_zero_on_out_of_memory_after_writing_its_res
     run = runs["oom"]
     assert run.returncode != 0
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: 2 of 2 cell(s) failed, not for a reason of training") and "can't allocate memory" in last
+    assert (
+        last.startswith("error: 2 of 2 cell(s) failed, not for a reason of training")
+        and "can't allocate memory" in last
+    )
     assert "rerun the same command" in last and "Traceback" not in run.stderr
     rows = json.loads((folder / "oom" / "result.json").read_text())
     assert [row["status"] for row in rows] == ["failed", "failed"] and all(row["test_acc"] is None for row in rows)
@@ -241,15 +278,28 @@ def test_a_rerun_trains_only_the_failed_pack(tmp_path):
     the next run schedules that one training job alone."""
     workdir = copy_workflow(tmp_path)
     profile = {
-        "name": "oom", "dataset": "synthetic", "data_source": "synthetic", "data_path": None,
-        "synthetic": {"train_size": 64, "test_size": 32, "seed": 0}, "device": "cpu", "precision": "fp32", "threads": 1,
+        "name": "oom",
+        "dataset": "synthetic",
+        "data_source": "synthetic",
+        "data_path": None,
+        "synthetic": {"train_size": 64, "test_size": 32, "seed": 0},
+        "device": "cpu",
+        "precision": "fp32",
+        "threads": 1,
         "training": {"arch": "wrn", "width": 1, "epochs": 1, "batch_size": 32, "depth": 10},
-        "experiments": {"depth": {"kind": "depth", "description": "one pack that fits, one that does not",
-                                  "grid": {"lr": [0.1], "seed": [0]},
-                                  "models": [{"variant": "batchnorm"}, {"variant": "unnormalized", "width": OOM_WIDTH}]}},
+        "experiments": {
+            "depth": {
+                "kind": "depth",
+                "description": "one pack that fits, one that does not",
+                "grid": {"lr": [0.1], "seed": [0]},
+                "models": [{"variant": "batchnorm"}, {"variant": "unnormalized", "width": OOM_WIDTH}],
+            }
+        },
     }
     (workdir / "config" / "oom.yaml").write_text(json.dumps(profile))
-    first = snakemake("--cores", "1", "--keep-going", "--configfile", "config/oom.yaml", "--until", "train", cwd=workdir, check=False)
+    first = snakemake(
+        "--cores", "1", "--keep-going", "--configfile", "config/oom.yaml", "--until", "train", cwd=workdir, check=False
+    )
     assert first.returncode != 0
     results = sorted((workdir / "results" / "oom" / "cells").rglob("result.json"))
     assert len(results) == 1 and "batchnorm" in str(results[0])
@@ -257,6 +307,9 @@ def test_a_rerun_trains_only_the_failed_pack(tmp_path):
     again = snakemake("--cores", "1", "--configfile", "config/oom.yaml", "--until", "train", "--dry-run", cwd=workdir)
     stats = again.stdout.split("Job stats:")[1].split("Reasons:")[0]
     assert re.findall(r"^(\w+)\s+(\d+)$", stats, re.M) == [("train", "1"), ("total", "1")], again.stdout
-    logs = {path.parent.parent.name: path.read_text() for path in (workdir / "results" / "oom" / "logs" / "train").rglob("*.log")}
+    logs = {
+        path.parent.parent.name: path.read_text()
+        for path in (workdir / "results" / "oom" / "logs" / "train").rglob("*.log")
+    }
     assert "failed, not for a reason of training" in logs["unnormalized"].strip().splitlines()[-1]
     assert results[0].stat().st_mtime_ns == kept

@@ -20,11 +20,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from conftest import REPO, snakemake
 from skipinit import runtable
 from skipinit.report import figures, provenance, style
 from skipinit.signal import FIGURE_STEM
 from skipinit.signal import plot as signal_plot
+
+from conftest import REPO, snakemake
 
 REFERENCE = REPO / "results" / "reference" / "default"
 
@@ -283,7 +284,9 @@ def chromium_page():
 @needs_chromium
 def test_the_browser_check_sees_console_errors_and_uncaught_exceptions():
     with chromium_page() as (page, errors):
-        page.goto("data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); });</script>")
+        page.goto(
+            "data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); });</script>"
+        )
         page.wait_for_function("new Promise(done => setTimeout(() => done(true), 200))")
         assert any("bad thing" in error for error in errors)
         assert any("boom" in error for error in errors)

@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from conftest import REPO
 from skipinit import gpus
+
+from conftest import REPO
 
 # A claimer in its own process: claims, prints its slot, holds it until stdin closes.
 CLAIMER = textwrap.dedent(
@@ -26,7 +27,9 @@ CLAIMER = textwrap.dedent(
 
 def start_claimer(lock_dir, count, timeout=30):
     code = CLAIMER.format(src=str(REPO / "src"), count=count, lock_dir=str(lock_dir), timeout=timeout)
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def slot_of(process):
@@ -116,7 +119,10 @@ def test_preset_single_device_is_respected(tmp_path, preset):
 def test_preset_device_list_is_the_pool(tmp_path):
     """A grouped SLURM job with several GPUs: each process takes one of the job's GPUs."""
     environs = [{"CUDA_VISIBLE_DEVICES": "4,6", "SLURM_JOB_ID": "77"} for _ in range(2)]
-    claims = [gpus.claim_gpu(gpu_count=lambda: pytest.fail("must not count GPUs"), lock_dir=tmp_path, environ=env) for env in environs]
+    claims = [
+        gpus.claim_gpu(gpu_count=lambda: pytest.fail("must not count GPUs"), lock_dir=tmp_path, environ=env)
+        for env in environs
+    ]
     try:
         assert sorted(env["CUDA_VISIBLE_DEVICES"] for env in environs) == ["4", "6"]
         assert {claim.lock_path.parent.name for claim in claims} == {"slurm-77"}  # slots per SLURM job

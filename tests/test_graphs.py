@@ -12,14 +12,20 @@ import contextlib
 
 import pytest
 import torch
+from test_step_reference import CASES, assert_repeats, cell, record
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from skipinit import data
 from skipinit.engine import graphs, trainer
 from skipinit.engine.options import EngineOptions
-from test_step_reference import CASES, assert_repeats, cell, record
 
-HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique_consecutive", "aten::_unique2"}
+HOST_READS = {
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::masked_select",
+    "aten::unique_consecutive",
+    "aten::_unique2",
+}
 
 
 class NoHostReads(TorchDispatchMode):
@@ -72,14 +78,19 @@ def test_the_step_warms_up_eagerly_then_is_captured_once_and_replayed_each_step_
 
 
 def test_a_failed_capture_runs_that_step_and_every_later_one_eagerly_after_one_log_line():
-    backend, lines = EmulatedGraphs(fail=RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors ...")), []
+    backend, lines = (
+        EmulatedGraphs(fail=RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors ...")),
+        [],
+    )
     step, calls = counting_step(backend, lines)
     for _ in range(7):
         step()
     assert backend.events == ["warmup"] * 3 + ["capture"]  # tried once, never again
     assert calls == list(range(7)) and step.state == "eager"
-    assert lines == ["cuda_graphs: capturing the training step failed (RuntimeError: operation not permitted when stream is "
-                     "capturing); training on eagerly"]
+    assert lines == [
+        "cuda_graphs: capturing the training step failed (RuntimeError: operation not permitted when stream is "
+        "capturing); training on eagerly"
+    ]
 
 
 def test_the_replayed_step_is_checked_for_host_reads():
@@ -104,9 +115,13 @@ def test_a_trainer_whose_capture_fails_trains_on_eagerly_to_the_same_numbers():
     lines = []
     cells, options = CASES["micro_batch_ghost_bn_dropout"]
     backend = EmulatedGraphs(fail=RuntimeError("capture broke"))
-    assert_repeats("micro_batch_ghost_bn_dropout", record(cells, {**options, "cuda_graphs": True}, graph_backend=backend, log=lines.append))
+    assert_repeats(
+        "micro_batch_ghost_bn_dropout",
+        record(cells, {**options, "cuda_graphs": True}, graph_backend=backend, log=lines.append),
+    )
     assert [line for line in lines if line.startswith("cuda_graphs")] == [
-        "cuda_graphs: capturing the training step failed (RuntimeError: capture broke); training on eagerly"]
+        "cuda_graphs: capturing the training step failed (RuntimeError: capture broke); training on eagerly"
+    ]
 
 
 def test_on_the_cpu_the_option_changes_nothing_but_one_log_line():
@@ -118,10 +133,13 @@ def test_on_the_cpu_the_option_changes_nothing_but_one_log_line():
         options = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1, cuda_graphs=graphed)
         runs[graphed] = (trainer.train_pack(cells, dataset, options, log=lines.append), lines)
     (eager, eager_lines), (graphed, graphed_lines) = runs[False], runs[True]
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("wall_seconds", "images_per_second", "curve")} for row in rows]  # noqa: E731
+    strip = lambda rows: [
+        {k: v for k, v in row.items() if k not in ("wall_seconds", "images_per_second", "curve")} for row in rows
+    ]  # noqa: E731
     assert strip(graphed) == strip(eager)
     assert [line for line in graphed_lines if "cuda_graphs" in line] == [
-        "cuda_graphs: ignored on cpu (CUDA graphs need a CUDA device); the training step runs eagerly"]
+        "cuda_graphs: ignored on cpu (CUDA graphs need a CUDA device); the training step runs eagerly"
+    ]
     assert len(graphed_lines) == len(eager_lines) + 1
 
 

@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from conftest import REPO
 from skipinit import grid, profile, vocab
+
+from conftest import REPO
 
 CONFIG = {
     "name": "grid-test",
@@ -20,7 +21,11 @@ CONFIG = {
             "grid": {"depth": [16], "batch_size": [64, 128], "lr": [0.1]},
             "models": [{"variant": "batchnorm"}],
         },
-        "imagenet": {"kind": "imagenet", "grid": {"batch_size": [256]}, "models": [{"variant": "batchnorm", "arch": "resnet50_v2"}]},
+        "imagenet": {
+            "kind": "imagenet",
+            "grid": {"batch_size": [256]},
+            "models": [{"variant": "batchnorm", "arch": "resnet50_v2"}],
+        },
     },
 }
 
@@ -28,7 +33,9 @@ CONFIG = {
 @pytest.fixture
 def resolved(tmp_path):
     path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump({**CONFIG, "claims": str(REPO / "config" / "claims.yaml")}))  # a workdir without a workflow
+    path.write_text(
+        yaml.safe_dump({**CONFIG, "claims": str(REPO / "config" / "claims.yaml")})
+    )  # a workdir without a workflow
     return profile.resolve([path], workdir=tmp_path)
 
 
@@ -44,7 +51,20 @@ def test_cells_are_the_product_of_grid_and_models_and_shared_across_experiments(
 
 
 def test_cell_ids_are_readable_paths():
-    cell = grid.make_cell({"dataset": "synthetic", "depth": 100, "width": 2, "variant": "skipinit", "alpha_init": "1/sqrt(d)", "batch_size": 64, "lr": 0.05, "seed": 2, "dropout": 0.2, "epochs": 200})
+    cell = grid.make_cell(
+        {
+            "dataset": "synthetic",
+            "depth": 100,
+            "width": 2,
+            "variant": "skipinit",
+            "alpha_init": "1/sqrt(d)",
+            "batch_size": 64,
+            "lr": 0.05,
+            "seed": 2,
+            "dropout": 0.2,
+            "epochs": 200,
+        }
+    )
     assert grid.cell_id(cell) == "synthetic/wrn-100-2/skipinit-aisqrtd-do0.2/b64-e200-wd0.0005-halving/lr0.05-s2"
     assert grid.model_label(cell) == "SkipInit (alpha=1/sqrt(d)) + dropout 0.2"
 

@@ -14,13 +14,14 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import kill_in_second_epoch
 from skipinit import cli, data, profile
 from skipinit.data import imagenet
 from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
+
+from conftest import kill_in_second_epoch
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 SIZES = [(80, 60), (60, 80), (100, 100), (72, 96), (120, 50), (64, 64)]  # (width, height)
@@ -37,7 +38,9 @@ def write_folder(root, classes=CLASSES, counts=(("train", 6), ("val", 2))):
             for i in range(count):
                 width, height = SIZES[i % len(SIZES)]
                 pixels = 50 + 70 * label + 25 * rng.normal(size=(height, width, 3))
-                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / split / name / f"{name}_{i}.JPEG", quality=90)
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+                    root / split / name / f"{name}_{i}.JPEG", quality=90
+                )
     return root
 
 
@@ -47,13 +50,25 @@ def folder(tmp_path_factory):
 
 
 def cell(**overrides):
-    settings = {"dataset": "imagenet", "arch": "resnet50_v2", "depth": 50, "width": 1, "batch_size": 6, "epochs": 2,
-                "lr": 0.02, "seed": 0, "weight_decay": 1e-4, "schedule": "halving"}
+    settings = {
+        "dataset": "imagenet",
+        "arch": "resnet50_v2",
+        "depth": 50,
+        "width": 1,
+        "batch_size": 6,
+        "epochs": 2,
+        "lr": 0.02,
+        "seed": 0,
+        "weight_decay": 1e-4,
+        "schedule": "halving",
+    }
     return make_cell({**settings, **overrides})
 
 
 def stream(folder, cells=None, **options):
-    return imagenet.ImageNetStream(folder, cells or [cell()], EngineOptions(**{**DETERMINISTIC.__dict__, **options}), torch.device("cpu"))
+    return imagenet.ImageNetStream(
+        folder, cells or [cell()], EngineOptions(**{**DETERMINISTIC.__dict__, **options}), torch.device("cpu")
+    )
 
 
 def pixels(x):
@@ -94,7 +109,11 @@ def test_a_batch_is_normalized_on_the_device_in_channels_last(folder):
     batches = list(source.train_batches(0))
     assert len(batches) == 3
     x, y = batches[0]
-    assert x.shape == (6, 3, SIZE, SIZE) and x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    assert (
+        x.shape == (6, 3, SIZE, SIZE)
+        and x.dtype == torch.float32
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
     assert y.shape == (6,) and y.dtype == torch.int64 and set(y.tolist()) <= {0, 1, 2}
     values = pixels(x)
     assert values.min() >= -1e-3 and values.max() <= 255 + 1e-3
@@ -161,7 +180,11 @@ def trained(folder, tmp_path_factory):
     for name, overrides in {"batchnorm": {}, "skipinit": {"variant": "skipinit", "dropout": 0.2}}.items():
         path = tmp_path_factory.mktemp(name) / "ckpt.pt"
         cells = [cell(**overrides)]
-        runs[name] = cells, trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None), load_checkpoint(path)
+        runs[name] = (
+            cells,
+            trainer.train_pack(cells, folder, DETERMINISTIC, checkpoint=path, log=lambda line: None),
+            load_checkpoint(path),
+        )
     return runs
 
 
@@ -175,7 +198,12 @@ def test_resnet50_v2_trains_two_epochs_with_a_cifar_shaped_result(trained, name)
         assert math.isfinite(result[key]), key
     assert all(math.isfinite(point["train_loss"]) for point in result["curve"])
     assert {k: result[k] for k in cells[0]} == cells[0]
-    cifar = trainer.train_pack([make_cell({"depth": 10, "batch_size": 16, "epochs": 1})], data.synthetic(32, 16), DETERMINISTIC, log=lambda line: None)[0]
+    cifar = trainer.train_pack(
+        [make_cell({"depth": 10, "batch_size": 16, "epochs": 1})],
+        data.synthetic(32, 16),
+        DETERMINISTIC,
+        log=lambda line: None,
+    )[0]
     assert result.keys() == cifar.keys() and result["curve"][0].keys() == cifar["curve"][0].keys()
     assert state["fingerprint"]["image_size"] == SIZE and state["fingerprint"]["classes"] == 3
 
@@ -199,8 +227,28 @@ def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder,
 def test_cli_trains_an_imagenet_cell(folder, tmp_path):
     out, checkpoint = tmp_path / "result.json", tmp_path / "ckpt.pt"
     cells = [cell(epochs=1)]
-    cli.main(["train", "--cells", json.dumps(cells), "--dataset", str(folder.root), "--out", str(out), "--checkpoint", str(checkpoint),
-              "--device", "cpu", "--precision", "fp32", "--deterministic", "--threads", "1", "--image-size", str(SIZE)])
+    cli.main(
+        [
+            "train",
+            "--cells",
+            json.dumps(cells),
+            "--dataset",
+            str(folder.root),
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(checkpoint),
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--deterministic",
+            "--threads",
+            "1",
+            "--image-size",
+            str(SIZE),
+        ]
+    )
     result = json.loads(out.read_text())[0]
     assert result["status"] == "ok" and result["steps"] == 3 and result["dataset"] == "imagenet"
     assert result["dataset_sha256"] == folder.sha256
@@ -236,13 +284,28 @@ def test_mismatched_class_folders_are_one_clear_error(tmp_path):
     root = write_folder(tmp_path / "mismatch", counts=(("train", 1),))
     write_folder(root, classes=CLASSES[:2] + ("n09999999",), counts=(("val", 1),))
     message = one_line_error(root, f"train/ and val/ of {root} have different class folders")
-    assert "only in train/: n01484850 (1)" in message and "only in val/: n09999999 (1)" in message and "sort val/" in message
+    assert (
+        "only in train/: n01484850 (1)" in message
+        and "only in val/: n09999999 (1)" in message
+        and "sort val/" in message
+    )
 
 
 CONFIG = {
-    "name": "t", "dataset": "synthetic", "data_source": "synthetic", "data_path": None, "pack": 1, "training": {},
-    "experiments": {"imagenet": {"kind": "imagenet", "training": {"arch": "resnet50_v2", "depth": 50},
-                                 "grid": {"lr": [0.1, 0.2], "seed": [0, 1]}, "models": [{"variant": "batchnorm"}]}},
+    "name": "t",
+    "dataset": "synthetic",
+    "data_source": "synthetic",
+    "data_path": None,
+    "pack": 1,
+    "training": {},
+    "experiments": {
+        "imagenet": {
+            "kind": "imagenet",
+            "training": {"arch": "resnet50_v2", "depth": 50},
+            "grid": {"lr": [0.1, 0.2], "seed": [0, 1]},
+            "models": [{"variant": "batchnorm"}],
+        }
+    },
     "signal": {"models": []},
 }
 
@@ -256,7 +319,9 @@ def test_config_check_refuses_mismatched_classes_and_packs_of_several_seeds(fold
     resolve(imagenet={"root": str(folder.root)})
     root = write_folder(tmp_path / "mismatch", counts=(("train", 1),))
     write_folder(root, classes=CLASSES[:2], counts=(("val", 1),))
-    with pytest.raises(profile.ProfileError, match=r"profile.yaml: imagenet.root: train/ and val/ of .* have different class folders"):
+    with pytest.raises(
+        profile.ProfileError, match=r"profile.yaml: imagenet.root: train/ and val/ of .* have different class folders"
+    ):
         resolve(imagenet={"root": str(root)})
     with pytest.raises(profile.ProfileError, match="pack=4 puts ImageNet cells of different seeds into one job"):
         resolve(pack=4, imagenet={"root": str(folder.root)})

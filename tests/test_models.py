@@ -171,7 +171,9 @@ def test_fixup_alone_trains_its_scalars_and_classifier_bias_at_a_tenth_of_the_lr
         biases_and_gains = {name for name, _ in model.named_parameters() if name.endswith(("bias", "gain"))}
         assert set(multipliers) == biases_and_gains and set(multipliers.values()) == {0.1}
         assert f"head.{len(model.head) - 1}.bias" in multipliers  # the classifier's bias
-        assert all(param.dim() == 0 for name, param in model.named_parameters() if name in multipliers and "head" not in name)
+        assert all(
+            param.dim() == 0 for name, param in model.named_parameters() if name in multipliers and "head" not in name
+        )
     for variant in set(VARIANTS) - {"fixup"}:
         assert lr_multipliers(wide_resnet(10, 1, variant), 0.1) == {}  # SkipInit's alpha trains at the full rate
 

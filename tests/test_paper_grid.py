@@ -17,11 +17,15 @@ REGULARIZATION = 5 * 12 * 3 - 3 * 12 * 3
 # Trainability: plain and unnormalized nets over 8 depths x lrs 2^-6..2^-2 x 2 seeds; the unnormalized
 # cells at depths 16 and 100 (lrs 2^-6..2^-2, seeds 0 and 1) are the depth study's and train once.
 TRAINABILITY = 8 * 2 * 5 * 2 - 2 * 5 * 2
-IMAGENET = 3 * 4 * 6 * 1  # batch sizes 256/1024/4096 x (BN, Fixup, Fixup + dropout, SkipInit + dropout) x lrs 2^-4..2^1 x 1 seed
+IMAGENET = (
+    3 * 4 * 6 * 1
+)  # batch sizes 256/1024/4096 x (BN, Fixup, Fixup + dropout, SkipInit + dropout) x lrs 2^-4..2^1 x 1 seed
 EXPERIMENTS = 5  # depth, trainability, batch_size, regularization, imagenet: one figure and one table job each
 # The CIFAR archive need not exist here: synthetic data of CIFAR-10's size (the largest batch, 4096, fits),
 # as a second profile file (`--config` would pass the nested sizes as strings).
-SELF_CONTAINED = "data_source: synthetic\ndataset: synthetic\nsynthetic: {train_size: 50000, test_size: 10000, seed: 0}\n"
+SELF_CONTAINED = (
+    "data_source: synthetic\ndataset: synthetic\nsynthetic: {train_size: 50000, test_size: 10000, seed: 0}\n"
+)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -38,7 +42,9 @@ def workdir(tmp_path_factory):
 def dry_run(workdir, *config: str, profile: str = "config/paper.yaml") -> dict[str, int]:
     (workdir / "self_contained.yaml").write_text(SELF_CONTAINED)
     overrides = ("--config", *config) if config else ()
-    result = snakemake("-n", "--configfile", profile, "self_contained.yaml", *overrides, "--quiet", "rules", cwd=workdir)
+    result = snakemake(
+        "-n", "--configfile", profile, "self_contained.yaml", *overrides, "--quiet", "rules", cwd=workdir
+    )
     return job_counts(result.stdout + result.stderr)
 
 

@@ -11,8 +11,9 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
 from skipinit import cost, grid, models, plan, profile
+
+from conftest import REPO
 
 # Leave-one-out on the committed H100 jobs (bench/THROUGHPUT.md, README): median 10.4%, worst 21.4%.
 LOO_MEDIAN_BOUND, LOO_WORST_BOUND = 0.12, 0.25
@@ -52,9 +53,15 @@ def test_fit_reproduces_known_coefficients():
     truth = cost.ThroughputModel("test", (20.0, 2e-4, 3e-15, 8e-15), 0)
     shapes = [("wrn", 16, 1), ("wrn", 16, 4), ("wrn", 100, 1), ("wrn", 22, 2)]
     rows = []
-    for (arch, depth, width), batch, pack, job in [(s, b, p, j) for s in shapes for b, p, j in ((64, 1, False), (512, 8, True), (128, 4, True))]:
-        work = cost.Work(arch, depth, width, "batchnorm", batch, pack, 200, 2 if job else 0, 10000 if job else 0, job=job)
-        rows.append({"device_class": "test", "kind": "job" if job else "steps", "work": work, "seconds": truth.seconds(work)})
+    for (arch, depth, width), batch, pack, job in [
+        (s, b, p, j) for s in shapes for b, p, j in ((64, 1, False), (512, 8, True), (128, 4, True))
+    ]:
+        work = cost.Work(
+            arch, depth, width, "batchnorm", batch, pack, 200, 2 if job else 0, 10000 if job else 0, job=job
+        )
+        rows.append(
+            {"device_class": "test", "kind": "job" if job else "steps", "work": work, "seconds": truth.seconds(work)}
+        )
     fitted = cost.fit(rows, "test")
     assert fitted.coefficients == pytest.approx(truth.coefficients, rel=1e-6)
 
@@ -78,7 +85,9 @@ def smoke_config():
 
 
 def test_runtime_minutes_is_the_prediction_times_safety_within_the_bounds():
-    paper = resolved("paper", {"resources": {"train_runtime_min": 60, "train_runtime_max": 600, "train_runtime_safety": 2.0}})
+    paper = resolved(
+        "paper", {"resources": {"train_runtime_min": 60, "train_runtime_max": 600, "train_runtime_safety": 2.0}}
+    )
     config, packs = paper.config, paper.packs
     seen = set()
     for cells in packs.values():
@@ -93,11 +102,15 @@ def test_runtime_minutes_is_the_prediction_times_safety_within_the_bounds():
 
 def test_runtime_follows_the_cells_work():
     config = smoke_config()
-    config["resources"].update(device_class="h100", train_runtime_min=1, train_runtime_max=100000, train_runtime_safety=1.0)
+    config["resources"].update(
+        device_class="h100", train_runtime_min=1, train_runtime_max=100000, train_runtime_safety=1.0
+    )
     short = [grid.make_cell({"dataset": "synthetic", "depth": 16, "epochs": 10, "batch_size": 32})]
     longer = [dict(short[0], epochs=1000)]
     overhead = cost.model_for("h100").coefficients[0]  # once per job; steps and evaluations scale with epochs
-    assert plan.pack_seconds(longer, config) - overhead == pytest.approx(100 * (plan.pack_seconds(short, config) - overhead))
+    assert plan.pack_seconds(longer, config) - overhead == pytest.approx(
+        100 * (plan.pack_seconds(short, config) - overhead)
+    )
     assert plan.runtime_minutes(longer, config) > plan.runtime_minutes(short, config)
 
 
@@ -144,8 +157,13 @@ def test_result_bytes_estimate_matches_the_reference_results():
 
 def test_plan_command_prints_and_writes_the_table(tmp_path):
     out = tmp_path / "plan.csv"
-    result = subprocess.run([sys.executable, "-m", "skipinit", "plan", "--profile", "config/smoke.yaml", "--gpus", "2", "--csv", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "skipinit", "plan", "--profile", "config/smoke.yaml", "--gpus", "2", "--csv", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "GPU-h" in result.stdout and "SLURM --time per training job" in result.stdout
     with open(out) as handle:
@@ -154,22 +172,52 @@ def test_plan_command_prints_and_writes_the_table(tmp_path):
     assert int(rows[-1]["jobs"]) == len(resolved("smoke").packs)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--profile", "config/nothing.yaml"], "--profile config/nothing.yaml: cannot be read"),
-    (["--profile", "config/smoke.yaml", "--device-class", "tpu"], "device_class='tpu' has no measurements"),
-    (["--profile", "config/smoke.yaml", "--gpus", "0"], "--gpus 0: give at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--profile", "config/nothing.yaml"], "--profile config/nothing.yaml: cannot be read"),
+        (["--profile", "config/smoke.yaml", "--device-class", "tpu"], "device_class='tpu' has no measurements"),
+        (["--profile", "config/smoke.yaml", "--gpus", "0"], "--gpus 0: give at least 1"),
+    ],
+)
 def test_plan_command_refuses_bad_input_in_one_line(args, message):
-    result = subprocess.run([sys.executable, "-m", "skipinit", "plan", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "skipinit", "plan", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+        result.stderr
+    )
 
 
 def test_bench_appends_measurements_the_model_reads(tmp_path):
     measurements = tmp_path / "throughput.csv"
     measurements.write_text((REPO / "bench" / "throughput.csv").read_text())
-    command = [sys.executable, str(REPO / "bench" / "train_throughput.py"), "--mode", "sweep", "--cells", "2", "--steps", "2",
-               "--warmup", "1", "--device", "cpu", "--append", str(measurements), "--device-class", "mycpu"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}, timeout=600)
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "train_throughput.py"),
+        "--mode",
+        "sweep",
+        "--cells",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--append",
+        str(measurements),
+        "--device-class",
+        "mycpu",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [row for row in cost.read_measurements(measurements) if row["device_class"] == "mycpu"]
     assert [(row["pack"], row["steps"]) for row in rows] == [("2", "2"), ("1", "4")]

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
 from skipinit import data
 from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.grid import make_cell
+
+from conftest import REPO
 
 DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 STEPS_PER_EPOCH = 10
@@ -51,14 +52,26 @@ class SignalAtStep(StopSignal):
 
 
 def comparable(rows):
-    return [{**row, "wall_seconds": None, "images_per_second": None,
-             "curve": [{k: v for k, v in point.items() if k != "seconds"} for point in row["curve"]]} for row in rows]
+    return [
+        {
+            **row,
+            "wall_seconds": None,
+            "images_per_second": None,
+            "curve": [{k: v for k, v in point.items() if k != "seconds"} for point in row["curve"]],
+        }
+        for row in rows
+    ]
 
 
 def test_a_stop_signal_mid_epoch_saves_the_step_and_the_resumed_run_is_bit_identical(dataset, tmp_path):
-    expected = trainer.train_pack(cells(), dataset, DETERMINISTIC, checkpoint=tmp_path / "full.pt", log=lambda line: None)
+    expected = trainer.train_pack(
+        cells(), dataset, DETERMINISTIC, checkpoint=tmp_path / "full.pt", log=lambda line: None
+    )
     path = tmp_path / "ckpt.pt"
-    with SignalAtStep(STEPS_PER_EPOCH + 4) as stop, pytest.raises(Preempted, match="stopped by SIGTERM: saved step 4/10 of epoch 2"):
+    with (
+        SignalAtStep(STEPS_PER_EPOCH + 4) as stop,
+        pytest.raises(Preempted, match="stopped by SIGTERM: saved step 4/10 of epoch 2"),
+    ):
         trainer.train_pack(cells(), dataset, DETERMINISTIC, checkpoint=path, log=lambda line: None, stop=stop)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the context
     saved = load_checkpoint(path)
@@ -80,18 +93,44 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
     """The real process: SIGTERM arrives as epoch 1 ends (tests/signal_hook), so the stop falls inside epoch 2 of 3."""
     canonical = tmp_path / "synthetic.npz"
     data.save_canonical(data.synthetic(train_size=4000, test_size=100, num_classes=10, seed=4), canonical)
-    cell = make_cell({"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 25, "epochs": 3, "lr": 0.05, "seed": 0})
+    cell = make_cell(
+        {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 25, "epochs": 3, "lr": 0.05, "seed": 0}
+    )
 
     def command(folder):
-        return [sys.executable, "-m", "skipinit", "train", "--cells", json.dumps([cell]), "--dataset", str(canonical),
-                "--out", str(folder / "result.json"), "--checkpoint", str(folder / "ckpt.pt"), "--device", "cpu",
-                "--precision", "fp32", "--deterministic", "--threads", "1"]
+        return [
+            sys.executable,
+            "-m",
+            "skipinit",
+            "train",
+            "--cells",
+            json.dumps([cell]),
+            "--dataset",
+            str(canonical),
+            "--out",
+            str(folder / "result.json"),
+            "--checkpoint",
+            str(folder / "ckpt.pt"),
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--deterministic",
+            "--threads",
+            "1",
+        ]
 
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     subprocess.run(command(tmp_path / "full"), check=True, capture_output=True, env=environment, timeout=600)
-    cue = {"PYTHONPATH": f"{REPO / 'tests' / 'signal_hook'}{os.pathsep}{REPO / 'src'}", "SIGNAL_ON_LINE": "epoch 1/",
-           "SIGNAL_NAME": "SIGTERM", "SIGNAL_TO": "self"}
-    run = subprocess.run(command(tmp_path / "cut"), capture_output=True, text=True, env={**environment, **cue}, timeout=600)
+    cue = {
+        "PYTHONPATH": f"{REPO / 'tests' / 'signal_hook'}{os.pathsep}{REPO / 'src'}",
+        "SIGNAL_ON_LINE": "epoch 1/",
+        "SIGNAL_NAME": "SIGTERM",
+        "SIGNAL_TO": "self",
+    }
+    run = subprocess.run(
+        command(tmp_path / "cut"), capture_output=True, text=True, env={**environment, **cue}, timeout=600
+    )
     stderr = run.stderr
     assert run.returncode != 0, "the run ended before the signal arrived"
     last = stderr.strip().splitlines()[-1]

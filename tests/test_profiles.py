@@ -6,8 +6,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, snakemake
 from skipinit import profile
+
+from conftest import REPO, copy_workflow, snakemake
 
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 
@@ -67,7 +68,12 @@ def test_schema_refusal_is_one_line_naming_the_key(workdir):
 
 
 def test_bad_grid_value_is_refused_with_its_location_and_file(workdir):
-    experiments = {"depth": {**SMOKE["experiments"]["depth"], "grid": {**SMOKE["experiments"]["depth"]["grid"], "lr": [0.1, "fast"]}}}
+    experiments = {
+        "depth": {
+            **SMOKE["experiments"]["depth"],
+            "grid": {**SMOKE["experiments"]["depth"]["grid"], "lr": [0.1, "fast"]},
+        }
+    }
     line = refusal(workdir, smoke_with(experiments=experiments))
     assert "bad.yaml: experiments.depth.grid.lr[1]: lr='fast' is not allowed; allowed: a finite number > 0" in line
 
@@ -75,7 +81,9 @@ def test_bad_grid_value_is_refused_with_its_location_and_file(workdir):
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: x\nexperiments:\n  depth: {grid: [1, 2}\n")
-    result = subprocess.run([sys.executable, "-m", "skipinit", "check-profile", str(bad)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "skipinit", "check-profile", str(bad)], capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"error: {bad}:3:") and "not valid YAML" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -89,7 +97,12 @@ def test_merge_keys_may_override_what_they_bring_in(tmp_path):
 
 @pytest.mark.parametrize("name", ["config", "smoke", "gpu", "paper"])
 def test_committed_profiles_pass_the_strict_check(name):
-    result = subprocess.run([sys.executable, "-m", "skipinit", "check-profile", f"config/{name}.yaml"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "skipinit", "check-profile", f"config/{name}.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from conftest import REPO
 from skipinit import cli
 from skipinit.claims import load_spec
 from skipinit.report import scorecard
+
+from conftest import REPO
 
 CLAIMS_FILE = REPO / "config" / "claims.yaml"
 REFERENCES = [REPO / "results" / "reference" / name / "claims.json" for name in ("default", "gpu")]
@@ -38,7 +39,10 @@ def test_scorecard_lists_every_claim_against_every_reference(built):
 def test_default_reference_verdicts_and_budget(built):
     _, _, rows, columns = built
     default = {row["id"]: row["cells"][0] for row in rows}
-    assert default["depth-scaled-fails"]["verdict"] == "inconclusive" and "no run at depth >= 1000" in default["depth-scaled-fails"]["key"]
+    assert (
+        default["depth-scaled-fails"]["verdict"] == "inconclusive"
+        and "no run at depth >= 1000" in default["depth-scaled-fails"]["key"]
+    )
     assert default["bn-larger-stable-lr"]["verdict"] == "reproduced"
     assert default["depth-scaled-fails"]["link"].endswith("reference/default/figures/depth.png")
     assert default["depth-skipinit-matches-bn"]["verdict"] == "inconclusive"
@@ -67,18 +71,30 @@ def test_gpu_reference_without_runs_parquet_is_listed_as_not_run(built):
 def test_the_scorecard_shows_the_verdicts_of_claims_json_and_judges_nothing(tmp_path):
     """A verdict in claims.json is what the page shows: the scorecard reads it, it does not judge the Parquet again."""
     entries = json.loads(REFERENCES[0].read_text())
-    entries[0] = {**entries[0], "verdict": "not_reproduced", "evidence": {**entries[0]["evidence"], "reason": "edited by the test"}}
-    (tmp_path / "claims.json").write_text(json.dumps(entries[:-1]))  # and one claim missing: judged by an older claims file
+    entries[0] = {
+        **entries[0],
+        "verdict": "not_reproduced",
+        "evidence": {**entries[0]["evidence"], "reason": "edited by the test"},
+    }
+    (tmp_path / "claims.json").write_text(
+        json.dumps(entries[:-1])
+    )  # and one claim missing: judged by an older claims file
     rows, _ = scorecard.build([tmp_path / "claims.json"], CLAIMS_FILE, tmp_path / "card.md")
     cells = {row["id"]: row["cells"][0] for row in rows}
-    assert cells[entries[0]["id"]]["verdict"] == "not_reproduced" and cells[entries[0]["id"]]["key"] == "edited by the test"
+    assert (
+        cells[entries[0]["id"]]["verdict"] == "not_reproduced"
+        and cells[entries[0]["id"]]["key"] == "edited by the test"
+    )
     assert cells[entries[-1]["id"]]["verdict"] == "not_run" and "older claims file" in cells[entries[-1]["id"]]["key"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such claims file"),
-    ("[{\"id\": 1}]", "is not a claims.json of this package"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such claims file"),
+        ('[{"id": 1}]', "is not a claims.json of this package"),
+    ],
+)
 def test_a_missing_or_foreign_claims_file_is_refused_with_one_line(tmp_path, content, message):
     if content is not None:
         (tmp_path / "claims.json").write_text(content)

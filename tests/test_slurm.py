@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow
 from skipinit import plan
 from skipinit.profile import resolve
+
+from conftest import REPO, copy_workflow
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -45,7 +46,9 @@ def cluster():
         except subprocess.TimeoutExpired:
             pytest.skip("the SLURM test cluster did not start within 600 s (up.sh)")
         if started.returncode != 0:
-            pytest.skip(f"the SLURM test cluster did not start (up.sh exit {started.returncode}): {(started.stdout + started.stderr)[-1500:]}")
+            pytest.skip(
+                f"the SLURM test cluster did not start (up.sh exit {started.returncode}): {(started.stdout + started.stderr)[-1500:]}"
+            )
         yield
     finally:  # also after a failed start: down.sh stops whatever up.sh did start
         subprocess.run([str(down)], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
@@ -59,21 +62,35 @@ def slurm_command(*args: str) -> tuple[list[str], dict]:
     """
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     env.pop("SLURM_JOB_ID", None)
-    command = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE, "--configfile", "config/smoke.yaml",
-               "--slurm-init-seconds-before-status-checks", "1", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        PROFILE,
+        "--configfile",
+        "config/smoke.yaml",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        *args,
+    ]
     return command, env
 
 
 def slurm_snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     command, env = slurm_command(*args)
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     if check and result.returncode != 0:
         raise AssertionError(failure(args, result.returncode, result.stdout + result.stderr, cwd))
     return result
 
 
 def failure(args, returncode: int, output: str, cwd: Path) -> str:
-    logs = "\n".join(f"--- {path}\n{path.read_text()[-1500:]}" for path in sorted(cwd.glob(".snakemake/slurm_logs/**/*.log"))[-4:])
+    logs = "\n".join(
+        f"--- {path}\n{path.read_text()[-1500:]}" for path in sorted(cwd.glob(".snakemake/slurm_logs/**/*.log"))[-4:]
+    )
     return f"snakemake {' '.join(args)} failed ({returncode}):\n{output[-10000:]}\n{logs}"
 
 
@@ -84,8 +101,11 @@ def no_gpu_overrides() -> list[str]:
     from the profile with only train:gpu changed.
     """
     profile = yaml.safe_load((REPO / PROFILE / "config.yaml").read_text())
-    resources = [f"{rule}:{name}={0 if (rule, name) == ('train', 'gpu') else value}"
-                 for rule, values in profile["set-resources"].items() for name, value in values.items()]
+    resources = [
+        f"{rule}:{name}={0 if (rule, name) == ('train', 'gpu') else value}"
+        for rule, values in profile["set-resources"].items()
+        for name, value in values.items()
+    ]
     return ["--set-resources", *resources]
 
 
@@ -123,7 +143,9 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     memory from the config and runtime from the compute plan, per job or per group of cells. This GRES-less node
     refuses GPU jobs, so they fail at submission."""
     workdir = copy_workflow(tmp_path)
-    data = workdir / "resources" / "datasets" / "synthetic.npz"  # a stand-in: only the training jobs' sbatch calls matter
+    data = (
+        workdir / "resources" / "datasets" / "synthetic.npz"
+    )  # a stand-in: only the training jobs' sbatch calls matter
     data.parent.mkdir(parents=True)
     data.write_bytes(b"placeholder")
     data.with_name(data.name + ".sha256").write_text("0\n")
@@ -134,8 +156,19 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     calls = {}
     for components in ("default", "8"):
         grouping = [] if components == "default" else ["--group-components", f"train={components}"]
-        result = slurm_snakemake("--until", "train", *grouping, "--config", "threads=4", "--retries", "0", "--verbose",
-                                 cwd=workdir, check=False, timeout=180)
+        result = slurm_snakemake(
+            "--until",
+            "train",
+            *grouping,
+            "--config",
+            "threads=4",
+            "--retries",
+            "0",
+            "--verbose",
+            cwd=workdir,
+            check=False,
+            timeout=180,
+        )
         assert result.returncode != 0, "a GPU job cannot run on this GRES-less cluster"
         calls[components] = re.findall(r"sbatch call: (sbatch .*)", result.stdout + result.stderr)
     for call in calls["default"] + calls["8"]:
@@ -146,7 +179,9 @@ def test_training_jobs_ask_slurm_for_a_gpu(cluster, tmp_path):
     minutes = smoke_runtime()
     assert len(calls["default"]) == 12 and all(f" -t {minutes} " in call for call in calls["default"]), calls["default"]
     # Groups of up to 8 cells: two jobs, still one GPU each, cells one after another (8 and 4 x one cell's runtime).
-    assert sorted(int(re.search(r" -t (\d+) ", call).group(1)) for call in calls["8"]) == [4 * minutes, 8 * minutes], calls["8"]
+    assert sorted(int(re.search(r" -t (\d+) ", call).group(1)) for call in calls["8"]) == [4 * minutes, 8 * minutes], (
+        calls["8"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +189,22 @@ def slurm_smoke(cluster, tmp_path_factory):
     """The smoke profile through SLURM, its 12 cells in two groups, started in the background so that
     the local reference run (`smoke_run`, when the session has not made it yet) overlaps it."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-smoke"))
-    args = ("--jobs", "4", "--retries", "0", "--slurm-keep-successful-logs", "--group-components", "train=6", *no_gpu_overrides())
+    args = (
+        "--jobs",
+        "4",
+        "--retries",
+        "0",
+        "--slurm-keep-successful-logs",
+        "--group-components",
+        "train=6",
+        *no_gpu_overrides(),
+    )
     command, env = slurm_command(*args)
     log = workdir / "snakemake-slurm.log"
     with open(log, "w") as sink:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     try:
         yield workdir, process, log, args
     finally:
@@ -179,14 +225,21 @@ def test_smoke_run_through_slurm_matches_a_local_run(slurm_smoke, request):
         raise AssertionError(failure(args, returncode, output, workdir))
 
     submitted = {int(slurm_id): job_log for _, slurm_id, job_log in SUBMITTED.findall(output)}
-    kinds = {slurm_id: Path(job_log).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0] for slurm_id, job_log in submitted.items()}
+    kinds = {
+        slurm_id: Path(job_log).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
+        for slurm_id, job_log in submitted.items()
+    }
     print(f"{len(submitted)} sbatch jobs: {sorted(kinds.values())}")
     assert sum(kind.startswith("group_train") for kind in kinds.values()) == 2, kinds  # 12 cells in groups of 6
     assert "rule_aggregate" in kinds.values(), kinds
     assert not re.search(r"^localrule (train|aggregate):", output, re.MULTILINE)
     # SLURM's accounting knows every job, and each completed.
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "--format=JobID,State,AllocCPUS,Timelimit", "-j", ",".join(map(str, submitted))],
-                           capture_output=True, text=True, check=True).stdout
+    sacct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--format=JobID,State,AllocCPUS,Timelimit", "-j", ",".join(map(str, submitted))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = {int(line.split("|")[0]): line.split("|")[1:] for line in sacct.splitlines() if line}
     assert set(rows) == set(submitted), sacct
     assert {state for state, _, _ in rows.values()} == {"COMPLETED"}, sacct
@@ -211,8 +264,14 @@ def test_smoke_run_through_slurm_matches_a_local_run(slurm_smoke, request):
 # and a 20-epoch WRN-16-1. The large safety factor turns their seconds into distinct minutes (the
 # short one at the floor of 3, room for a slow start on a busy machine).
 RUNTIME_PROFILE = {
-    "name": "runtimes", "dataset": "synthetic", "data_source": "synthetic", "data_path": None,
-    "synthetic": {"train_size": 256, "test_size": 64, "seed": 0}, "device": "cpu", "precision": "fp32", "threads": 1,
+    "name": "runtimes",
+    "dataset": "synthetic",
+    "data_source": "synthetic",
+    "data_path": None,
+    "synthetic": {"train_size": 256, "test_size": 64, "seed": 0},
+    "device": "cpu",
+    "precision": "fp32",
+    "threads": 1,
     "resources": {"device_class": "cpu", "train_runtime_min": 3, "train_runtime_safety": 200},
     "training": {"arch": "wrn", "width": 1, "batch_size": 64, "lr": 0.1, "seed": 0},
     "experiments": {
@@ -234,17 +293,36 @@ def test_training_jobs_get_the_time_limits_of_the_plan(cluster, tmp_path):
     command, env = slurm_command("--until", "train", "--jobs", "2", "--retries", "0", "--verbose", *no_gpu_overrides())
     command[command.index("config/smoke.yaml")] = "config/runtimes.yaml"
     started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 60))  # this run's jobs only, in sacct
-    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+    )
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(failure(["--until", "train"], result.returncode, output, workdir))
     submitted = {int(slurm_id): job_log for _, slurm_id, job_log in SUBMITTED.findall(output)}
-    kinds = {slurm_id: Path(job_log).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0] for slurm_id, job_log in submitted.items()}
+    kinds = {
+        slurm_id: Path(job_log).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
+        for slurm_id, job_log in submitted.items()
+    }
     training = [slurm_id for slurm_id, kind in kinds.items() if kind.startswith(("rule_train", "group_train"))]
     assert len(training) == 2, kinds
     print(f"sbatch jobs: {kinds}")
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-S", started, "--format=JobID,State,Timelimit,Elapsed", "-j", ",".join(map(str, training))],
-                           capture_output=True, text=True, check=True).stdout
+    sacct = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "-n",
+            "-P",
+            "-S",
+            started,
+            "--format=JobID,State,Timelimit,Elapsed",
+            "-j",
+            ",".join(map(str, training)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = {int(line.split("|")[0]): line.split("|")[1:] for line in sacct.splitlines() if line}
     assert set(rows) == set(training), sacct
     limits = sorted(limit_minutes(limit) for _, limit, _ in rows.values())

@@ -27,21 +27,37 @@ from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
+
 from recorded import assert_repeats_a_record, variants
 
 OPTIONS = dict(device="cpu", precision="fp32", deterministic=True, threads=1)
 
 
 def cell(**overrides):
-    settings = {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 32, "epochs": 2, "lr": 0.02, "seed": 0,
-                "weight_decay": 5e-4, "schedule": "halving"}
+    settings = {
+        "dataset": "synthetic",
+        "depth": 10,
+        "width": 1,
+        "batch_size": 32,
+        "epochs": 2,
+        "lr": 0.02,
+        "seed": 0,
+        "weight_decay": 5e-4,
+        "schedule": "halving",
+    }
     return make_cell({**settings, **overrides})
 
 
 CASES = {
     "one_cell": ([cell(variant="batchnorm")], {}),
-    "pack_of_3_one_diverges": ([cell(variant="unnormalized", seed=0), cell(variant="unnormalized", lr=1e4, seed=1),
-                                cell(variant="unnormalized", lr=0.05, seed=2)], {}),
+    "pack_of_3_one_diverges": (
+        [
+            cell(variant="unnormalized", seed=0),
+            cell(variant="unnormalized", lr=1e4, seed=1),
+            cell(variant="unnormalized", lr=0.05, seed=2),
+        ],
+        {},
+    ),
     "micro_batch_ghost_bn_dropout": ([cell(variant="batchnorm", ghost_batch_size=8, dropout=0.2)], {"micro_batch": 16}),
     "fixup_shared_seed": ([cell(variant="fixup", lr=0.05), cell(variant="fixup", lr=0.1)], {}),
 }
@@ -56,13 +72,21 @@ def record(cells: list[dict], options: dict, graph_backend=None, log=lambda line
     dataset = data.synthetic(train_size=320, test_size=200, num_classes=10, seed=0)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "pack.pt"
-        results = trainer.train_pack(cells, dataset, EngineOptions(**OPTIONS, **options), checkpoint=checkpoint, log=log,
-                                     graph_backend=graph_backend)
+        results = trainer.train_pack(
+            cells,
+            dataset,
+            EngineOptions(**OPTIONS, **options),
+            checkpoint=checkpoint,
+            log=log,
+            graph_backend=graph_backend,
+        )
         state = load_checkpoint(checkpoint)
     return {
-        "params": digest(state["params"]), "momentum": digest(state["momentum"]),
+        "params": digest(state["params"]),
+        "momentum": digest(state["momentum"]),
         "buffers": {name: digest(value) for name, value in sorted(state["buffers"].items())},
-        "diverged_at": state["diverged_at"].tolist(), "step": state["step"],
+        "diverged_at": state["diverged_at"].tolist(),
+        "step": state["step"],
         "train_loss": [[float(point["train_loss"]).hex() for point in result["curve"]] for result in results],
         "test_loss": [[float(point["test_loss"]).hex() for point in result["curve"]] for result in results],
     }
@@ -74,7 +98,9 @@ def records(case: str) -> list[tuple[Path, dict]]:
 
 def close(got: dict, expected: dict) -> bool:
     """Another CPU's rounding: the same divergence and step count, every loss within a relative 1e-4."""
-    losses = lambda run: [float.fromhex(value) for key in ("train_loss", "test_loss") for member in run[key] for value in member]  # noqa: E731
+    losses = lambda run: [
+        float.fromhex(value) for key in ("train_loss", "test_loss") for member in run[key] for value in member
+    ]  # noqa: E731
     return (
         (got["diverged_at"], got["step"]) == (expected["diverged_at"], expected["step"])
         and len(losses(got)) == len(losses(expected))

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
 from skipinit import cli, grid, runtable, vocab
+from skipinit.claims import VERDICTS
 from skipinit.report import aggregate, figures, style, tables
 from skipinit.runtable import write_parquet
-from skipinit.claims import VERDICTS
+
+from conftest import REPO
 
 
 def run_row(test_acc: float, diverged: bool = False, experiments: tuple = ("depth",), **settings) -> dict:
@@ -210,9 +211,7 @@ def signal_frame() -> pd.DataFrame:
     frame = pd.DataFrame(rows).assign(depth=20, seed=0)
     # Across channels the conv net's skip path also holds the spread of its channel means: a little above.
     frame["skip_var_pooled"] = frame["skip_var"] * np.where(frame["model"] == "conv-batchnorm", 1.1, 1.0)
-    return frame[
-        ["model", "depth", "block", "seed", "skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]
-    ]
+    return frame[["model", "depth", "block", "seed", "skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]]
 
 
 def write_results(folder, runs: pd.DataFrame, experiments: dict, signal: pd.DataFrame | None = None) -> None:
@@ -263,8 +262,21 @@ def test_experiment_figures_leave_the_signal_figure_to_the_signal_rule(tmp_path)
     """The figure rule's command writes only the outputs it is given; `report --only signal` redraws Figure 2."""
     write_results(tmp_path, depth_runs(), {"depth": EXPERIMENTS["depth"]}, signal_frame())
     out = tmp_path / "elsewhere"
-    cli.main(["figure", "--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
-              "--experiment", "depth", "--png", str(out / "a.png"), "--pdf", str(out / "b.pdf")])
+    cli.main(
+        [
+            "figure",
+            "--runs",
+            str(tmp_path / "runs.parquet"),
+            "--curves",
+            str(tmp_path / "curves.parquet"),
+            "--experiment",
+            "depth",
+            "--png",
+            str(out / "a.png"),
+            "--pdf",
+            str(out / "b.pdf"),
+        ]
+    )
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.pdf"] and not (tmp_path / "figures").exists()
     cli.main(["report", "--results", str(tmp_path), "--only", "signal"])
     assert (tmp_path / "figures" / "signal_propagation.png").stat().st_size > 0
@@ -281,8 +293,18 @@ def test_make_tables_rebuilds_each_committed_reference_to_its_committed_claims(t
     for name in ("runs.parquet", "curves.parquet", "signal.parquet"):
         if (folder / name).exists():
             shutil.copy2(folder / name, tmp_path / name)
-    command = [sys.executable, "-m", "skipinit", "report", "--results", str(tmp_path), "--only", "claims",
-               "--claims-config", "config/claims.yaml"]
+    command = [
+        sys.executable,
+        "-m",
+        "skipinit",
+        "report",
+        "--results",
+        str(tmp_path),
+        "--only",
+        "claims",
+        "--claims-config",
+        "config/claims.yaml",
+    ]
     subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
     rebuilt, committed = (json.loads((path / "claims.json").read_text()) for path in (tmp_path, folder))
     assert rebuilt == committed
@@ -300,7 +322,13 @@ def test_make_tables_draws_the_default_references_figures_and_tables(tmp_path):
     command = [sys.executable, "-m", "skipinit", "report", "--results", str(tmp_path), "--only", "figures", "tables"]
     subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
     for name in ("depth", "batch_size", "regularization"):
-        for relative in (f"figures/{name}.png", f"figures/{name}.pdf", f"tables/{name}.md", f"tables/{name}.tex", f"tables/{name}.csv"):
+        for relative in (
+            f"figures/{name}.png",
+            f"figures/{name}.pdf",
+            f"tables/{name}.md",
+            f"tables/{name}.tex",
+            f"tables/{name}.csv",
+        ):
             assert (tmp_path / relative).stat().st_size > 0, relative
 
 
@@ -312,7 +340,10 @@ def test_caption_says_seeds_and_the_budget_the_table_reflects():
     assert "Budget: 20 epoch(s) on the full training set, 2 seed(s) per cell. hand-made" in caption
     short = runs.assign(epochs=2, train_subset=2560, seed=0)
     caption = tables.caption_of("depth", {}, tables.summary(short, "depth", "depth"), short)
-    assert "from a single seed" in caption and "Budget: 2 epoch(s) on a training subset of 2,560 images, 1 seed(s)" in caption
+    assert (
+        "from a single seed" in caption
+        and "Budget: 2 epoch(s) on a training subset of 2,560 images, 1 seed(s)" in caption
+    )
 
 
 def test_a_diverged_run_scores_zero_even_with_the_chance_accuracy_the_engine_recorded():
@@ -320,7 +351,9 @@ def test_a_diverged_run_scores_zero_even_with_the_chance_accuracy_the_engine_rec
     live = run_row(7.25, lr=0.005, variant="unnormalized")
     dead = {**run_row(10.0, lr=0.02, variant="unnormalized"), "diverged": True, "test_acc": 10.0}
     best = runtable.best_lr_summary(runs_frame([live, dead]), ["depth"])
-    assert best.loc[0, "best_lr"] == 0.005 and best.loc[0, "test_acc_mean"] == 7.25 and best.loc[0, "diverged_runs"] == 0
+    assert (
+        best.loc[0, "best_lr"] == 0.005 and best.loc[0, "test_acc_mean"] == 7.25 and best.loc[0, "diverged_runs"] == 0
+    )
     assert runtable.scored(runs_frame([live, dead]))["score"].tolist() == [7.25, 0.0]
 
 
@@ -332,5 +365,8 @@ def test_the_markdown_table_shows_the_papers_numbers_beside_ours(tmp_path):
         outputs = {fmt: tmp_path / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS}
         tables.write_tables(tmp_path / "runs.parquet", experiment, outputs, paper)
     depth = (tmp_path / "depth.md").read_text()
-    assert "The paper's numbers (v1 Table 1)" in depth and "| SkipInit, alpha = 0 | 93.3 ± 0.1 (2^-2) | 94.2 ± 0.1 (2^-2) |" in depth
+    assert (
+        "The paper's numbers (v1 Table 1)" in depth
+        and "| SkipInit, alpha = 0 | 93.3 ± 0.1 (2^-2) | 94.2 ± 0.1 (2^-2) |" in depth
+    )
     assert "v1" not in (tmp_path / "batch_size.md").read_text() and "v1" not in (tmp_path / "depth.tex").read_text()

@@ -16,13 +16,14 @@ import math
 import pytest
 import torch
 
-from conftest import kill_in_second_epoch
 from skipinit import data
 from skipinit.data import batches, ondevice
 from skipinit.engine import members, schedule, sgd, trainer
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
+
+from conftest import kill_in_second_epoch
 
 TRAIN, TEST, BATCH = 320, 200, 32  # 10 steps per epoch
 DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
@@ -34,13 +35,22 @@ def dataset():
 
 
 def cell(**overrides):
-    settings = {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": BATCH, "epochs": 2, "lr": 0.02, "seed": 0,
-                "weight_decay": 5e-4, "schedule": "halving"}
+    settings = {
+        "dataset": "synthetic",
+        "depth": 10,
+        "width": 1,
+        "batch_size": BATCH,
+        "epochs": 2,
+        "lr": 0.02,
+        "seed": 0,
+        "weight_decay": 5e-4,
+        "schedule": "halving",
+    }
     return make_cell({**settings, **overrides})
 
 
 def run(cells, dataset, path=None, options=DETERMINISTIC, lines=None):
-    log = (lines.append if lines is not None else lambda line: None)
+    log = lines.append if lines is not None else lambda line: None
     return trainer.train_pack(cells, dataset, options, checkpoint=path, log=log)
 
 
@@ -48,7 +58,7 @@ def member_params(checkpoint, member: int) -> dict[str, torch.Tensor]:
     """Each parameter of one member, read back from the engine's checkpoint."""
     state = load_checkpoint(checkpoint)
     flat = state["params"][member]
-    return {name: flat[offset:offset + math.prod(shape)].view(shape) for name, shape, offset in state["layout"]}
+    return {name: flat[offset : offset + math.prod(shape)].view(shape) for name, shape, offset in state["layout"]}
 
 
 def assert_params_close(packed: dict, solo: dict, tolerance=1e-4):
@@ -58,7 +68,9 @@ def assert_params_close(packed: dict, solo: dict, tolerance=1e-4):
     assert (a - b).norm().item() <= tolerance * b.norm().item()
     rms = b.norm().item() / b.numel() ** 0.5
     for name in solo:
-        assert (packed[name] - solo[name]).abs().max().item() <= 10 * tolerance * max(rms, solo[name].abs().max().item()), name
+        assert (packed[name] - solo[name]).abs().max().item() <= 10 * tolerance * max(
+            rms, solo[name].abs().max().item()
+        ), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,15 +117,22 @@ def test_packed_members_match_solo_metrics_after_2_epochs(packed_and_solo, mode)
 
 
 @pytest.mark.parametrize("mode", ["channels", "vmap"])
-@pytest.mark.parametrize("overrides", [
-    {"variant": "skipinit", "alpha_init": "0"},
-    {"variant": "fixup"},
-    {"variant": "batchnorm", "ghost_batch_size": 4},
-], ids=["skipinit", "fixup", "ghost-bn"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"variant": "skipinit", "alpha_init": "0"},
+        {"variant": "fixup"},
+        {"variant": "batchnorm", "ghost_batch_size": 4},
+    ],
+    ids=["skipinit", "fixup", "ghost-bn"],
+)
 def test_every_variant_packs_like_solo(tmp_path, overrides, mode):
     """Scalar parameters (alpha, Fixup gains and biases) and ghost batch norm, packed, for 3 steps."""
     small = data.synthetic(train_size=48, test_size=20, seed=1)
-    cells = [cell(lr=0.02, seed=0, epochs=1, batch_size=16, **overrides), cell(lr=0.01, seed=1, epochs=1, batch_size=16, **overrides)]
+    cells = [
+        cell(lr=0.02, seed=0, epochs=1, batch_size=16, **overrides),
+        cell(lr=0.01, seed=1, epochs=1, batch_size=16, **overrides),
+    ]
     lines = []
     packed_run(mode, cells, small, tmp_path / "pack.pt", lines=lines)
     assert not any("packing unavailable" in line for line in lines)
@@ -134,7 +153,9 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
     named = dict(model.named_parameters())
     slow = [p for n, p in named.items() if n.endswith(("bias", "gain"))]  # Fixup's code: names with "bias" or "scale"
     fast = [p for n, p in named.items() if not n.endswith(("bias", "gain"))]
-    optimizer = torch.optim.SGD([{"params": fast, "lr": 0.05}, {"params": slow, "lr": 0.005}], momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        [{"params": fast, "lr": 0.05}, {"params": slow, "lr": 0.005}], momentum=0.9, weight_decay=5e-4
+    )
     batches = ondevice.OnDeviceData(dataset, [fixup], DETERMINISTIC, torch.device("cpu")).train_batches(0)
     for step, (x, y) in enumerate(batches):
         for group, base in zip(optimizer.param_groups, (0.05, 0.005)):
@@ -142,7 +163,9 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
-    assert_params_close(member_params(tmp_path / "engine.pt", 0), {n: p.detach() for n, p in named.items()}, tolerance=1e-5)
+    assert_params_close(
+        member_params(tmp_path / "engine.pt", 0), {n: p.detach() for n, p in named.items()}, tolerance=1e-5
+    )
 
 
 def test_channel_packing_refuses_a_model_it_would_get_wrong():
@@ -158,7 +181,9 @@ def test_channel_packing_refuses_a_model_it_would_get_wrong():
         return model
 
     lines = []
-    packed = members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC, log=lines.append, build=build_with_mixer)
+    packed = members.Members(
+        [cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC, log=lines.append, build=build_with_mixer
+    )
     assert packed.mode == "vmap" and any("packing unavailable" in line for line in lines)
     assert members.Members([cell(seed=0), cell(seed=1)], 10, torch.device("cpu"), DETERMINISTIC).mode == "channels"
 
@@ -168,20 +193,30 @@ def test_channel_packing_refuses_a_model_it_would_get_wrong():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, tolerance", [
-    # No batch norm: the same gradient summed in another order (measured gap 2e-8 after 20 steps).
-    ({"variant": "skipinit", "alpha_init": "0.1"}, 1e-6),
-    # Ghost BN of the micro-batch size: the same normalization, by plain BN's kernel instead of the
-    # ghost path's; float32 rounding grows through the BN net (measured 4e-6 after 10 steps, 3e-5 after 20).
-    ({"variant": "batchnorm", "ghost_batch_size": 8}, 1e-4),
-], ids=["skipinit", "ghost-bn"])
+@pytest.mark.parametrize(
+    "overrides, tolerance",
+    [
+        # No batch norm: the same gradient summed in another order (measured gap 2e-8 after 20 steps).
+        ({"variant": "skipinit", "alpha_init": "0.1"}, 1e-6),
+        # Ghost BN of the micro-batch size: the same normalization, by plain BN's kernel instead of the
+        # ghost path's; float32 rounding grows through the BN net (measured 4e-6 after 10 steps, 3e-5 after 20).
+        ({"variant": "batchnorm", "ghost_batch_size": 8}, 1e-4),
+    ],
+    ids=["skipinit", "ghost-bn"],
+)
 def test_micro_batches_train_like_the_whole_batch(dataset, tmp_path, overrides, tolerance):
     cells = [cell(lr=0.05, seed=0, **overrides), cell(lr=0.02, seed=0, **overrides)]
     whole = run(cells, dataset, tmp_path / "whole.pt")
-    pieces = run(cells, dataset, tmp_path / "pieces.pt", options=dataclasses.replace(DETERMINISTIC, micro_batch=BATCH // 4))
+    pieces = run(
+        cells, dataset, tmp_path / "pieces.pt", options=dataclasses.replace(DETERMINISTIC, micro_batch=BATCH // 4)
+    )
     assert [r["micro_batch"] for r in whole] == [BATCH] * 2 and [r["micro_batch"] for r in pieces] == [BATCH // 4] * 2
     for member in range(2):
-        assert_params_close(member_params(tmp_path / "pieces.pt", member), member_params(tmp_path / "whole.pt", member), tolerance=tolerance)
+        assert_params_close(
+            member_params(tmp_path / "pieces.pt", member),
+            member_params(tmp_path / "whole.pt", member),
+            tolerance=tolerance,
+        )
         assert pieces[member]["train_loss"] == pytest.approx(whole[member]["train_loss"], rel=1e-5)
 
 
@@ -253,8 +288,9 @@ def assert_identical(results, expected, state, expected_state):
     for got, want in zip(results, expected):
         for key in ("test_acc", "test_loss", "train_loss", "train_acc", "steps", "epochs_completed", "diverged_step"):
             assert got[key] == want[key], key
-        assert [{k: v for k, v in p.items() if k != "seconds"} for p in got["curve"]] == \
-               [{k: v for k, v in p.items() if k != "seconds"} for p in want["curve"]]
+        assert [{k: v for k, v in p.items() if k != "seconds"} for p in got["curve"]] == [
+            {k: v for k, v in p.items() if k != "seconds"} for p in want["curve"]
+        ]
     assert torch.equal(state["params"], expected_state["params"])
     assert torch.equal(state["momentum"], expected_state["momentum"])
     for name, value in expected_state["buffers"].items():
@@ -328,7 +364,11 @@ def test_out_of_memory_marks_every_member_failed_with_a_hint(dataset):
     assert [r["status"] for r in results] == ["failed", "failed"]
     for result, c in zip(results, cells):
         assert result["lr"] == c["lr"] and result["diverged"] is False and result["test_acc"] is None
-        assert "can't allocate memory" in result["error"] and "pack:" in result["error"] and "micro_batch" in result["error"]
+        assert (
+            "can't allocate memory" in result["error"]
+            and "pack:" in result["error"]
+            and "micro_batch" in result["error"]
+        )
     assert any("failed" in line for line in lines)
 
 
@@ -369,7 +409,9 @@ def test_halving_schedule_is_constant_for_half_the_budget_then_halves_every_twen
 
 def test_step_and_cosine_schedules():
     total = 100
-    assert [schedule.lr_factor("step", s, total) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [schedule.lr_factor("step", s, total) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
     assert schedule.lr_factor("cosine", 0, total) == 1.0
     assert schedule.lr_factor("cosine", 50, total) == pytest.approx(0.5)
     assert schedule.lr_factor("cosine", 99, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
@@ -389,17 +431,23 @@ def test_sgd_step_matches_torch_optim_and_freezes_inactive_members():
         for _ in range(3):
             reference.grad = grads.clone()
             optimizer.step()
-            sgd.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov)
+            sgd.sgd_step(
+                flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, nesterov
+            )
         assert torch.allclose(flat, reference.detach(), atol=1e-6)
     scale = torch.tensor([1.0, 0.1, 1.0, 0.1, 1.0])  # columns 1 and 3 train like a param group at lr / 10
     columns = [params[:, j].clone().requires_grad_() for j in range(5)]
-    optimizer = torch.optim.SGD([{"params": [c], "lr": 0.1 * float(scale[j])} for j, c in enumerate(columns)], momentum=0.9, weight_decay=0.01)
+    optimizer = torch.optim.SGD(
+        [{"params": [c], "lr": 0.1 * float(scale[j])} for j, c in enumerate(columns)], momentum=0.9, weight_decay=0.01
+    )
     flat, buffer = params.clone(), torch.zeros(2, 5)
     for _ in range(3):
         for j, column in enumerate(columns):
             column.grad = grads[:, j].clone()
         optimizer.step()
-        sgd.sgd_step(flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, False, scale)
+        sgd.sgd_step(
+            flat, grads.clone(), buffer, torch.tensor([0.1, 0.1]), torch.tensor([True, True]), 0.01, 0.9, False, scale
+        )
     assert torch.allclose(flat, torch.stack([c.detach() for c in columns], dim=1), atol=1e-6)
     frozen, buffer = params.clone(), torch.zeros(2, 5)
     bad = grads.clone()
@@ -421,7 +469,9 @@ def test_augment_crops_and_flips_exactly():
     assert torch.equal(plain[1, :2], torch.zeros(2, 4, 1, dtype=torch.uint8))
     flipped = ondevice.augment(padded, index, dy, dx, torch.tensor([True, False]), size=4)
     assert torch.equal(flipped[0], images[1].flip(1)) and torch.equal(flipped[1], plain[1])
-    stacked = ondevice.augment(padded, index.expand(3, 2), dy.expand(3, 2), dx.expand(3, 2), torch.zeros(3, 2, dtype=torch.bool), size=4)
+    stacked = ondevice.augment(
+        padded, index.expand(3, 2), dy.expand(3, 2), dx.expand(3, 2), torch.zeros(3, 2, dtype=torch.bool), size=4
+    )
     assert stacked.shape == (3, 2, 4, 4, 1) and torch.equal(stacked[2], plain)
 
 
@@ -441,12 +491,16 @@ def test_normalize_layouts_and_values():
     images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
     x = batches.normalize(images, scale, shift, channels_last=True)
     assert x.shape == (4, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
-    expected = (images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(ondevice.CIFAR_MEAN)[:, None, None]) / torch.tensor(ondevice.CIFAR_STD)[:, None, None]
+    expected = (
+        images.permute(0, 3, 1, 2).float() / 255 - torch.tensor(ondevice.CIFAR_MEAN)[:, None, None]
+    ) / torch.tensor(ondevice.CIFAR_STD)[:, None, None]
     assert torch.allclose(x, expected, atol=1e-5)
     assert batches.normalize(images, scale, shift, channels_last=False).is_contiguous()
     stacked = batches.normalize(images.view(2, 2, 32, 32, 3), scale, shift, channels_last=True)  # 2 members x 2 images
     assert stacked.shape == (2, 6, 32, 32) and stacked.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(stacked[1, 3:], expected[3], atol=1e-5) and torch.allclose(stacked[0, :3], expected[0], atol=1e-5)
+    assert torch.allclose(stacked[1, 3:], expected[3], atol=1e-5) and torch.allclose(
+        stacked[0, :3], expected[0], atol=1e-5
+    )
 
 
 def test_train_subset_is_balanced_and_smaller(small):

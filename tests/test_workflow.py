@@ -7,8 +7,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, snakemake
 from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+
+from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -16,9 +17,17 @@ pytestmark = pytest.mark.slow
 def test_smoke_profile_writes_every_artifact(smoke_run):
     workdir, _ = smoke_run
     results = workdir / "results" / "smoke"
-    expected = ["runs.parquet", "curves.parquet", "signal.parquet", "figures/signal_propagation.png", "figures/signal_propagation.pdf"]
+    expected = [
+        "runs.parquet",
+        "curves.parquet",
+        "signal.parquet",
+        "figures/signal_propagation.png",
+        "figures/signal_propagation.pdf",
+    ]
     expected += ["claims.json", "claims.md"]
-    expected += [f"figures/depth.{ext}" for ext in ("png", "pdf")] + [f"tables/depth.{ext}" for ext in ("md", "tex", "csv")]
+    expected += [f"figures/depth.{ext}" for ext in ("png", "pdf")] + [
+        f"tables/depth.{ext}" for ext in ("md", "tex", "csv")
+    ]
     for relative in expected:
         path = results / relative
         assert path.is_file() and path.stat().st_size > 0, relative
@@ -47,8 +56,23 @@ def test_runs_and_curves_parquet_schemas(smoke_run):
 def test_signal_parquet_schema(smoke_run):
     workdir, _ = smoke_run
     signal = pq.read_table(workdir / "results" / "smoke" / "signal.parquet").to_pandas()
-    assert list(signal.columns) == ["model", "depth", "block", "seed", "skip_var", "skip_var_pooled", "branch_var", "bn_moving_var"]
-    assert set(signal["model"]) == {"linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized"}
+    assert list(signal.columns) == [
+        "model",
+        "depth",
+        "block",
+        "seed",
+        "skip_var",
+        "skip_var_pooled",
+        "branch_var",
+        "bn_moving_var",
+    ]
+    assert set(signal["model"]) == {
+        "linear-unnormalized",
+        "linear-batchnorm",
+        "conv-batchnorm",
+        "conv-skipinit",
+        "conv-unnormalized",
+    }
     assert signal.loc[signal["model"] == "linear-unnormalized", "bn_moving_var"].isna().all()
     assert signal.loc[signal["model"] == "linear-batchnorm", "bn_moving_var"].notna().all()
 
@@ -72,7 +96,9 @@ def test_snakemake_lint_is_clean():
 
 
 def test_snakefmt_check_passes():
-    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

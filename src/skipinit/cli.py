@@ -26,16 +26,31 @@ REPORT_PARTS = ("figures", "tables", "claims", "signal")  # signal: redraw Figur
 def cmd_prepare_data(args: argparse.Namespace) -> None:
     from skipinit import data
 
-    options = {"train_size": args.synthetic_train_size, "test_size": args.synthetic_test_size, "seed": args.synthetic_seed}
+    options = {
+        "train_size": args.synthetic_train_size,
+        "test_size": args.synthetic_test_size,
+        "seed": args.synthetic_seed,
+    }
     try:
         dataset = data.prepare(args.source, args.path, download=args.download, synthetic_options=options)
     except data.DataNotFoundError as error:
         raise SystemExit(f"error: {error}. " + data.remedies(args.name, args.source, args.path)) from None
     except IntegrityError as error:
         raise SystemExit(f"error: {error}") from None
-    provenance = {**dataset.provenance, "dataset": args.name, "train_size": len(dataset.train_labels), "test_size": len(dataset.test_labels)}
+    provenance = {
+        **dataset.provenance,
+        "dataset": args.name,
+        "train_size": len(dataset.train_labels),
+        "test_size": len(dataset.test_labels),
+    }
     digest = data.save_canonical(type(dataset)(**{**dataset.__dict__, "provenance": provenance}), args.out)
-    log.info("wrote %s (%d train, %d test images, sha256 %s)", args.out, len(dataset.train_labels), len(dataset.test_labels), digest)
+    log.info(
+        "wrote %s (%d train, %d test images, sha256 %s)",
+        args.out,
+        len(dataset.train_labels),
+        len(dataset.test_labels),
+        digest,
+    )
 
 
 def cmd_check_sizes(args: argparse.Namespace) -> None:
@@ -56,7 +71,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit.engine.options import EngineOptions
 
     options = EngineOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EngineOptions)})
-    run_job(json.loads(args.cells), args.dataset, args.out, args.checkpoint, options, log=lambda line: log.info("%s", line))
+    run_job(
+        json.loads(args.cells), args.dataset, args.out, args.checkpoint, options, log=lambda line: log.info("%s", line)
+    )
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,8 +120,13 @@ def cmd_manifest(args: argparse.Namespace) -> None:
     except profile.ProfileError as error:
         raise SystemExit(f"error: {error}") from None
     write_json(args.out, resolved.manifest())
-    log.info("manifest of profile %s: %d experiments, %d cells in %d jobs", resolved.name, len(resolved.experiments),
-             len(resolved.cells), len(resolved.packs))
+    log.info(
+        "manifest of profile %s: %d experiments, %d cells in %d jobs",
+        resolved.name,
+        len(resolved.experiments),
+        len(resolved.cells),
+        len(resolved.packs),
+    )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -117,7 +139,12 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     except (manifest.ManifestError, aggregate.DamagedResults, aggregate.MixedSettings) as error:
         raise SystemExit(f"error: {error}") from None
     aggregate.write(runs, curves, args.runs, args.curves, content[manifest.NAME], manifest.experiment_meta(content))
-    log.info("aggregated %d runs (%d diverged) into %s", len(runs), int(runs["diverged"].sum()) if len(runs) else 0, args.runs)
+    log.info(
+        "aggregated %d runs (%d diverged) into %s",
+        len(runs),
+        int(runs["diverged"].sum()) if len(runs) else 0,
+        args.runs,
+    )
 
 
 def check_parquet_files(paths: list) -> None:
@@ -191,8 +218,12 @@ def cmd_report(args: argparse.Namespace) -> None:
         from skipinit.report import tables
 
         for experiment in experiments:
-            tables.write_tables(runs, experiment, {fmt: results / "tables" / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS},
-                                args.paper)
+            tables.write_tables(
+                runs,
+                experiment,
+                {fmt: results / "tables" / f"{experiment}.{fmt}" for fmt in tables.TABLE_FORMATS},
+                args.paper,
+            )
     if "claims" in only:
         from skipinit import claims
 
@@ -220,8 +251,14 @@ def cmd_check_profile(args: argparse.Namespace) -> None:
     try:
         for path in args.profiles:
             resolved = profile.resolve([path])
-            log.info("%s: profile %s, %d experiments, %d cells in %d training jobs", path, resolved.name,
-                     len(resolved.experiments), len(resolved.cells), len(resolved.packs))
+            log.info(
+                "%s: profile %s, %d experiments, %d cells in %d training jobs",
+                path,
+                resolved.name,
+                len(resolved.experiments),
+                len(resolved.cells),
+                len(resolved.packs),
+            )
     except profile.ProfileError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -250,16 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--path")
     prepare.add_argument("--name", required=True)
     prepare.add_argument("--out", required=True)
-    prepare.add_argument("--download", action=argparse.BooleanOptionalAction, required=True, help="the profile's data_download")
+    prepare.add_argument(
+        "--download", action=argparse.BooleanOptionalAction, required=True, help="the profile's data_download"
+    )
     prepare.add_argument("--synthetic-train-size", type=int, required=True, help="the profile's synthetic.train_size")
     prepare.add_argument("--synthetic-test-size", type=int, required=True, help="the profile's synthetic.test_size")
     prepare.add_argument("--synthetic-seed", type=int, required=True, help="the profile's synthetic.seed")
     prepare.set_defaults(func=cmd_prepare_data)
 
-    sizes = commands.add_parser("check-sizes", help="the profile's subsets and batch sizes against a prepared dataset's size")
+    sizes = commands.add_parser(
+        "check-sizes", help="the profile's subsets and batch sizes against a prepared dataset's size"
+    )
     sizes.add_argument("--dataset", required=True, help="canonical .npz")
     sizes.add_argument("--name", required=True, help="the dataset's name, for the message")
-    sizes.add_argument("--requirements", required=True, help="JSON list of {where, train_subset, test_subset, batch_size}")
+    sizes.add_argument(
+        "--requirements", required=True, help="JSON list of {where, train_subset, test_subset, batch_size}"
+    )
     sizes.add_argument("--out", required=True, help="marker written when every setting fits")
     sizes.set_defaults(func=cmd_check_sizes)
 
@@ -297,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_required(fig, "--runs", "--experiment", "--curves", "--png", "--pdf")
     fig.set_defaults(func=cmd_figure)
     add_required(table, "--runs", "--experiment", "--md", "--tex", "--csv")
-    table.add_argument("--paper", help="the paper's own numbers to print beside the Markdown table (config/paper_v1.yaml)")
+    table.add_argument(
+        "--paper", help="the paper's own numbers to print beside the Markdown table (config/paper_v1.yaml)"
+    )
     table.set_defaults(func=cmd_table)
 
     verdicts = commands.add_parser("claims", help="judge every claim on one profile's Parquet files")
@@ -305,33 +350,48 @@ def build_parser() -> argparse.ArgumentParser:
     verdicts.add_argument("--signal", help="signal.parquet, where the profile measures it")
     verdicts.set_defaults(func=cmd_claims)
 
-    floor = commands.add_parser("noise-floor", help="seed-noise floors (sds with degrees of freedom) measured on a runs.parquet")
+    floor = commands.add_parser(
+        "noise-floor", help="seed-noise floors (sds with degrees of freedom) measured on a runs.parquet"
+    )
     add_required(floor, "--runs", "--source")
     floor.set_defaults(func=cmd_noise_floor)
 
-    report = commands.add_parser("report", help="figures, tables and claims of one results folder from its Parquet files")
-    report.add_argument("--results", required=True, help="folder with runs.parquet (and curves.parquet, signal.parquet)")
+    report = commands.add_parser(
+        "report", help="figures, tables and claims of one results folder from its Parquet files"
+    )
+    report.add_argument(
+        "--results", required=True, help="folder with runs.parquet (and curves.parquet, signal.parquet)"
+    )
     report.add_argument("--experiment", help="only this experiment's figures/tables")
     report.add_argument("--claims-config", default=schema.default("claims"))
     report.add_argument("--only", nargs="+", choices=REPORT_PARTS, help="parts to rebuild (default: all)")
     report.add_argument("--paper", default=PAPER_NUMBERS, help="the paper's own numbers to print beside the tables")
     report.set_defaults(func=cmd_report)
 
-    card = commands.add_parser("scorecard", help="every claim as each results folder's claims.json judged it (Markdown and HTML)")
+    card = commands.add_parser(
+        "scorecard", help="every claim as each results folder's claims.json judged it (Markdown and HTML)"
+    )
     card.add_argument("--claims", nargs="+", required=True, help="claims.json files, one column each")
     card.add_argument("--claims-config", default=schema.default("claims"))
     card.add_argument("--out", required=True, help="the Markdown page; the HTML page is written next to it")
     card.set_defaults(func=cmd_scorecard)
 
-    check = commands.add_parser("check-profile", help="resolve each profile as the workflow does: strict reading, schema, "
-                                "semantic checks (one line naming the file, key and value)")
+    check = commands.add_parser(
+        "check-profile",
+        help="resolve each profile as the workflow does: strict reading, schema, "
+        "semantic checks (one line naming the file, key and value)",
+    )
     check.add_argument("profiles", nargs="+")
     check.set_defaults(func=cmd_check_profile)
 
-    plan = commands.add_parser("plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits")
+    plan = commands.add_parser(
+        "plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits"
+    )
     plan.add_argument("--profile", required=True, help="a profile, e.g. config/paper.yaml")
     plan.add_argument("--gpus", type=int, default=1, help="GPUs running jobs at once (wall time, checkpoint disk)")
-    plan.add_argument("--device-class", help="device class of bench/throughput.csv (default: the profile's resources.device_class)")
+    plan.add_argument(
+        "--device-class", help="device class of bench/throughput.csv (default: the profile's resources.device_class)"
+    )
     plan.add_argument("--csv", help="also write the table here")
     plan.add_argument("--retries", type=int, help="resubmissions per job (default: the SLURM profile's retries)")
     plan.set_defaults(func=cmd_plan)

@@ -28,11 +28,15 @@ def _where(experiment: str, cell: dict) -> str:
 def check_cell(experiment: str, cell: dict) -> None:
     """What only a whole cell can tell (each value passed its own check in `check_settings`)."""
     if cell["arch"] == "wrn" and not is_wrn_depth(cell["depth"]):
-        raise ConfigError(f"{_where(experiment, cell)}: depth={cell['depth']} is not a Wide-ResNet depth; allowed: {WRN_DEPTHS}")
+        raise ConfigError(
+            f"{_where(experiment, cell)}: depth={cell['depth']} is not a Wide-ResNet depth; allowed: {WRN_DEPTHS}"
+        )
     ghost, batch = int(cell["ghost_batch_size"]), int(cell["batch_size"])
     if ghost and batch > ghost and batch % ghost:
-        raise ConfigError(f"{_where(experiment, cell)}: ghost_batch_size={ghost} does not divide batch_size={batch}; "
-                          f"choose a divisor of {batch}, or 0 for plain batch norm")
+        raise ConfigError(
+            f"{_where(experiment, cell)}: ghost_batch_size={ghost} does not divide batch_size={batch}; "
+            f"choose a divisor of {batch}, or 0 for plain batch norm"
+        )
 
 
 def known_sizes(config: dict, workdir: str | os.PathLike = ".") -> tuple[int, int] | None:
@@ -51,7 +55,10 @@ def size_requirements(experiments: dict[str, list[dict]]) -> list[dict]:
         for cell in cells:
             if cell["dataset"] == "imagenet":
                 continue
-            need = {"where": f"experiments.{experiment}", **{key: int(cell[key]) for key in ("train_subset", "test_subset", "batch_size")}}
+            need = {
+                "where": f"experiments.{experiment}",
+                **{key: int(cell[key]) for key in ("train_subset", "test_subset", "batch_size")},
+            }
             if need not in needs:
                 needs.append(need)
     return needs
@@ -64,12 +71,16 @@ def size_problem(needs: list[dict], train: int, test: int, dataset: str) -> str 
         if subset > train:
             return f"{where}: train_subset={subset} exceeds the {train} training images of {dataset}; use at most {train}, or 0 for all"
         if need["test_subset"] > test:
-            return (f"{where}: test_subset={need['test_subset']} exceeds the {test} test images of {dataset}; "
-                    f"use at most {test}, or 0 for all")
+            return (
+                f"{where}: test_subset={need['test_subset']} exceeds the {test} test images of {dataset}; "
+                f"use at most {test}, or 0 for all"
+            )
         images = subset or train
         if batch > images:
-            return (f"{where}: batch_size={batch} exceeds the {images} training images a cell trains on "
-                    f"({'train_subset' if subset else dataset + ' has'} {images}); use a batch size of at most {images}")
+            return (
+                f"{where}: batch_size={batch} exceeds the {images} training images a cell trains on "
+                f"({'train_subset' if subset else dataset + ' has'} {images}); use a batch size of at most {images}"
+            )
     return None
 
 
@@ -115,9 +126,15 @@ def check_data(config: dict, workdir: str | os.PathLike = ".") -> None:
         if problem:
             raise ConfigError(f"data_path={path!r} {problem}. " + remedies(config["dataset"], source, path))
     if source == "cifar10" and not path:
-        raise ConfigError("data_path is empty; data_source=cifar10 needs a folder to find or download CIFAR-10 into. " + remedies(config["dataset"], source, path))
+        raise ConfigError(
+            "data_path is empty; data_source=cifar10 needs a folder to find or download CIFAR-10 into. "
+            + remedies(config["dataset"], source, path)
+        )
     if source == "cifar10" and not config["data_download"] and not (Path(workdir) / path).exists():
-        raise ConfigError(f"data_path={path!r} does not exist and data_download is false. " + remedies(config["dataset"], source, path))
+        raise ConfigError(
+            f"data_path={path!r} does not exist and data_download is false. "
+            + remedies(config["dataset"], source, path)
+        )
 
 
 def check_claims_file(config: dict, workdir: str | os.PathLike = ".") -> None:
@@ -125,8 +142,10 @@ def check_claims_file(config: dict, workdir: str | os.PathLike = ".") -> None:
     dry run would accept it while an old claims.json stays in place."""
     path = config["claims"]
     if not (Path(workdir) / path).is_file():
-        raise ConfigError(f"claims={path!r} is not a file: name the claims file to judge with (default "
-                          "config/claims.yaml), relative to the workflow's folder")
+        raise ConfigError(
+            f"claims={path!r} is not a file: name the claims file to judge with (default "
+            "config/claims.yaml), relative to the workflow's folder"
+        )
 
 
 def image_folder_problem(path: Path) -> str | None:
@@ -138,20 +157,31 @@ def image_folder_problem(path: Path) -> str | None:
     if path.is_file():
         try:
             with tarfile.open(path) as archive:
-                names = [PurePosixPath(member.name) for member in archive.getmembers() if member.isdir() or member.isfile()]
+                names = [
+                    PurePosixPath(member.name) for member in archive.getmembers() if member.isdir() or member.isfile()
+                ]
         except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
             reason = (str(error).strip().splitlines() or [""])[0].rstrip(":")
             return f"is not a readable .tar.gz archive ({type(error).__name__}: {reason})"
         where = "the archive"
     else:
-        names = [PurePosixPath(image.relative_to(path).as_posix())
-                 for root in (path, *(p for p in path.iterdir() if p.is_dir())) for split in ("train", "test")
-                 for folder in (root / split).glob("*/") for image in itertools.islice(folder.iterdir(), 1)]
+        names = [
+            PurePosixPath(image.relative_to(path).as_posix())
+            for root in (path, *(p for p in path.iterdir() if p.is_dir()))
+            for split in ("train", "test")
+            for folder in (root / split).glob("*/")
+            for image in itertools.islice(folder.iterdir(), 1)
+        ]
         where = "the folder"
     for prefix in sorted({(), *(name.parts[:1] for name in names if len(name.parts) > 3)}):
-        classes = {split: {name.parts[len(prefix) + 1] for name in names
-                           if name.parts[:len(prefix) + 1] == (*prefix, split) and len(name.parts) > len(prefix) + 2}
-                   for split in ("train", "test")}
+        classes = {
+            split: {
+                name.parts[len(prefix) + 1]
+                for name in names
+                if name.parts[: len(prefix) + 1] == (*prefix, split) and len(name.parts) > len(prefix) + 2
+            }
+            for split in ("train", "test")
+        }
         if classes["train"] and classes["test"]:
             if classes["train"] != classes["test"]:
                 return f"has train/ and test/ with different class folders ({sorted(classes['train'] ^ classes['test'])} in only one)"
@@ -166,7 +196,9 @@ def check_imagenet(config: dict, cells: dict[str, dict]) -> None:
     if not root:
         return
     if not all((Path(root) / split).is_dir() for split in ("train", "val")):
-        raise ConfigError(f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null")
+        raise ConfigError(
+            f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null"
+        )
     from skipinit.data.imagenet import ImageNetLayoutError, class_folders
 
     try:
@@ -176,8 +208,10 @@ def check_imagenet(config: dict, cells: dict[str, dict]) -> None:
     pack = config["pack"]
     for key, members in packs(cells, pack).items():
         if members[0]["dataset"] == "imagenet" and len({member["seed"] for member in members}) > 1:
-            raise ConfigError(f"pack={pack} puts ImageNet cells of different seeds into one job ({key}); an ImageNet pack "
-                              "reads one input pipeline, so its members must share a seed: use pack: 1 or a divisor of the lr grid")
+            raise ConfigError(
+                f"pack={pack} puts ImageNet cells of different seeds into one job ({key}); an ImageNet pack "
+                "reads one input pipeline, so its members must share a seed: use pack: 1 or a divisor of the lr grid"
+            )
 
 
 def check_packing(config: dict, cells: dict[str, dict]) -> None:
@@ -211,11 +245,18 @@ def check_micro_batch(config: dict, cells: dict[str, dict]) -> None:
     for cell in cells.values():
         problem = micro_batch_problem(int(cell["batch_size"]), micro, int(cell["ghost_batch_size"]))
         if problem:
-            raise ConfigError(f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), or micro_batch: 0")
+            raise ConfigError(
+                f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), or micro_batch: 0"
+            )
 
 
-def check_config(config: dict, experiments: dict[str, list[dict]], cells: dict[str, dict],
-                 workdir: str | os.PathLike = ".", data: bool = True) -> None:
+def check_config(
+    config: dict,
+    experiments: dict[str, list[dict]],
+    cells: dict[str, dict],
+    workdir: str | os.PathLike = ".",
+    data: bool = True,
+) -> None:
     """All semantic checks of a validated profile and its expansion (`skipinit.profile.resolve`); ConfigError with one line.
 
     Without `data`, the data source and the dataset's sizes are not checked (a plan needs no data).
@@ -225,7 +266,9 @@ def check_config(config: dict, experiments: dict[str, list[dict]], cells: dict[s
     for experiment, experiment_cells in experiments.items():
         kind = config["experiments"][experiment]["kind"]
         if kind not in EXPERIMENT_KINDS:
-            raise ConfigError(f"experiments.{experiment}.kind={kind!r} is unknown; allowed: {', '.join(EXPERIMENT_KINDS)}")
+            raise ConfigError(
+                f"experiments.{experiment}.kind={kind!r} is unknown; allowed: {', '.join(EXPERIMENT_KINDS)}"
+            )
         for cell in experiment_cells:
             check_cell(experiment, cell)
     for model in config["signal"]["models"]:

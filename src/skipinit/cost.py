@@ -33,8 +33,27 @@ REFERENCE_CLASS = "h100"
 # classes without measurements only: their compute terms are the reference class's scaled by this ratio.
 PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0, "a100": 312.0, "l40s": 362.0, "a10": 125.0, "v100": 125.0}
 FEATURES = ("overhead", "launch", "dense", "grouped")
-COLUMNS = ("kind", "device_class", "device", "torch", "precision", "compile", "arch", "depth", "width", "variant",
-           "batch_size", "pack", "micro_batch", "steps", "evals", "test_images", "seconds", "date", "source")
+COLUMNS = (
+    "kind",
+    "device_class",
+    "device",
+    "torch",
+    "precision",
+    "compile",
+    "arch",
+    "depth",
+    "width",
+    "variant",
+    "batch_size",
+    "pack",
+    "micro_batch",
+    "steps",
+    "evals",
+    "test_images",
+    "seconds",
+    "date",
+    "source",
+)
 IMAGE_SIZE = {"wrn": 32, "resnet50_v2": 224}
 
 
@@ -80,7 +99,7 @@ def _count(arch: str, depth: int, width: int, variant: str) -> ShapeCost:
     return ShapeCost(macs, calls, sum(p.numel() for p in model.parameters()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shape_cost(arch: str, depth: int, width: int, variant: str) -> ShapeCost:
     """Cost of one image, cached per shape. A deep WRN is counted exactly from two shallow ones.
 
@@ -91,8 +110,12 @@ def shape_cost(arch: str, depth: int, width: int, variant: str) -> ShapeCost:
         return _count(arch, depth, width, variant)
     blocks = (depth - 4) // 6
     two, three = _count(arch, 16, width, variant), _count(arch, 22, width, variant)
-    return ShapeCost(*(a + (blocks - 2) * (b - a) for a, b in zip(
-        (two.macs, two.calls, two.params), (three.macs, three.calls, three.params))))
+    return ShapeCost(
+        *(
+            a + (blocks - 2) * (b - a)
+            for a, b in zip((two.macs, two.calls, two.params), (three.macs, three.calls, three.params))
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -115,25 +138,45 @@ class Work:
         shape = shape_cost(self.arch, self.depth, self.width, self.variant)
         micro = self.batch_size // self.micro_batch if 0 < self.micro_batch < self.batch_size else 1
         macs = shape.macs * self.pack * (3 * self.batch_size * self.steps + self.test_images * self.evals)
-        return np.array([float(self.job), float(self.steps * micro * shape.calls),
-                         macs if self.pack == 1 else 0.0, macs if self.pack > 1 else 0.0])
+        return np.array(
+            [
+                float(self.job),
+                float(self.steps * micro * shape.calls),
+                macs if self.pack == 1 else 0.0,
+                macs if self.pack > 1 else 0.0,
+            ]
+        )
 
 
 def read_measurements(path: str | Path = MEASUREMENTS) -> list[dict]:
     """Rows of the measurements file; one line naming the file, row and column when a row is malformed."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no throughput measurements there; run bench/train_throughput.py --append {path}")
+        raise FileNotFoundError(
+            f"{path}: no throughput measurements there; run bench/train_throughput.py --append {path}"
+        )
     rows = []
     with open(path, newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
             try:
-                row["work"] = Work(row["arch"], int(row["depth"]), int(row["width"]), row["variant"], int(row["batch_size"]),
-                                   int(row["pack"]), int(row["steps"]), int(row["evals"]), int(row["test_images"]),
-                                   int(row["micro_batch"]), row["kind"] == "job")
+                row["work"] = Work(
+                    row["arch"],
+                    int(row["depth"]),
+                    int(row["width"]),
+                    row["variant"],
+                    int(row["batch_size"]),
+                    int(row["pack"]),
+                    int(row["steps"]),
+                    int(row["evals"]),
+                    int(row["test_images"]),
+                    int(row["micro_batch"]),
+                    row["kind"] == "job",
+                )
                 row["seconds"] = float(row["seconds"])
             except (KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"{path}, line {number}: unreadable measurement ({type(error).__name__}: {error})") from None
+                raise ValueError(
+                    f"{path}, line {number}: unreadable measurement ({type(error).__name__}: {error})"
+                ) from None
             rows.append(row)
     return rows
 
@@ -178,15 +221,26 @@ class ThroughputModel:
 
     def images_per_second(self, work: Work) -> float:
         """Training images per second summed over the pack, in the steady state (no start-up, no evaluation)."""
-        steady = Work(work.arch, work.depth, work.width, work.variant, work.batch_size, work.pack, 1000,
-                      micro_batch=work.micro_batch, job=False)
+        steady = Work(
+            work.arch,
+            work.depth,
+            work.width,
+            work.variant,
+            work.batch_size,
+            work.pack,
+            1000,
+            micro_batch=work.micro_batch,
+            job=False,
+        )
         return steady.pack * steady.batch_size * steady.steps / self.seconds(steady)
 
     def describe(self) -> str:
         overhead, launch, dense, grouped = self.coefficients
         rate = lambda c: f"{2 / c / 1e12:.3g} TFLOP/s" if c else "unfitted"  # noqa: E731 (2 FLOPs per MAC)
-        return (f"{self.device_class}: {overhead:.1f} s per job, {launch * 1e6:.1f} us per module call, "
-                f"dense {rate(dense)}, packed {rate(grouped)} ({self.measurements} measurements{'; ' + self.note if self.note else ''})")
+        return (
+            f"{self.device_class}: {overhead:.1f} s per job, {launch * 1e6:.1f} us per module call, "
+            f"dense {rate(dense)}, packed {rate(grouped)} ({self.measurements} measurements{'; ' + self.note if self.note else ''})"
+        )
 
 
 def fit(rows: list[dict], device_class: str) -> ThroughputModel:
@@ -221,18 +275,24 @@ def scaled_from_reference(rows: list[dict], device_class: str) -> ThroughputMode
     """An unmeasured device class: the reference class's fit, its compute terms scaled by peak throughput."""
     if device_class not in PEAK_TFLOPS:
         measured = sorted({row["device_class"] for row in rows})
-        raise ValueError(f"device_class={device_class!r} has no measurements and no known peak throughput; measured: "
-                         f"{', '.join(measured)}; estimated by peak: {', '.join(sorted(PEAK_TFLOPS))}. Measure it with "
-                         f"bench/train_throughput.py --append bench/throughput.csv --device-class {device_class}")
+        raise ValueError(
+            f"device_class={device_class!r} has no measurements and no known peak throughput; measured: "
+            f"{', '.join(measured)}; estimated by peak: {', '.join(sorted(PEAK_TFLOPS))}. Measure it with "
+            f"bench/train_throughput.py --append bench/throughput.csv --device-class {device_class}"
+        )
     reference = fit(rows, REFERENCE_CLASS)
     ratio = PEAK_TFLOPS[REFERENCE_CLASS] / PEAK_TFLOPS[device_class]
     overhead, launch, dense, grouped = reference.coefficients
-    return ThroughputModel(device_class, (overhead, launch, dense * ratio, grouped * ratio), 0,
-                           f"not measured: the {REFERENCE_CLASS} fit, FLOPs scaled by peak bf16 {PEAK_TFLOPS[device_class]:g}/"
-                           f"{PEAK_TFLOPS[REFERENCE_CLASS]:g} TFLOP/s")
+    return ThroughputModel(
+        device_class,
+        (overhead, launch, dense * ratio, grouped * ratio),
+        0,
+        f"not measured: the {REFERENCE_CLASS} fit, FLOPs scaled by peak bf16 {PEAK_TFLOPS[device_class]:g}/"
+        f"{PEAK_TFLOPS[REFERENCE_CLASS]:g} TFLOP/s",
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_for(device_class: str, path: str = str(MEASUREMENTS)) -> ThroughputModel:
     return fit(read_measurements(path), device_class)
 
@@ -242,6 +302,6 @@ def leave_one_out(rows: list[dict], device_class: str) -> list[tuple[dict, float
     predictions = []
     for i, row in enumerate(rows):
         if row["device_class"] == device_class and row["kind"] == "job":
-            model = fit(rows[:i] + rows[i + 1:], device_class)
+            model = fit(rows[:i] + rows[i + 1 :], device_class)
             predictions.append((row, model.seconds(row["work"])))
     return predictions

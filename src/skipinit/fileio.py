@@ -7,8 +7,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager
@@ -69,7 +69,9 @@ def verify_checksum(path: str | os.PathLike, rebuild_hint: str) -> str:
     if not path.exists():
         raise IntegrityError(f"{path} does not exist. Rebuild it with: {rebuild_hint}")
     if not sidecar.exists():
-        raise IntegrityError(f"{path} has no checksum file {sidecar.name}; it may be incomplete. Rebuild it with: {rebuild_hint}")
+        raise IntegrityError(
+            f"{path} has no checksum file {sidecar.name}; it may be incomplete. Rebuild it with: {rebuild_hint}"
+        )
     expected = sidecar.read_text().split()[0]
     actual = sha256_file(path)
     if actual != expected:

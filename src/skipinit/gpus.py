@@ -31,9 +31,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, MutableMapping
+from typing import IO
 
 log = logging.getLogger("skipinit")
 
@@ -41,7 +42,7 @@ ENV = "CUDA_VISIBLE_DEVICES"
 LOCK_DIR_ENV = "SKIPINIT_GPU_LOCK_DIR"
 
 # Claims of this process: the open lock files must stay referenced (and so open) until exit.
-_HELD: list["Claim"] = []
+_HELD: list[Claim] = []
 
 
 @dataclass

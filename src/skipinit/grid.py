@@ -14,7 +14,6 @@ import itertools
 from skipinit.vocab import ALPHA_SQRT_D, CELL_DEFAULTS, SETTINGS
 
 
-
 def make_cell(*layers: dict) -> dict:
     """Merge defaults and override layers (later wins) into one cell with canonical types.
 
@@ -70,7 +69,14 @@ def cell_id(cell: dict) -> str:
 
 def model_label(cell: dict) -> str:
     """A short human name for tables and legends, e.g. `SkipInit (alpha=0) + dropout`."""
-    names = {"batchnorm": "BatchNorm", "skipinit": "SkipInit", "unnormalized": "Unnormalized", "scaled": "Scaled (x+f(x))/sqrt(2)", "fixup": "Fixup", "plain": "Plain (no skips)"}
+    names = {
+        "batchnorm": "BatchNorm",
+        "skipinit": "SkipInit",
+        "unnormalized": "Unnormalized",
+        "scaled": "Scaled (x+f(x))/sqrt(2)",
+        "fixup": "Fixup",
+        "plain": "Plain (no skips)",
+    }
     label = names.get(cell["variant"], cell["variant"])
     if cell["variant"] == "skipinit":
         label += f" (alpha={cell['alpha_init']})"
@@ -130,6 +136,6 @@ def packs(cells: dict[str, dict], pack_size: int) -> dict[str, list[dict]]:
     for shared, members in groups.items():
         members = sorted(members, key=lambda c: (c["seed"], c["lr"]))
         for start in range(0, len(members), max(1, pack_size)):
-            chunk = members[start:start + max(1, pack_size)]
+            chunk = members[start : start + max(1, pack_size)]
             result[shared + "/" + "+".join(member_slug(c) for c in chunk)] = chunk
     return result

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-NAME, FILES, OVERRIDES, EXPERIMENTS, PACKS, CONFIG = "name", "profile_files", "overrides", "experiments", "packs", "config"
+NAME, FILES, OVERRIDES, EXPERIMENTS, PACKS, CONFIG = (
+    "name",
+    "profile_files",
+    "overrides",
+    "experiments",
+    "packs",
+    "config",
+)
 KEYS = (NAME, FILES, OVERRIDES, EXPERIMENTS, PACKS, CONFIG)
 
 
@@ -24,10 +31,14 @@ def read(path: str | Path) -> dict:
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{path}: cannot be read as a manifest ({error}); rebuild it with the workflow (make run)") from None
+        raise ManifestError(
+            f"{path}: cannot be read as a manifest ({error}); rebuild it with the workflow (make run)"
+        ) from None
     missing = [key for key in KEYS if not isinstance(content, dict) or key not in content]
     if missing:
-        raise ManifestError(f"{path} lacks {', '.join(missing)} (another version's manifest): rebuild it with the workflow (make run)")
+        raise ManifestError(
+            f"{path} lacks {', '.join(missing)} (another version's manifest): rebuild it with the workflow (make run)"
+        )
     return content
 
 
@@ -42,4 +53,6 @@ def membership(content: dict) -> dict[str, list[str]]:
 
 def experiment_meta(content: dict) -> dict:
     """{experiment: {kind, description}}, as runs.parquet's metadata stores them."""
-    return {name: {"kind": spec["kind"], "description": spec["description"]} for name, spec in content[EXPERIMENTS].items()}
+    return {
+        name: {"kind": spec["kind"], "description": spec["description"]} for name, spec in content[EXPERIMENTS].items()
+    }

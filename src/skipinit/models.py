@@ -316,8 +316,14 @@ def single_stage_resnet(
     return _resnet(_conv(3, width, 3, 1, variant), width, stages, variant, num_classes, alpha_init, None, 0.0)
 
 
-def resnet50_v2(variant: str, num_classes: int = 1000, *, alpha_init: float | str = 0.0,
-                ghost_batch_size: int | None = None, dropout: float = 0.0) -> nn.Module:
+def resnet50_v2(
+    variant: str,
+    num_classes: int = 1000,
+    *,
+    alpha_init: float | str = 0.0,
+    ghost_batch_size: int | None = None,
+    dropout: float = 0.0,
+) -> nn.Module:
     """Pre-activation bottleneck ResNet-50 (He et al., 2016, "Identity mappings") for ImageNet.
 
     7x7 stride-2 stem conv and 3x3 stride-2 max pool, stages of [3, 4, 6, 3] bottleneck blocks

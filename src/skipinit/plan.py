@@ -80,9 +80,18 @@ def pack_work(cells: list[dict], config: dict) -> tuple[cost.Work, int]:
     micro = int(config["micro_batch"])
     # A sequential pack is one process training its members one after another: one start-up, n cells' work.
     pack, runs = (1, len(cells)) if config["packing"] == "sequential" else (len(cells), 1)
-    work = cost.Work(first["arch"], int(first["depth"]), int(first["width"]), first["variant"], int(first["batch_size"]),
-                     pack, runs * epochs * (train // int(first["batch_size"])),
-                     runs * evaluations(epochs, int(config["eval_every"])), test, micro if 0 < micro < int(first["batch_size"]) else 0)
+    work = cost.Work(
+        first["arch"],
+        int(first["depth"]),
+        int(first["width"]),
+        first["variant"],
+        int(first["batch_size"]),
+        pack,
+        runs * epochs * (train // int(first["batch_size"])),
+        runs * evaluations(epochs, int(config["eval_every"])),
+        test,
+        micro if 0 < micro < int(first["batch_size"]) else 0,
+    )
     return work, epochs
 
 
@@ -117,7 +126,9 @@ def jobs(resolved: Resolved) -> tuple[dict[str, Job], dict[str, list[str]]]:
         table[key] = Job(key, tuple(members), work, model.seconds(work), epochs, shape.params)
         for cell in members:
             owner[grid.cell_id(cell)] = key
-    experiments = {name: sorted({owner[grid.cell_id(cell)] for cell in cells}) for name, cells in resolved.planned.items()}
+    experiments = {
+        name: sorted({owner[grid.cell_id(cell)] for cell in cells}) for name, cells in resolved.planned.items()
+    }
     return table, experiments
 
 
@@ -139,32 +150,49 @@ def summarize(resolved: Resolved, gpus: int) -> list[dict]:
             continue
         seconds = [job.seconds for job in selected]
         biggest = sorted((job.checkpoint_bytes for job in selected), reverse=True)
-        rows.append({
-            "experiment": name,
-            "jobs": len(selected),
-            "cells": sum(len(job.cells) for job in selected),
-            "gpu_hours": sum(seconds) / 3600,
-            "wall_hours": makespan(seconds, gpus) / 3600,
-            "longest_job_hours": max(seconds) / 3600,
-            "checkpoint_gb_peak": sum(biggest[:gpus]) / 1e9,
-            "checkpoint_gb_all": sum(biggest) / 1e9,
-            "results_mb": sum(job.result_bytes for job in selected) / 1e6,
-            "note": "runs once imagenet.root is set" if name in resolved.planned and name not in resolved.experiments else "",
-        })
+        rows.append(
+            {
+                "experiment": name,
+                "jobs": len(selected),
+                "cells": sum(len(job.cells) for job in selected),
+                "gpu_hours": sum(seconds) / 3600,
+                "wall_hours": makespan(seconds, gpus) / 3600,
+                "longest_job_hours": max(seconds) / 3600,
+                "checkpoint_gb_peak": sum(biggest[:gpus]) / 1e9,
+                "checkpoint_gb_all": sum(biggest) / 1e9,
+                "results_mb": sum(job.result_bytes for job in selected) / 1e6,
+                "note": "runs once imagenet.root is set"
+                if name in resolved.planned and name not in resolved.experiments
+                else "",
+            }
+        )
     return rows
 
 
-COLUMNS = (("experiment", "experiment", "{}"), ("jobs", "jobs", "{:,}"), ("cells", "cells", "{:,}"),
-           ("gpu_hours", "GPU-h", "{:,.1f}"), ("wall_hours", "wall h", "{:,.1f}"), ("longest_job_hours", "longest job h", "{:,.2f}"),
-           ("checkpoint_gb_peak", "ckpt GB (K running)", "{:,.2f}"), ("checkpoint_gb_all", "ckpt GB (all)", "{:,.1f}"),
-           ("results_mb", "results MB", "{:,.1f}"), ("note", "note", "{}"))
+COLUMNS = (
+    ("experiment", "experiment", "{}"),
+    ("jobs", "jobs", "{:,}"),
+    ("cells", "cells", "{:,}"),
+    ("gpu_hours", "GPU-h", "{:,.1f}"),
+    ("wall_hours", "wall h", "{:,.1f}"),
+    ("longest_job_hours", "longest job h", "{:,.2f}"),
+    ("checkpoint_gb_peak", "ckpt GB (K running)", "{:,.2f}"),
+    ("checkpoint_gb_all", "ckpt GB (all)", "{:,.1f}"),
+    ("results_mb", "results MB", "{:,.1f}"),
+    ("note", "note", "{}"),
+)
 
 
 def format_table(rows: list[dict]) -> str:
     cells = [[title for _, title, _ in COLUMNS]] + [[fmt.format(row[key]) for key, _, fmt in COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(value.rjust(width) if 0 < i < len(COLUMNS) - 1 else value.ljust(width)
-                       for i, (value, width) in enumerate(zip(line, widths))).rstrip() for line in cells]
+    lines = [
+        "  ".join(
+            value.rjust(width) if 0 < i < len(COLUMNS) - 1 else value.ljust(width)
+            for i, (value, width) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in cells
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -182,23 +210,32 @@ def limits(resolved: Resolved, retries: int) -> list[str]:
     resources = config["resources"]
     table, _ = jobs(resolved)
     minutes = {key: runtime_minutes(list(job.cells), config) for key, job in table.items()}
-    lines = [f"SLURM --time per training job: {min(minutes.values())}..{max(minutes.values())} minutes"
-             f" (prediction x {resources['train_runtime_safety']}, within [{resources['train_runtime_min']}, "
-             f"{resources['train_runtime_max']}])" if resources["train_runtime"] == "auto"
-             else f"SLURM --time per training job: {resources['train_runtime']} minutes (fixed by resources.train_runtime)"]
+    lines = [
+        f"SLURM --time per training job: {min(minutes.values())}..{max(minutes.values())} minutes"
+        f" (prediction x {resources['train_runtime_safety']}, within [{resources['train_runtime_min']}, "
+        f"{resources['train_runtime_max']}])"
+        if resources["train_runtime"] == "auto"
+        else f"SLURM --time per training job: {resources['train_runtime']} minutes (fixed by resources.train_runtime)"
+    ]
     safety = float(resources["train_runtime_safety"])
     capped = {key: math.ceil(table[key].seconds * safety / 60 / minutes[key]) for key in table}
     over = {key: attempts for key, attempts in capped.items() if attempts > 1}
     if over:
-        lines.append(f"{len(over)} jobs are predicted beyond their time limit: each continues from its epoch checkpoint when "
-                     f"Snakemake resubmits it; they need up to {max(over.values())} attempts, the SLURM profile allows "
-                     f"{1 + retries} (retries: {retries})")
+        lines.append(
+            f"{len(over)} jobs are predicted beyond their time limit: each continues from its epoch checkpoint when "
+            f"Snakemake resubmits it; they need up to {max(over.values())} attempts, the SLURM profile allows "
+            f"{1 + retries} (retries: {retries})"
+        )
         if max(over.values()) > 1 + retries:
-            lines.append(f"warning: raise --retries to at least {max(over.values()) - 1}, or resources.train_runtime_max")
+            lines.append(
+                f"warning: raise --retries to at least {max(over.values()) - 1}, or resources.train_runtime_max"
+            )
     stuck = [key for key, job in table.items() if job.seconds / max(1, job.epochs) > 60 * minutes[key]]
     if stuck:
-        lines.append(f"warning: {len(stuck)} jobs are predicted to take longer per epoch than their time limit, so no "
-                     f"attempt would reach a checkpoint (e.g. {stuck[0]}): raise resources.train_runtime_max")
+        lines.append(
+            f"warning: {len(stuck)} jobs are predicted to take longer per epoch than their time limit, so no "
+            f"attempt would reach a checkpoint (e.g. {stuck[0]}): raise resources.train_runtime_max"
+        )
     return lines
 
 
@@ -216,7 +253,13 @@ def profile_retries() -> int:
     return int(yaml.safe_load(SLURM_PROFILE.read_text()).get("retries", 0)) if SLURM_PROFILE.is_file() else 0
 
 
-def report(profile: str | Path, gpus: int = 1, device: str | None = None, csv_path: str | None = None, retries: int | None = None) -> str:
+def report(
+    profile: str | Path,
+    gpus: int = 1,
+    device: str | None = None,
+    csv_path: str | None = None,
+    retries: int | None = None,
+) -> str:
     """The plan as printed by `python -m skipinit plan`; also written to `csv_path`."""
     if gpus < 1:
         raise PlanError(f"--gpus {gpus}: give at least 1")
@@ -233,8 +276,13 @@ def report(profile: str | Path, gpus: int = 1, device: str | None = None, csv_pa
         raise PlanError(f"--profile {profile} plans no training jobs (its `experiments` are empty)")
     if csv_path:
         write_csv(rows, csv_path)
-    lines = [f"compute plan of {profile} on {gpus} GPU(s) of class {model.device_class}",
-             f"throughput model: {model.describe()}", "", format_table(rows), ""]
+    lines = [
+        f"compute plan of {profile} on {gpus} GPU(s) of class {model.device_class}",
+        f"throughput model: {model.describe()}",
+        "",
+        format_table(rows),
+        "",
+    ]
     lines += limits(resolved, profile_retries() if retries is None else retries)
     lines += [f"not modelled: {item}" for item in NOT_MODELLED]
     return "\n".join(lines)

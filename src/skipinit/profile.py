@@ -65,7 +65,9 @@ def load(path: str | os.PathLike) -> dict:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ProfileError(f"{where}: not valid YAML: {error.problem or error.context}") from None
     if not isinstance(config, dict):
-        raise ProfileError(f"{path}: a profile is a mapping of keys (name: ..., experiments: ...), not {type(config).__name__}")
+        raise ProfileError(
+            f"{path}: a profile is a mapping of keys (name: ..., experiments: ...), not {type(config).__name__}"
+        )
     return config
 
 
@@ -137,8 +139,11 @@ class Resolved:
             manifest.FILES: list(self.files),
             manifest.OVERRIDES: self.overrides,
             manifest.EXPERIMENTS: {
-                name: {"kind": specs[name]["kind"], "description": specs[name]["description"],
-                       "cells": list(dict.fromkeys(cell_id(cell) for cell in cells))}
+                name: {
+                    "kind": specs[name]["kind"],
+                    "description": specs[name]["description"],
+                    "cells": list(dict.fromkeys(cell_id(cell) for cell in cells)),
+                }
                 for name, cells in self.experiments.items()
             },
             manifest.PACKS: {key: [cell_id(cell) for cell in members] for key, members in self.packs.items()},
@@ -146,8 +151,9 @@ class Resolved:
         }
 
 
-def resolve(files: list[str | os.PathLike], overrides: dict | None = None, workdir: str | os.PathLike = ".",
-            data: bool = True) -> Resolved:
+def resolve(
+    files: list[str | os.PathLike], overrides: dict | None = None, workdir: str | os.PathLike = ".", data: bool = True
+) -> Resolved:
     """The profile of `files` (merged in order) with `overrides` (--config KEY=VALUE) on top; ProfileError in one line.
 
     Strict reading (`load`), the schema, its defaults, the semantic checks of `skipinit.config`
@@ -172,4 +178,6 @@ def resolve(files: list[str | os.PathLike], overrides: dict | None = None, workd
         check_config(config, planned, cells, workdir, data)
     except ConfigError as error:
         raise ProfileError(f"{where}: {error}") from None
-    return Resolved(files, copy.deepcopy(overrides or {}), config, planned, experiments, cells, packs(cells, config["pack"]))
+    return Resolved(
+        files, copy.deepcopy(overrides or {}), config, planned, experiments, cells, packs(cells, config["pack"])
+    )

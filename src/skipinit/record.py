@@ -16,9 +16,19 @@ from skipinit.vocab import CELL_SETTINGS
 
 FAILED = "failed"  # a status: the run failed for a reason other than training (out of memory, a device error)
 
-_ARROW_OF_KIND = {"str": pa.string(), "alpha": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+_ARROW_OF_KIND = {
+    "str": pa.string(),
+    "alpha": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+}
 CELL_COLUMNS = [(setting.name, _ARROW_OF_KIND[setting.kind]) for setting in CELL_SETTINGS]
-IDENTITY_COLUMNS = [("net", pa.string()), ("model", pa.string()), ("label", pa.string())]  # derived from the cell (grid)
+IDENTITY_COLUMNS = [
+    ("net", pa.string()),
+    ("model", pa.string()),
+    ("label", pa.string()),
+]  # derived from the cell (grid)
 
 
 def _column(arrow_type: pa.DataType, default=None, **kwargs):
@@ -90,6 +100,12 @@ def _arrow_fields(record_type) -> list[tuple[str, pa.DataType]]:
 
 
 RUNS_SCHEMA = pa.schema(
-    [("cell_id", pa.string()), *CELL_COLUMNS, *IDENTITY_COLUMNS, ("experiments", pa.list_(pa.string())), *_arrow_fields(RunResult)]
+    [
+        ("cell_id", pa.string()),
+        *CELL_COLUMNS,
+        *IDENTITY_COLUMNS,
+        ("experiments", pa.list_(pa.string())),
+        *_arrow_fields(RunResult),
+    ]
 )
 CURVES_SCHEMA = pa.schema([("cell_id", pa.string()), *CELL_COLUMNS, *IDENTITY_COLUMNS, *_arrow_fields(CurvePoint)])

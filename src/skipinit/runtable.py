@@ -29,16 +29,25 @@ def read_profile_name(path: str | Path) -> str:
     """The profile a Parquet file was written for, from its metadata (for figure provenance lines)."""
     name = (pq.read_schema(path).metadata or {}).get(PROFILE_KEY)
     if name is None:
-        raise ValueError(f"{path} does not say which profile wrote it (written by an older version): rebuild it with "
-                         "the workflow (make run)")
+        raise ValueError(
+            f"{path} does not say which profile wrote it (written by an older version): rebuild it with "
+            "the workflow (make run)"
+        )
     return name.decode()
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path, profile: str, schema: pa.Schema | None = None,
-                  metadata: dict[bytes, bytes] | None = None) -> None:
+def write_parquet(
+    frame: pd.DataFrame,
+    path: str | Path,
+    profile: str,
+    schema: pa.Schema | None = None,
+    metadata: dict[bytes, bytes] | None = None,
+) -> None:
     """`frame` as Parquet at `path` (atomically), in `schema` where given, with the profile's name in its metadata."""
     table = pa.Table.from_pandas(frame if schema is None else frame[schema.names], schema=schema, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROFILE_KEY: profile.encode(), **(metadata or {})})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), PROFILE_KEY: profile.encode(), **(metadata or {})}
+    )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -75,7 +84,8 @@ def best_lr_summary(runs: pd.DataFrame, group: list[str]) -> pd.DataFrame:
             columns=[*group, "best_lr", "test_acc_mean", "test_acc_std", "seeds", "diverged_runs", "lrs_tried"]
         )
     per_lr = (
-        scored(runs).groupby([*group, "lr"], dropna=False)
+        scored(runs)
+        .groupby([*group, "lr"], dropna=False)
         .agg(
             test_acc_mean=("score", "mean"),
             test_acc_std=("score", "std"),

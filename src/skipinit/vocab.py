@@ -13,13 +13,22 @@ from dataclasses import dataclass
 
 from skipinit import schema
 
-VARIANTS = ("batchnorm", "skipinit", "unnormalized", "scaled", "fixup", "plain")  # plain: unnormalized, no skip connections
+VARIANTS = (
+    "batchnorm",
+    "skipinit",
+    "unnormalized",
+    "scaled",
+    "fixup",
+    "plain",
+)  # plain: unnormalized, no skip connections
 ARCHS = ("wrn", "resnet50_v2")
 SCHEDULES = ("halving", "step", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the device computes it natively, else fp32
 EXPERIMENT_KINDS = ("depth", "batch_size", "regularization", "imagenet", "trainability", "generic")
 # trainability: a sweep over many depths and a few lrs; which depths each model still trains at
-SIGNAL_FIGURE_STEM = "signal_propagation"  # results/<name>/figures/<stem>.{png,pdf}: the signal rule's, read by the claims
+SIGNAL_FIGURE_STEM = (
+    "signal_propagation"  # results/<name>/figures/<stem>.{png,pdf}: the signal rule's, read by the claims
+)
 SIGNAL_MODELS = ("linear-unnormalized", "linear-batchnorm", "conv-batchnorm", "conv-skipinit", "conv-unnormalized")
 PACKED_KEYS = ("lr", "seed")  # members of one pack differ only in these
 ALPHA_SQRT_D = "1/sqrt(d)"  # SkipInit's upper bound on alpha for d residual blocks
@@ -132,8 +141,12 @@ class Setting:
             value = float(value)
             if not math.isfinite(value):
                 raise refusal
-        if ((self.minimum is not None and value < self.minimum) or (self.above is not None and value <= self.above)
-                or (self.below is not None and value >= self.below) or (self.maximum is not None and value > self.maximum)):
+        if (
+            (self.minimum is not None and value < self.minimum)
+            or (self.above is not None and value <= self.above)
+            or (self.below is not None and value >= self.below)
+            or (self.maximum is not None and value > self.maximum)
+        ):
             raise refusal
         return value
 
@@ -160,7 +173,9 @@ CELL_SETTINGS = (
 )
 SETTINGS = {setting.name: setting for setting in CELL_SETTINGS}
 _SCHEMA_DEFAULTS = schema.cell_setting_defaults()
-CELL_DEFAULTS = {setting.name: SETTINGS[setting.name].check(_SCHEMA_DEFAULTS[setting.name]) for setting in CELL_SETTINGS}
+CELL_DEFAULTS = {
+    setting.name: SETTINGS[setting.name].check(_SCHEMA_DEFAULTS[setting.name]) for setting in CELL_SETTINGS
+}
 CELL_KEYS = tuple(CELL_DEFAULTS)
 
 
@@ -169,7 +184,9 @@ def micro_batch_size(batch_size: int, micro_batch: int) -> int:
     if micro_batch <= 0 or micro_batch >= batch_size:
         return batch_size
     if batch_size % micro_batch:
-        raise ValueError(f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0")
+        raise ValueError(
+            f"micro_batch={micro_batch} does not divide batch_size={batch_size}; choose a divisor, or micro_batch: 0"
+        )
     return micro_batch
 
 
@@ -179,4 +196,6 @@ def check_pack(cells: list[dict]) -> None:
     for cell in cells[1:]:
         differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
         if differing:
-            raise ValueError(f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}")
+            raise ValueError(
+                f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}"
+            )

@@ -14,8 +14,7 @@ A claim made of several parts (one per model, depth or batch size) is reproduced
 part holds, not reproduced when one part fails, and inconclusive otherwise.
 """
 
-from skipinit.claims import run_checks, signal_checks  # noqa: F401  (importing them registers their checks)
-from skipinit.claims import depth_checks, lr_checks, regularization_checks, speed_checks  # noqa: F401
+from skipinit.claims import depth_checks, lr_checks, regularization_checks, run_checks, signal_checks, speed_checks  # noqa: F401  (importing them registers their checks)  # noqa: F401
 from skipinit.claims.judge import judge, judge_files, load_spec, write
 from skipinit.claims.markdown import markdown
 from skipinit.claims.registry import (

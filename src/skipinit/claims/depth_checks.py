@@ -101,9 +101,15 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
             "best_lr_by_depth": {str(int(d)): row["best_lr"] for d, row in table.iterrows()},
         }
     if largest[shallow][0] is None:
-        return INCONCLUSIVE, {**evidence, "reason": f"{shallow} surely trains at no depth of the sweep (shallowest {depths[0]})"}
+        return INCONCLUSIVE, {
+            **evidence,
+            "reason": f"{shallow} surely trains at no depth of the sweep (shallowest {depths[0]})",
+        }
     if largest[deep][0] is None:
-        return INCONCLUSIVE, {**evidence, "reason": f"{deep} surely trains at no depth of the sweep (shallowest {depths[0]})"}
+        return INCONCLUSIVE, {
+            **evidence,
+            "reason": f"{deep} surely trains at no depth of the sweep (shallowest {depths[0]})",
+        }
     ratio = [largest[deep][0] / largest[shallow][1], largest[deep][1] / largest[shallow][0]]
     evidence["ratio_range"] = ratio
 
@@ -120,8 +126,10 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
     )
     holds = within({"ci95": ratio}, params["min_ratio"], params["max_ratio"])
     if holds is None:
-        return verdict_of([Finding(None, f"{text}: the range straddles the band; more seeds or a deeper sweep would narrow it")],
-                          evidence)
+        return verdict_of(
+            [Finding(None, f"{text}: the range straddles the band; more seeds or a deeper sweep would narrow it")],
+            evidence,
+        )
     return verdict_of([Finding(holds, text)], evidence)
 
 
@@ -140,12 +148,17 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
     if rows.empty:
         return NOT_RUN, {"reason": f"no {model} net in signal.parquet"}
     if "skip_var_pooled" not in rows or rows["skip_var_pooled"].isna().all():
-        return INCONCLUSIVE, {"reason": "signal.parquet has no skip_var_pooled (measured by an older version): rerun the signal rule"}
+        return INCONCLUSIVE, {
+            "reason": "signal.parquet has no skip_var_pooled (measured by an older version): rerun the signal rule"
+        }
     rows = rows[rows["depth"] == rows["depth"].max()]
     curve = rows.groupby("block")[["skip_var_pooled", "bn_moving_var"]].mean()
     about = {"model": model, "blocks": len(curve), "seeds": int(rows["seed"].nunique())}
     if len(curve) < params["min_blocks"]:
-        return INCONCLUSIVE, {**about, "reason": f"the {model} net has {len(curve)} blocks, fewer than the {params['min_blocks']} needed"}
+        return INCONCLUSIVE, {
+            **about,
+            "reason": f"the {model} net has {len(curve)} blocks, fewer than the {params['min_blocks']} needed",
+        }
     blocks = curve.index.to_numpy(dtype=float)
     slope, intercept, r2 = fit_line(blocks, curve["skip_var_pooled"].to_numpy())
     moving_slope, _, moving_r2 = fit_line(blocks, curve["bn_moving_var"].to_numpy(), through_origin=True)
@@ -165,17 +178,30 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
     if len(seeds) < 2:
         reason = f"skip_var_pooled ~ {slope:.3g} l from one seed: a slope from one seed has no interval; measure 2 or more seeds"
         return INCONCLUSIVE, {**evidence, "reason": reason}
-    slopes = over_seeds([fit_line(c.index.to_numpy(dtype=float), c["skip_var_pooled"].to_numpy())[0] for c in seeds.values()])
-    ratios = over_seeds([float((c["bn_moving_var"] / c["skip_var_pooled"]).loc[params["ratio_from_block"] :].median())
-                         for c in seeds.values()])
+    slopes = over_seeds(
+        [fit_line(c.index.to_numpy(dtype=float), c["skip_var_pooled"].to_numpy())[0] for c in seeds.values()]
+    )
+    ratios = over_seeds(
+        [
+            float((c["bn_moving_var"] / c["skip_var_pooled"]).loc[params["ratio_from_block"] :].median())
+            for c in seeds.values()
+        ]
+    )
     evidence.update(pooled_slope=slopes, median_moving_over_pooled=ratios)
     slope_holds = within(slopes, low, high, open_high=True) if r2 >= params["min_r2"] else False
     ratio_holds = within(ratios, params["min_ratio"], 1.0, open_high=True)
     findings = [
         Finding(
             slope_holds,
-            finding_text(f"skip_var_pooled ~ {slope:.3g} l + {intercept:.3g}, R^2 {r2:.3f} (slope in [{low:g}, {high:g}), "
-                         f"R^2 >= {params['min_r2']:g}); per-seed slope", slopes, slope_holds, low, high, unit=""),
+            finding_text(
+                f"skip_var_pooled ~ {slope:.3g} l + {intercept:.3g}, R^2 {r2:.3f} (slope in [{low:g}, {high:g}), "
+                f"R^2 >= {params['min_r2']:g}); per-seed slope",
+                slopes,
+                slope_holds,
+                low,
+                high,
+                unit="",
+            ),
         ),
         Finding(
             moving_r2 >= params["min_r2"],
@@ -183,8 +209,15 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
         ),
         Finding(
             ratio_holds,
-            finding_text(f"bn_moving_var / skip_var_pooled from block {params['ratio_from_block']} (median in "
-                         f"[{params['min_ratio']:g}, 1)), per-seed median", ratios, ratio_holds, params["min_ratio"], 1.0, unit=""),
+            finding_text(
+                f"bn_moving_var / skip_var_pooled from block {params['ratio_from_block']} (median in "
+                f"[{params['min_ratio']:g}, 1)), per-seed median",
+                ratios,
+                ratio_holds,
+                params["min_ratio"],
+                1.0,
+                unit="",
+            ),
         ),
     ]
     return verdict_of(findings, evidence)
@@ -209,12 +242,19 @@ def optimal_lr_ratio_at_depths(runs: pd.DataFrame, params: dict) -> Verdict:
             continue
         rows = [tables[name].loc[depth] for name in names]
         low, high = lr_ratio_range(*rows)
-        evidence["depths"][str(depth)] = {**{name: at_best(row) for name, row in zip(names, rows)}, "lr_ratio_range": [low, high]}
+        evidence["depths"][str(depth)] = {
+            **{name: at_best(row) for name, row in zip(names, rows)},
+            "lr_ratio_range": [low, high],
+        }
         holds = within({"ci95": [low, high]}, params["min_ratio"], params["max_ratio"])
-        text = (f"depth {depth}: optimal lr {rows[0]['best_lr']:g} ({names[0]}) over {rows[1]['best_lr']:g} ({names[1]}), "
-                f"ratio in [{low:.3g}, {high:.3g}] (band [{params['min_ratio']:g}, {params['max_ratio']:g}])")
+        text = (
+            f"depth {depth}: optimal lr {rows[0]['best_lr']:g} ({names[0]}) over {rows[1]['best_lr']:g} ({names[1]}), "
+            f"ratio in [{low:.3g}, {high:.3g}] (band [{params['min_ratio']:g}, {params['max_ratio']:g}])"
+        )
         edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
-        findings.append(Finding(holds, text if holds is not None else f"{text}: {edges or 'the lrs within noise overlap the band'}"))
+        findings.append(
+            Finding(holds, text if holds is not None else f"{text}: {edges or 'the lrs within noise overlap the band'}")
+        )
     return verdict_of(findings, evidence)
 
 
@@ -231,14 +271,36 @@ def trails_with_smaller_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     rows = [tables[name].loc[depth] for name in names]
     low, high = lr_ratio_range(*rows)
     gap = gap_at(runs, params, tables, "depth", depth, names)
-    evidence = {"depth": depth, **{name: at_best(row) for name, row in zip(names, rows)}, "gap": gap,
-                "lr_ratio_range": [low, high], "min_gap_pp": params["min_gap_pp"], "min_lr_ratio": params["min_lr_ratio"]}
+    evidence = {
+        "depth": depth,
+        **{name: at_best(row) for name, row in zip(names, rows)},
+        "gap": gap,
+        "lr_ratio_range": [low, high],
+        "min_gap_pp": params["min_gap_pp"],
+        "min_lr_ratio": params["min_lr_ratio"],
+    }
     ratio_holds = True if low >= params["min_lr_ratio"] else False if high < params["min_lr_ratio"] else None
     gap_holds = within(gap, low=params["min_gap_pp"])
     edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
     lr_text = f"depth {depth}: optimal lr ratio {names[0]}/{names[1]} in [{low:.3g}, {high:.3g}] (needs >= {params['min_lr_ratio']:g})"
-    return verdict_of([
-        Finding(ratio_holds, lr_text if ratio_holds is not None else f"{lr_text}: {edges or 'the lrs within noise overlap the bound'}"),
-        Finding(gap_holds, finding_text(f"depth {depth}: {names[0]} over {names[1]}", gap, gap_holds, low=params["min_gap_pp"],
-                                        seconds_per_seed=gap["seconds_per_seed"])),
-    ], evidence)
+    return verdict_of(
+        [
+            Finding(
+                ratio_holds,
+                lr_text
+                if ratio_holds is not None
+                else f"{lr_text}: {edges or 'the lrs within noise overlap the bound'}",
+            ),
+            Finding(
+                gap_holds,
+                finding_text(
+                    f"depth {depth}: {names[0]} over {names[1]}",
+                    gap,
+                    gap_holds,
+                    low=params["min_gap_pp"],
+                    seconds_per_seed=gap["seconds_per_seed"],
+                ),
+            ),
+        ],
+        evidence,
+    )

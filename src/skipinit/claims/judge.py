@@ -11,7 +11,12 @@ import pandas as pd
 import yaml
 
 from skipinit.claims.markdown import markdown
-from skipinit.claims.registry import CHECKS, INCONCLUSIVE, NOT_RUN, SIGNAL  # filled by the check modules the package imports
+from skipinit.claims.registry import (
+    CHECKS,
+    INCONCLUSIVE,
+    NOT_RUN,
+    SIGNAL,
+)  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
 from skipinit.claims.stats import CONFIDENCE, family
 from skipinit.fileio import write_json, write_text
@@ -37,12 +42,16 @@ def load_spec(path: str | Path) -> dict:
             )
     noise = spec.get("noise") or {}
     if missing := [key for key in ("floors", "unmeasured_widening", "widening_source") if key not in noise]:
-        raise ValueError(f"{path}: `noise:` lacks {', '.join(missing)} (the seed-noise floors every interval pools with)")
+        raise ValueError(
+            f"{path}: `noise:` lacks {', '.join(missing)} (the seed-noise floors every interval pools with)"
+        )
     keys = ("where", "gap_sd_pp", "gap_df", "accuracy_sd_pp", "accuracy_df", "source")
     for index, floor in enumerate(noise["floors"] or [None]):
         if not isinstance(floor, dict) or (absent := [key for key in keys if key not in floor]):
-            raise ValueError(f"{path}: noise.floors[{index}] must give {', '.join(keys)}"
-                             + (f" (lacks {', '.join(absent)})" if isinstance(floor, dict) else ""))
+            raise ValueError(
+                f"{path}: noise.floors[{index}] must give {', '.join(keys)}"
+                + (f" (lacks {', '.join(absent)})" if isinstance(floor, dict) else "")
+            )
     return spec
 
 
@@ -75,7 +84,12 @@ def judge(
         frame = runs[runs["experiments"].map(lambda names: bool(set(names) & set(used)))]
         frame, short = within_budget(frame, claim["params"].get("min_epochs"))
         failures, frame = needed_failures(failed(frame), claim["params"], models), trained(frame)
-        params = {"models": models, "noise": noise, "curves": NO_CURVES if curves is None else curves, **claim["params"]}
+        params = {
+            "models": models,
+            "noise": noise,
+            "curves": NO_CURVES if curves is None else curves,
+            **claim["params"],
+        }
         figures = [f"figures/{name}.png" for name in used]
     verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params)
     if failures:
@@ -104,7 +118,10 @@ def judged_as_a_family(check, frame: pd.DataFrame, params: dict) -> tuple[str, d
             verdict, evidence = check(frame, params)
         parts = max(parts, int(evidence.get("parts", 1)))
     level = 100 * (1 - (1 - CONFIDENCE) / parts)
-    return verdict, {**evidence, "interval_level": f"{level:.4g}% per part ({parts} part(s); the claim at {100 * CONFIDENCE:g}%)"}
+    return verdict, {
+        **evidence,
+        "interval_level": f"{level:.4g}% per part ({parts} part(s); the claim at {100 * CONFIDENCE:g}%)",
+    }
 
 
 def needed_failures(failures: pd.DataFrame, params: dict, models: dict) -> list[dict]:
@@ -128,11 +145,16 @@ def _strings(value) -> list[str]:
 def failed_runs_verdict(verdict: str, evidence: dict, failures: list[dict]) -> tuple[str, dict]:
     """A claim that needs runs which failed for a reason other than training is undecided: those cells
     might have changed any part of it. Its verdict becomes inconclusive (not_run stays), naming them."""
-    reason = (f"{len(failures)} run(s) this claim needs failed for a reason other than training, so they are no "
-              f"evidence ({failures[0]['error']}): {', '.join(f['cell_id'] for f in failures)}; rerun them (make run "
-              "retrains only the failed packs)")
+    reason = (
+        f"{len(failures)} run(s) this claim needs failed for a reason other than training, so they are no "
+        f"evidence ({failures[0]['error']}): {', '.join(f['cell_id'] for f in failures)}; rerun them (make run "
+        "retrains only the failed packs)"
+    )
     return (verdict if verdict == NOT_RUN else INCONCLUSIVE), {
-        **evidence, "failed_runs": failures, "reason": f"{reason}; {evidence.get('reason', '')}".rstrip("; ")}
+        **evidence,
+        "failed_runs": failures,
+        "reason": f"{reason}; {evidence.get('reason', '')}".rstrip("; "),
+    }
 
 
 def within_budget(frame: pd.DataFrame, min_epochs: int | None) -> tuple[pd.DataFrame, int]:
@@ -169,8 +191,10 @@ def judge_files(runs_path: Path | None, curves_path: Path | None, signal_path: P
     Without runs.parquet (cells trained but not aggregated) every run claim is not_run; the signal
     claims are judged wherever signal.parquet is.
     """
-    present = {name: Path(path) if path and Path(path).exists() else None
-               for name, path in (("runs", runs_path), ("curves", curves_path), ("signal", signal_path))}
+    present = {
+        name: Path(path) if path and Path(path).exists() else None
+        for name, path in (("runs", runs_path), ("curves", curves_path), ("signal", signal_path))
+    }
     signal = pd.read_parquet(present["signal"]) if present["signal"] else NO_SIGNAL
     curves = pd.read_parquet(present["curves"]) if present["curves"] else NO_CURVES
     if present["runs"]:
@@ -186,14 +210,22 @@ def judge_files(runs_path: Path | None, curves_path: Path | None, signal_path: P
     return verdicts
 
 
-def write(runs_path: Path | None, curves_path: Path | None, signal_path: Path | None, claims_config: str | Path,
-          json_path: Path, md_path: Path) -> None:
+def write(
+    runs_path: Path | None,
+    curves_path: Path | None,
+    signal_path: Path | None,
+    claims_config: str | Path,
+    json_path: Path,
+    md_path: Path,
+) -> None:
     """Judge every claim of `claims_config` (`judge_files`); write claims.json and claims.md.
 
     Each entry records the claims file's sha256 (`claims_sha256`): which registered thresholds it was judged by.
     """
     digest = hashlib.sha256(Path(claims_config).read_bytes()).hexdigest()
-    verdicts = [{**entry, "claims_sha256": digest} for entry in judge_files(runs_path, curves_path, signal_path,
-                                                                            load_spec(claims_config))]
+    verdicts = [
+        {**entry, "claims_sha256": digest}
+        for entry in judge_files(runs_path, curves_path, signal_path, load_spec(claims_config))
+    ]
     write_json(json_path, verdicts)
     write_text(md_path, markdown(verdicts, claims_config))

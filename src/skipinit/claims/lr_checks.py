@@ -17,15 +17,15 @@ import pandas as pd
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
     at_best,
-    interior,
-    test_images,
     best_per,
     common_values,
     edge_text,
+    interior,
     lr_ratio_range,
     optimum_range,
     preflight,
     select,
+    test_images,
 )
 from skipinit.claims.stats import NoiseModel, accuracy, within
 from skipinit.runtable import scored
@@ -88,7 +88,9 @@ def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from
         for name, per_batch in stable.items()
         for batch_size, bounds in per_batch.items()
     )
-    reason = f"{evidence['reason']}; the largest stable lr, measured at any budget: {text}" if text else evidence["reason"]
+    reason = (
+        f"{evidence['reason']}; the largest stable lr, measured at any budget: {text}" if text else evidence["reason"]
+    )
     return verdict, {**evidence, "stable": stable, "reason": reason}
 
 

@@ -29,8 +29,11 @@ def measure_floors(runs: pd.DataFrame, source: str) -> list[dict]:
         accuracy_df = gap_df = 0
         for _, at_lr in rows.groupby("lr"):
             # A model with a diverged seed at this lr is left out: its 0 beside a live run measures divergence, not noise.
-            per_model = {model: group.set_index("seed")["score"] for model, group in at_lr.groupby(list(MODEL_KEYS))
-                         if not group["diverged"].any()}
+            per_model = {
+                model: group.set_index("seed")["score"]
+                for model, group in at_lr.groupby(list(MODEL_KEYS))
+                if not group["diverged"].any()
+            }
             seeds = sorted(set.intersection(*(set(scores.index) for scores in per_model.values())))
             if len(seeds) < 2 or len(per_model) < 2:
                 continue
@@ -43,10 +46,14 @@ def measure_floors(runs: pd.DataFrame, source: str) -> list[dict]:
             accuracy_df += len(per_model) * (len(seeds) - 1)
             gap_df += (len(per_model) - 1) * (len(seeds) - 1)
         if accuracy_df:
-            floors.append({
-                "where": {key: int(value) for key, value in zip(FLOOR_KEYS, setting)},
-                "gap_sd_pp": round(math.sqrt(gap_ss / gap_df), 2), "gap_df": gap_df,
-                "accuracy_sd_pp": round(math.sqrt(accuracy_ss / accuracy_df), 2), "accuracy_df": accuracy_df,
-                "source": source,
-            })
+            floors.append(
+                {
+                    "where": {key: int(value) for key, value in zip(FLOOR_KEYS, setting)},
+                    "gap_sd_pp": round(math.sqrt(gap_ss / gap_df), 2),
+                    "gap_df": gap_df,
+                    "accuracy_sd_pp": round(math.sqrt(accuracy_ss / accuracy_df), 2),
+                    "accuracy_df": accuracy_df,
+                    "source": source,
+                }
+            )
     return floors

@@ -5,8 +5,8 @@ A check is registered under its function name, the name a claim's `check:` uses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 

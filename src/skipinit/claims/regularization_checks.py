@@ -7,7 +7,6 @@ Accuracy gaps pair the models by seed and are decided by their 95% interval (`st
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
@@ -28,11 +27,14 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
     if not batch_sizes:
         return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
     train_from = params["chance_acc"] + params["train_margin_pp"]
-    findings, evidence = [], {
-        "trains_from": train_from,
-        "drop_range_pp": [params["min_drop_pp"], params["max_drop_pp"]],
-        "batch_sizes": {},
-    }
+    findings, evidence = (
+        [],
+        {
+            "trains_from": train_from,
+            "drop_range_pp": [params["min_drop_pp"], params["max_drop_pp"]],
+            "batch_sizes": {},
+        },
+    )
     for batch_size in batch_sizes:
         kept, removed = tables[params["with"]].loc[batch_size], tables[params["without"]].loc[batch_size]
         drop = gap_at(runs, params, tables, "batch_size", batch_size, (params["with"], params["without"]))
@@ -43,7 +45,9 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
             "drop": drop,
         }
         removed_rows = select(runs, params, params["without"])
-        removed_accuracy = accuracy_at(removed_rows[removed_rows["batch_size"] == batch_size], params, removed["best_lr"])
+        removed_accuracy = accuracy_at(
+            removed_rows[removed_rows["batch_size"] == batch_size], params, removed["best_lr"]
+        )
         evidence["batch_sizes"][str(batch_size)]["trains"] = removed_accuracy
         trains = within(removed_accuracy, low=train_from)
         band = (params["min_drop_pp"], params["max_drop_pp"])
@@ -89,7 +93,9 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     holds = within(shrink, low=params["min_shrink_pp"])
     leads = f"{names[1]} by {lead_plain:+.1f} pp and {names[2]} by {lead_regularized:+.1f} pp"
     text = f"batch {batch_size}: {names[0]} leads {leads}; the lead shrinks by"
-    finding = finding_text(text, shrink, holds, low=params["min_shrink_pp"], seconds_per_seed=shrink["seconds_per_seed"])
+    finding = finding_text(
+        text, shrink, holds, low=params["min_shrink_pp"], seconds_per_seed=shrink["seconds_per_seed"]
+    )
     return verdict_of([Finding(holds, finding)], evidence)
 
 
@@ -124,7 +130,12 @@ def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verd
     narrower = train_test[names[0]] < train_test[names[1]]
     if holds and not narrower:
         return verdict_of(
-            [Finding(False, f"{finding}, but with a train/test gap no narrower ({gaps}): better fitting, not regularization")],
+            [
+                Finding(
+                    False,
+                    f"{finding}, but with a train/test gap no narrower ({gaps}): better fitting, not regularization",
+                )
+            ],
             evidence,
         )
     return verdict_of([Finding(holds, f"{finding} (train/test gaps: {gaps})")], evidence)

@@ -26,7 +26,15 @@ from skipinit.claims.selection import (
     select,
     test_images,
 )
-from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, pooled, undecided_text, within
+from skipinit.claims.stats import (
+    NoiseModel,
+    binomial_variance_pp,
+    describe,
+    finding_text,
+    pooled,
+    undecided_text,
+    within,
+)
 from skipinit.runtable import best_lr_summary
 
 
@@ -50,12 +58,15 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
     deepest = runs[runs["depth"] == depth]
     chance = params["chance_acc"]
     fail_below, train_from = chance + params["fail_margin_pp"], chance + params["train_margin_pp"]
-    findings, evidence = [], {
-        "depth": depth,
-        "chance_acc": chance,
-        "fails_below": fail_below,
-        "trains_from": train_from,
-    }
+    findings, evidence = (
+        [],
+        {
+            "depth": depth,
+            "chance_acc": chance,
+            "fails_below": fail_below,
+            "trains_from": train_from,
+        },
+    )
     expectations = [(name, False) for name in params["must_fail"]] + [(name, True) for name in params["must_train"]]
     for name, should_train in expectations:
         rows = select(deepest, params, name)
@@ -64,7 +75,12 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
             continue
         best = best_lr_summary(rows, ["depth"]).iloc[0]
         estimate = accuracy_at(rows, params, best["best_lr"], int(best["lrs_tried"]))
-        evidence[name] = {**at_best(best), "accuracy": estimate, "runs": len(rows), "diverged_runs": int(rows["diverged"].sum())}
+        evidence[name] = {
+            **at_best(best),
+            "accuracy": estimate,
+            "runs": len(rows),
+            "diverged_runs": int(rows["diverged"].sum()),
+        }
         lrs = int(best["lrs_tried"])
         trains, fails = within(estimate, low=train_from), within(estimate, high=fail_below)
         outcome = "trains" if trains else "fails" if fails else "neither surely trains nor surely fails"
@@ -105,9 +121,15 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
             "gap": gap,
         }
         holds = within(gap, high=params["max_gap_pp"])
-        text = f"{label} {value}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
-        findings.append(Finding(holds, finding_text(text, gap, holds, high=params["max_gap_pp"],
-                                                    seconds_per_seed=gap["seconds_per_seed"])))
+        text = (
+            f"{label} {value}: {candidate} {cand['test_acc_mean']:.1f}% vs {reference} {ref['test_acc_mean']:.1f}%, gap"
+        )
+        findings.append(
+            Finding(
+                holds,
+                finding_text(text, gap, holds, high=params["max_gap_pp"], seconds_per_seed=gap["seconds_per_seed"]),
+            )
+        )
     evidence[f"{candidate}_test_acc_at_largest_{key}"] = tables[candidate].loc[values[-1], "test_acc_mean"]
     return verdict_of(findings, evidence)
 
@@ -262,11 +284,24 @@ def growth_estimate(runs: pd.DataFrame, params: dict, tables: dict, names: tuple
     per_seed = (lead(large) - lead(small)).dropna()
     noise, binomial, picked, floors = NoiseModel.from_params(params), 0.0, 1, []
     for batch_size in batch_sizes:
-        floors.append(noise.floor_for(pd.concat([select(runs, params, name) for name in names]).query("batch_size == @batch_size")))
+        floors.append(
+            noise.floor_for(
+                pd.concat([select(runs, params, name) for name in names]).query("batch_size == @batch_size")
+            )
+        )
         for name in names:
             rows = select(runs, params, name)
             rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
             binomial += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), test_images(rows))
             picked *= int(tables[name].loc[batch_size, "lrs_near"])
     floor = max(floors, key=lambda f: f.gap_sd_pp)
-    return pooled(per_seed.to_numpy(), 2**0.5 * floor.gap_sd_pp, floor.gap_df, binomial, "paired seeds", floor.source, picked, True)
+    return pooled(
+        per_seed.to_numpy(),
+        2**0.5 * floor.gap_sd_pp,
+        floor.gap_df,
+        binomial,
+        "paired seeds",
+        floor.source,
+        picked,
+        True,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -43,9 +43,11 @@ def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFr
     ends = rows.groupby(key)["lr"].agg(lr_min="min", lr_max="max")
     table = best_lr_summary(rows, [key]).set_index(key).join(ends)
     near = {value: near_best(rows[rows[key] == value], params, table.loc[value, "best_lr"]) for value in table.index}
-    return table.assign(lr_low=pd.Series({value: min(lrs) for value, lrs in near.items()}, dtype=float),
-                        lr_high=pd.Series({value: max(lrs) for value, lrs in near.items()}, dtype=float),
-                        lrs_near=pd.Series({value: len(lrs) for value, lrs in near.items()}, dtype=int))
+    return table.assign(
+        lr_low=pd.Series({value: min(lrs) for value, lrs in near.items()}, dtype=float),
+        lr_high=pd.Series({value: max(lrs) for value, lrs in near.items()}, dtype=float),
+        lrs_near=pd.Series({value: len(lrs) for value, lrs in near.items()}, dtype=int),
+    )
 
 
 def score_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -65,9 +67,16 @@ def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
     table = score_table(rows)
     images = rows.groupby("lr")["test_images"].min() if "test_images" in rows else pd.Series(dtype=float)
     floor, best = NoiseModel.from_params(params).floor_for(rows), table[best_lr].dropna()
-    kept = [lr for lr in table.columns if lr == best_lr or within(
-        paired_gap(best, table[lr].dropna(), floor, (images.get(best_lr), images.get(lr)), len(table.columns)),
-        low=0.0) is not True]
+    kept = [
+        lr
+        for lr in table.columns
+        if lr == best_lr
+        or within(
+            paired_gap(best, table[lr].dropna(), floor, (images.get(best_lr), images.get(lr)), len(table.columns)),
+            low=0.0,
+        )
+        is not True
+    ]
     return [float(lr) for lr in kept]
 
 
@@ -124,8 +133,13 @@ def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, name
     held = [held_out(sweep) for sweep in sweeps]
     if all(choice is not None for choice in held):
         gap = paired_gap(held[0][0], held[1][0], floor, (test_images(sweeps[0]), test_images(sweeps[1])))
-        gap = {**gap, "method": gap["method"] + "; each seed's lr chosen on the other seeds",
-               "lr_by_seed": {name: {str(seed): lr for seed, lr in choice[1].items()} for name, choice in zip(names, held)}}
+        gap = {
+            **gap,
+            "method": gap["method"] + "; each seed's lr chosen on the other seeds",
+            "lr_by_seed": {
+                name: {str(seed): lr for seed, lr in choice[1].items()} for name, choice in zip(names, held)
+            },
+        }
     else:
         rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
         scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
@@ -176,8 +190,11 @@ def interior(row: pd.Series) -> bool:
 def edge_text(name: str, row: pd.Series) -> str:
     if row["lr_min"] == row["lr_max"]:
         return f"{name}: only one learning rate tried ({row['best_lr']:g})"
-    near = (f"best lr {row['best_lr']:g} is" if row["lr_low"] == row["lr_high"]
-            else f"the lrs within noise of the best ({row['lr_low']:g}..{row['lr_high']:g}) reach")
+    near = (
+        f"best lr {row['best_lr']:g} is"
+        if row["lr_low"] == row["lr_high"]
+        else f"the lrs within noise of the best ({row['lr_low']:g}..{row['lr_high']:g}) reach"
+    )
     return f"{name}: {near} at the edge of the grid [{row['lr_min']:g}, {row['lr_max']:g}]"
 
 

@@ -9,7 +9,7 @@ seed gives no interval, and its claim stays inconclusive.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,9 @@ def deepest_net(signal: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict]:
     """
     rows = signal[signal["model"] == model]
     rows = rows[rows["depth"] == rows["depth"].max()]
-    variances = [column for column in ("skip_var", "skip_var_pooled", "branch_var") if column in rows]  # pooled: newer files
+    variances = [
+        column for column in ("skip_var", "skip_var_pooled", "branch_var") if column in rows
+    ]  # pooled: newer files
     with np.errstate(divide="ignore"):
         logs = rows.assign(**{column: np.log(rows[column]) for column in variances})
     curve = np.exp(logs.groupby("block")[variances].mean())
@@ -64,10 +66,15 @@ def seed_interval(values: list[float], what: str) -> tuple[dict | None, str | No
     return over_seeds(values), None
 
 
-def too_shallow(about: dict, min_blocks: int, curve: pd.DataFrame | None = None, statistic: str | None = None) -> Verdict | None:
+def too_shallow(
+    about: dict, min_blocks: int, curve: pd.DataFrame | None = None, statistic: str | None = None
+) -> Verdict | None:
     """Why the net cannot decide a claim: absent, fewer blocks than needed, or a statistic its file lacks."""
     if statistic is not None and about["blocks"] and statistic not in curve:
-        return INCONCLUSIVE, {**about, "reason": f"signal.parquet has no {statistic} (measured by an older version): rerun the signal rule"}
+        return INCONCLUSIVE, {
+            **about,
+            "reason": f"signal.parquet has no {statistic} (measured by an older version): rerun the signal rule",
+        }
     if about["blocks"] == 0:
         return NOT_RUN, {**about, "reason": f"no {about['model']} net in signal.parquet"}
     if about["blocks"] < min_blocks:
@@ -93,21 +100,37 @@ def variance_follows_law(signal: pd.DataFrame, params: dict) -> Verdict:
     for seed, seed_curve in per_seed_curves(signal, params["model"], [statistic]).items():
         observed = seed_curve[statistic].loc[: params["blocks"]]
         with np.errstate(divide="ignore"):
-            worst[seed] = float(np.max(np.abs(np.log(observed.to_numpy() / LAWS[law](observed.index.to_numpy(dtype=float))))))
+            worst[seed] = float(
+                np.max(np.abs(np.log(observed.to_numpy() / LAWS[law](observed.index.to_numpy(dtype=float)))))
+            )
     blocks = int(curve[statistic].loc[: params["blocks"]].shape[0])
-    evidence = {**about, "statistic": statistic, "law": law, "blocks_checked": blocks, "max_ratio": max_ratio,
-                "worst_factor_by_seed": {str(seed): math.exp(value) for seed, value in worst.items()}}
+    evidence = {
+        **about,
+        "statistic": statistic,
+        "law": law,
+        "blocks_checked": blocks,
+        "max_ratio": max_ratio,
+        "worst_factor_by_seed": {str(seed): math.exp(value) for seed, value in worst.items()},
+    }
     head = f"{statistic} / {law} over blocks 1-{blocks}: worst factor per seed"
     estimate, missing = seed_interval(list(worst.values()), "the worst factor")
     if missing:
         return verdict_of([Finding(None, f"{head} {math.exp(next(iter(worst.values()))):.3g}: {missing}")], evidence)
-    factor = {**estimate, "mean": math.exp(estimate["mean"]), "ci95": [math.exp(v) for v in estimate["ci95"]],
-              "sd_log": estimate["sd"]}
+    factor = {
+        **estimate,
+        "mean": math.exp(estimate["mean"]),
+        "ci95": [math.exp(v) for v in estimate["ci95"]],
+        "sd_log": estimate["sd"],
+    }
     evidence["worst_factor"] = factor
     holds = within(estimate, high=math.log(max_ratio))
     low, high = factor["ci95"]
-    text = f"{head} {factor['mean']:.3g} (95% CI {low:.3g}..{high:.3g}, {estimate['seeds']} seeds; needs <= {max_ratio:g})"
-    return verdict_of([Finding(holds, text if holds is not None else f"{text}: the interval straddles the bound")], evidence)
+    text = (
+        f"{head} {factor['mean']:.3g} (95% CI {low:.3g}..{high:.3g}, {estimate['seeds']} seeds; needs <= {max_ratio:g})"
+    )
+    return verdict_of(
+        [Finding(holds, text if holds is not None else f"{text}: the interval straddles the bound")], evidence
+    )
 
 
 @check
@@ -118,17 +141,27 @@ def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
         return early
     values = curve[params["statistic"]]
     slope, intercept, r2 = fit_line(values.index.to_numpy(dtype=float), values.to_numpy())
-    slopes = [fit_line(c.index.to_numpy(dtype=float), c[params["statistic"]].to_numpy())[0]
-              for c in per_seed_curves(signal, params["model"], [params["statistic"]]).values()]
+    slopes = [
+        fit_line(c.index.to_numpy(dtype=float), c[params["statistic"]].to_numpy())[0]
+        for c in per_seed_curves(signal, params["model"], [params["statistic"]]).values()
+    ]
     estimate, missing = seed_interval(slopes, "the slope")
-    evidence = {**about, "statistic": params["statistic"], "slope": estimate or slope, "intercept": intercept, "r2": r2,
-                "min_r2": params["min_r2"]}
+    evidence = {
+        **about,
+        "statistic": params["statistic"],
+        "slope": estimate or slope,
+        "intercept": intercept,
+        "r2": r2,
+        "min_r2": params["min_r2"],
+    }
     text = f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} (needs slope > 0, R^2 >= {params['min_r2']:g})"
     if missing:
         return verdict_of([Finding(None, f"{text}: {missing}")], evidence)
     positive = within(estimate, low=0.0)
     holds = positive if r2 >= params["min_r2"] or positive is not True else False
-    return verdict_of([Finding(holds, finding_text(f"{text}; per-seed slope", estimate, holds, low=0.0, unit=""))], evidence)
+    return verdict_of(
+        [Finding(holds, finding_text(f"{text}; per-seed slope", estimate, holds, low=0.0, unit=""))], evidence
+    )
 
 
 @check
@@ -154,7 +187,7 @@ def branch_downscaled_by_sqrt_depth(signal: pd.DataFrame, params: dict) -> Verdi
             evidence[net] = about
             continue
         exponents = [
-            sqrt_exponent(seed_curve.loc[params["fit_from_block"]:])
+            sqrt_exponent(seed_curve.loc[params["fit_from_block"] :])
             for seed_curve in per_seed_curves(signal, net, ["skip_var", "branch_var"]).values()
         ]
         estimate, missing = seed_interval(exponents, f"{net}: the exponent")

@@ -33,7 +33,9 @@ def seed_curves(runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: st
     seed_of = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == lr)].set_index("cell_id")["seed"]
     points = curves[curves["cell_id"].isin(set(seed_of.index))].dropna(subset=["test_acc"])
     points = points.assign(run_seed=points["cell_id"].map(seed_of))
-    return {int(seed): group.groupby("step")["test_acc"].mean().sort_index() for seed, group in points.groupby("run_seed")}
+    return {
+        int(seed): group.groupby("step")["test_acc"].mean().sort_index() for seed, group in points.groupby("run_seed")
+    }
 
 
 def steps_to(curve: pd.Series, target: float) -> float:
@@ -78,7 +80,10 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         "target_test_acc": target,
         "speedup_bounds": bounds,
         "evaluations": evaluations,
-        **{name: {**at_best(best[name]), "steps_to_target_by_seed": {str(k): v for k, v in steps[name].items()}} for name in names},
+        **{
+            name: {**at_best(best[name]), "steps_to_target_by_seed": {str(k): v for k, v in steps[name].items()}}
+            for name in names
+        },
     }
     if evaluations < params["min_evaluations"]:
         reason = f"the curves hold {evaluations} evaluation(s), fewer than the {params['min_evaluations']} a speed comparison needs"
@@ -88,16 +93,25 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         return verdict_of([Finding(None, f"{head}: a seed's curve never reaches the target")], evidence)
     firsts = [all(steps[name][seed] == float(per_seed[name][seed].index[0]) for name in names) for seed in seeds]
     if all(firsts):
-        return verdict_of([Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence)
+        return verdict_of(
+            [Finding(None, f"{head}: both reach it at their first evaluation, too coarse to compare")], evidence
+        )
     ratios = [steps[names[1]][seed] / steps[names[0]][seed] for seed in seeds]
     if len(ratios) < 2:
-        reason = f"{head} (speedup {ratios[0]:.2f} on one seed): one seed gives the speedup no interval; run 2 or more seeds"
+        reason = (
+            f"{head} (speedup {ratios[0]:.2f} on one seed): one seed gives the speedup no interval; run 2 or more seeds"
+        )
         return verdict_of([Finding(None, reason)], {**evidence, "speedup": ratios[0]})
     # Each count is read at an evaluation: the true step lies up to one evaluation interval earlier, so the
     # log speedup (candidate over reference) may be lower by the candidate's share, higher by the reference's.
     share = {name: np.mean([earlier_by(per_seed[name][seed], steps[name][seed]) for seed in seeds]) for name in names}
     logs = over_seeds(np.log(ratios), "paired seeds, on log speedup", bracket=(share[names[1]], share[names[0]]))
-    speedup = {**logs, "mean": math.exp(logs["mean"]), "ci95": [math.exp(v) for v in logs["ci95"]], "sd_log": logs["sd"]}
+    speedup = {
+        **logs,
+        "mean": math.exp(logs["mean"]),
+        "ci95": [math.exp(v) for v in logs["ci95"]],
+        "sd_log": logs["sd"],
+    }
     evidence["speedup"] = speedup
     holds = within(speedup, *bounds)
     low, high = speedup["ci95"]

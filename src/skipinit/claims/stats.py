@@ -90,8 +90,19 @@ class NoiseModel:
 
     @classmethod
     def from_spec(cls, noise: dict) -> NoiseModel:
-        floors = tuple((dict(entry["where"]), Floor(float(entry["gap_sd_pp"]), int(entry["gap_df"]), float(entry["accuracy_sd_pp"]),
-                                                    int(entry["accuracy_df"]), str(entry["source"]))) for entry in noise["floors"])
+        floors = tuple(
+            (
+                dict(entry["where"]),
+                Floor(
+                    float(entry["gap_sd_pp"]),
+                    int(entry["gap_df"]),
+                    float(entry["accuracy_sd_pp"]),
+                    int(entry["accuracy_df"]),
+                    str(entry["source"]),
+                ),
+            )
+            for entry in noise["floors"]
+        )
         return cls(floors, float(noise["unmeasured_widening"]), str(noise["widening_source"]))
 
     def floor_for(self, rows: pd.DataFrame) -> Floor:
@@ -101,8 +112,13 @@ class NoiseModel:
                 return floor
         where, floor = max(self.floors, key=lambda entry: entry[1].accuracy_sd_pp)
         at = ", ".join(f"{key} {value}" for key, value in where.items())
-        return Floor(floor.gap_sd_pp * self.widening, floor.gap_df, floor.accuracy_sd_pp * self.widening, floor.accuracy_df,
-                     f"unmeasured in this setting: the floor of {at} widened x{self.widening:g} ({self.widening_source})")
+        return Floor(
+            floor.gap_sd_pp * self.widening,
+            floor.gap_df,
+            floor.accuracy_sd_pp * self.widening,
+            floor.accuracy_df,
+            f"unmeasured in this setting: the floor of {at} widened x{self.widening:g} ({self.widening_source})",
+        )
 
 
 def binomial_variance_pp(accuracy_pp: float, test_images: float | None) -> float:
@@ -115,8 +131,16 @@ def binomial_variance_pp(accuracy_pp: float, test_images: float | None) -> float
     return 1e4 * p * (1.0 - p) / n
 
 
-def pooled(values, floor_sd: float, floor_df: int, extra_variance: float, what: str, floor_source: str,
-           selected_from: int = 1, paired: bool = False) -> dict:
+def pooled(
+    values,
+    floor_sd: float,
+    floor_df: int,
+    extra_variance: float,
+    what: str,
+    floor_source: str,
+    selected_from: int = 1,
+    paired: bool = False,
+) -> dict:
     """The t-interval of the mean of per-seed `values`: their spread pooled with a floor (sd, df), plus `extra_variance`."""
     values = np.asarray(values, dtype=float)
     n = len(values)
@@ -127,10 +151,22 @@ def pooled(values, floor_sd: float, floor_df: int, extra_variance: float, what: 
     mean = float(values.mean())
     half = t_quantile(df, selected_from) * se
     picked = f", simultaneous over the {selected_from} lrs it was selected from" if selected_from > 1 else ""
-    method = (f"t over {n} {what} pooled with a seed floor of {floor_sd:.3g} pp ({floor_df} df; {floor_source}), "
-              f"plus the test-set binomial error ({df} df{picked})")
-    return {"mean": mean, "sd": math.sqrt(variance), "ci95": [mean - half, mean + half], "seeds": n, "df": df,
-            "floor_df": floor_df, "extra_variance": extra_variance, "method": method, "single_seed": n == 1, "paired": paired}
+    method = (
+        f"t over {n} {what} pooled with a seed floor of {floor_sd:.3g} pp ({floor_df} df; {floor_source}), "
+        f"plus the test-set binomial error ({df} df{picked})"
+    )
+    return {
+        "mean": mean,
+        "sd": math.sqrt(variance),
+        "ci95": [mean - half, mean + half],
+        "seeds": n,
+        "df": df,
+        "floor_df": floor_df,
+        "extra_variance": extra_variance,
+        "method": method,
+        "single_seed": n == 1,
+        "paired": paired,
+    }
 
 
 def over_seeds(values, what: str = "seeds", bracket: tuple[float, float] = (0.0, 0.0)) -> dict:
@@ -143,14 +179,30 @@ def over_seeds(values, what: str = "seeds", bracket: tuple[float, float] = (0.0,
         raise ValueError(f"an interval over seeds needs two or more values, got {n}")
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     half = t_quantile(n - 1) * sd / math.sqrt(n)
-    resolution = f", widened by the measurement's resolution (-{bracket[0]:.3g}, +{bracket[1]:.3g})" if any(bracket) else ""
-    return {"mean": mean, "sd": sd, "ci95": [mean - half - bracket[0], mean + half + bracket[1]], "seeds": n, "df": n - 1,
-            "floor_df": 0, "extra_variance": 0.0, "method": f"t over {n} {what}{resolution}", "single_seed": False,
-            "paired": "paired" in what}
+    resolution = (
+        f", widened by the measurement's resolution (-{bracket[0]:.3g}, +{bracket[1]:.3g})" if any(bracket) else ""
+    )
+    return {
+        "mean": mean,
+        "sd": sd,
+        "ci95": [mean - half - bracket[0], mean + half + bracket[1]],
+        "seeds": n,
+        "df": n - 1,
+        "floor_df": 0,
+        "extra_variance": 0.0,
+        "method": f"t over {n} {what}{resolution}",
+        "single_seed": False,
+        "paired": "paired" in what,
+    }
 
 
-def paired_gap(reference: pd.Series, candidate: pd.Series, floor: Floor,
-               test_images: tuple[float | None, float | None] = (None, None), selected_from: int = 1) -> dict:
+def paired_gap(
+    reference: pd.Series,
+    candidate: pd.Series,
+    floor: Floor,
+    test_images: tuple[float | None, float | None] = (None, None),
+    selected_from: int = 1,
+) -> dict:
     """reference - candidate, paired by seed (the Series' index, values in pp): the per-seed differences pooled
     with the gap floor, plus both sides' binomial errors (`test_images`: each side's test-set size)."""
     seeds = sorted(set(reference.index) & set(candidate.index))
@@ -161,14 +213,23 @@ def paired_gap(reference: pd.Series, candidate: pd.Series, floor: Floor,
         means = float(reference.mean()), float(candidate.mean())
         differences = [means[0] - means[1]]
     binomial = sum(binomial_variance_pp(mean, n) for mean, n in zip(means, test_images))
-    return pooled(differences, floor.gap_sd_pp, floor.gap_df, binomial, "paired seeds", floor.source, selected_from, paired=True)
+    return pooled(
+        differences, floor.gap_sd_pp, floor.gap_df, binomial, "paired seeds", floor.source, selected_from, paired=True
+    )
 
 
 def accuracy(scores: pd.Series, floor: Floor, test_images: float | None = None, selected_from: int = 1) -> dict:
     """One model's accuracy at one setting: its seeds pooled with the accuracy floor, plus the binomial error."""
     mean = float(scores.mean())
-    return pooled(scores.to_numpy(float), floor.accuracy_sd_pp, floor.accuracy_df, binomial_variance_pp(mean, test_images),
-                  "seeds", floor.source, selected_from)
+    return pooled(
+        scores.to_numpy(float),
+        floor.accuracy_sd_pp,
+        floor.accuracy_df,
+        binomial_variance_pp(mean, test_images),
+        "seeds",
+        floor.source,
+        selected_from,
+    )
 
 
 def within(estimate: dict, low: float = -math.inf, high: float = math.inf, open_high: bool = False) -> bool | None:
@@ -199,12 +260,16 @@ def seeds_to_decide(estimate: dict, low: float = -math.inf, high: float = math.i
     return None
 
 
-def decide_text(estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None) -> str:
+def decide_text(
+    estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None
+) -> str:
     """What would decide an undecided estimate: the (paired) seeds, and what they cost where known."""
     seeds = seeds_to_decide(estimate, low, high)
     if seeds is None:
-        return (f"no seed count decides it at sd {estimate['sd']:.2g}: the mean sits on the band's edge, or the test "
-                "set's own error is as wide (more test images would)")
+        return (
+            f"no seed count decides it at sd {estimate['sd']:.2g}: the mean sits on the band's edge, or the test "
+            "set's own error is as wide (more test images would)"
+        )
     what = "paired seeds" if estimate.get("paired") else "seeds"
     text = f"about {seeds} {what} at sd {estimate['sd']:.2g} would decide it"
     if seconds_per_seed and seeds > estimate["seeds"]:
@@ -213,7 +278,9 @@ def decide_text(estimate: dict, low: float = -math.inf, high: float = math.inf, 
     return text
 
 
-def undecided_text(estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None) -> str:
+def undecided_text(
+    estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None
+) -> str:
     return f"the 95% interval straddles the band; {decide_text(estimate, low, high, seconds_per_seed)}"
 
 
@@ -225,8 +292,15 @@ def describe(estimate: dict, unit: str = " pp") -> str:
     return f"{number.format(estimate['mean'])}{unit} (95% CI {number.format(lower)}..{number.format(upper)}, {seeds}, {estimate['df']} df)"
 
 
-def finding_text(text: str, estimate: dict, holds: bool | None, low: float = -math.inf, high: float = math.inf,
-                 seconds_per_seed: float | None = None, unit: str = " pp") -> str:
+def finding_text(
+    text: str,
+    estimate: dict,
+    holds: bool | None,
+    low: float = -math.inf,
+    high: float = math.inf,
+    seconds_per_seed: float | None = None,
+    unit: str = " pp",
+) -> str:
     """A comparison's finding: the estimate with its interval, and for an undecided one what would decide it."""
     if holds is None:
         return f"{text} {describe(estimate, unit)}: {undecided_text(estimate, low, high, seconds_per_seed)}"

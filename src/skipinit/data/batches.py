@@ -18,7 +18,9 @@ import torch
 
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (cell seed, epoch, purpose): no saved RNG state needed."""
-    return int(np.random.SeedSequence([int(p) % (1 << 63) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(p) % (1 << 63) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1)
+    )
 
 
 def full_batches(num_images: int, batch_size: int, what: str) -> int:
@@ -26,7 +28,6 @@ def full_batches(num_images: int, batch_size: int, what: str) -> int:
     if num_images < batch_size:
         raise ValueError(f"batch_size={batch_size} exceeds the {num_images} {what}")
     return num_images // batch_size
-
 
 
 def normalize(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -44,7 +45,9 @@ def normalize(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, ch
     return x if channels_last else x.contiguous()
 
 
-def normalization(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def normalization(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) for `normalize`: uint8 pixel p becomes (p / 255 - mean) / std."""
     std_tensor = torch.tensor(std, device=device)
     return 1.0 / (255.0 * std_tensor), -torch.tensor(mean, device=device) / std_tensor

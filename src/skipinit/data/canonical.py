@@ -105,7 +105,9 @@ def canonical_sizes(path: str | os.PathLike) -> tuple[int, int]:
         return len(archive["train_labels"]), len(archive["test_labels"])
 
 
-def from_official_cifar10(root: str | os.PathLike, download: bool = True, reader: type | None = None) -> CanonicalDataset:
+def from_official_cifar10(
+    root: str | os.PathLike, download: bool = True, reader: type | None = None
+) -> CanonicalDataset:
     """Official CIFAR-10 through torchvision: an existing copy under `root`, else a download.
 
     `reader` is torchvision's CIFAR10 dataset class, or a subclass with other checksums (the tests'
@@ -135,7 +137,12 @@ def from_official_cifar10(root: str | os.PathLike, download: bool = True, reader
         test_images=np.ascontiguousarray(splits[False].data, dtype=np.uint8),
         test_labels=np.asarray(splits[False].targets, dtype=np.int64),
         classes=tuple(splits[True].classes),
-        provenance={"source": "cifar10", "source_name": Path(root).name, "source_sha256": source_digest, "files": [p.name for p in files]},
+        provenance={
+            "source": "cifar10",
+            "source_name": Path(root).name,
+            "source_sha256": source_digest,
+            "files": [p.name for p in files],
+        },
     )
 
 
@@ -151,9 +158,13 @@ def from_image_folder(path: str | os.PathLike) -> CanonicalDataset:
                 with tarfile.open(path) as archive:
                     archive.extractall(scratch, filter="data")
             except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-                raise IntegrityError(f"{path} is truncated or corrupt ({error}); restore the archive, then rerun the same command") from None
+                raise IntegrityError(
+                    f"{path} is truncated or corrupt ({error}); restore the archive, then rerun the same command"
+                ) from None
             root = _find_split_root(Path(scratch))
-            dataset = _read_image_folder(root, shown_as=lambda file: f"{path}:{Path(file).relative_to(scratch).as_posix()}")
+            dataset = _read_image_folder(
+                root, shown_as=lambda file: f"{path}:{Path(file).relative_to(scratch).as_posix()}"
+            )
     else:
         root = _find_split_root(path)
         source_digest = _digest_of_files(sorted(p for p in root.rglob("*") if p.is_file()))
@@ -194,13 +205,18 @@ def synthetic(train_size: int = 512, test_size: int = 256, num_classes: int = 10
     train_images, train_labels = draw(train_size)
     test_images, test_labels = draw(test_size)
     return CanonicalDataset(
-        train_images, train_labels, test_images, test_labels,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
         classes=tuple(f"class{i}" for i in range(num_classes)),
         provenance={"source": "synthetic", "seed": seed, "source_sha256": None},
     )
 
 
-def prepare(source: str, path: str | None, *, download: bool = True, synthetic_options: dict | None = None) -> CanonicalDataset:
+def prepare(
+    source: str, path: str | None, *, download: bool = True, synthetic_options: dict | None = None
+) -> CanonicalDataset:
     if source == "cifar10":
         return from_official_cifar10(path, download=download)
     if source == "imagefolder":
@@ -218,7 +234,7 @@ def balanced_subset(labels: np.ndarray, size: int) -> np.ndarray:
     rank_in_class = np.empty(len(labels), dtype=np.int64)
     _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
     for start, count in zip(starts, counts):
-        rank_in_class[order[start:start + count]] = np.arange(count)
+        rank_in_class[order[start : start + count]] = np.arange(count)
     interleaved = np.lexsort((labels, rank_in_class))
     return np.sort(interleaved[:size])
 
@@ -252,9 +268,13 @@ def _read_image_folder(root: Path, shown_as) -> CanonicalDataset:
                     pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise IntegrityError(f"{shown_as(file)} is not a readable image ({reason}); remove or replace it, then rerun the same command") from None
+                raise IntegrityError(
+                    f"{shown_as(file)} is not a readable image ({reason}); remove or replace it, then rerun the same command"
+                ) from None
             if pixels.shape != (32, 32, 3):
-                raise IntegrityError(f"{shown_as(file)} is {pixels.shape[1]}x{pixels.shape[0]}; expected 32x32 images: remove or replace it, then rerun the same command")
+                raise IntegrityError(
+                    f"{shown_as(file)} is {pixels.shape[1]}x{pixels.shape[0]}; expected 32x32 images: remove or replace it, then rerun the same command"
+                )
             images[index] = pixels
         splits[split] = (images, np.asarray(folder.targets, dtype=np.int64), tuple(folder.classes))
     if splits["train"][2] != splits["test"][2]:

@@ -29,8 +29,9 @@ import hashlib
 import math
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -60,12 +61,20 @@ def class_folders(root: str | os.PathLike) -> list[str]:
     for split in SPLITS:
         folder = root / split
         if not folder.is_dir():
-            raise ImageNetLayoutError(f"{folder} is missing; point imagenet.root at {LAYOUT} (set it to null to skip ImageNet)")
+            raise ImageNetLayoutError(
+                f"{folder} is missing; point imagenet.root at {LAYOUT} (set it to null to skip ImageNet)"
+            )
         found[split] = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     if found["train"] != found["val"]:
-        only_train, only_val = sorted(set(found["train"]) - set(found["val"])), sorted(set(found["val"]) - set(found["train"]))
-        differences = "; ".join(f"only in {split}/: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
-                                for split, names in (("train", only_train), ("val", only_val)) if names)
+        only_train, only_val = (
+            sorted(set(found["train"]) - set(found["val"])),
+            sorted(set(found["val"]) - set(found["train"])),
+        )
+        differences = "; ".join(
+            f"only in {split}/: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''} ({len(names)})"
+            for split, names in (("train", only_train), ("val", only_val))
+            if names
+        )
         raise ImageNetLayoutError(
             f"train/ and val/ of {root} have different class folders ({differences}); sort val/ into the same "
             "class folders as train/ (the official validation images come flat: move each into its class's folder)"
@@ -87,8 +96,11 @@ class ImageNetFolder:
         for split in SPLITS:
             paths, labels, empty = [], [], []
             for label, name in enumerate(self.classes):
-                entries = sorted((entry.name, entry.stat().st_size) for entry in os.scandir(self.root / split / name)
-                                 if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file())
+                entries = sorted(
+                    (entry.name, entry.stat().st_size)
+                    for entry in os.scandir(self.root / split / name)
+                    if entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file()
+                )
                 if not entries:
                     empty.append(name)
                 for file, size in entries:
@@ -111,8 +123,13 @@ class ImageNetFolder:
 # --------------------------------------------------------------------------------------------
 
 
-def random_resized_crop_box(width: int, height: int, rng: random.Random,
-                            scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+    width: int,
+    height: int,
+    rng: random.Random,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of a crop covering `scale` of the area at aspect `ratio`: torchvision's algorithm.
 
     Ten tries at a random area and log-uniform aspect; if none fits, the largest central crop
@@ -147,7 +164,9 @@ def eval_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize(size * 8/7), i.e. the shorter side to 256 for 224, then CenterCrop(size), as torchvision computes them."""
     resize = round(size * 8 / 7)
     width, height = image.size
-    new_width, new_height = (resize, int(resize * height / width)) if width <= height else (int(resize * width / height), resize)
+    new_width, new_height = (
+        (resize, int(resize * height / width)) if width <= height else (int(resize * width / height), resize)
+    )
     left, top = int(round((new_width - size) / 2)), int(round((new_height - size) / 2))
     return image.resize((new_width, new_height), Image.Resampling.BILINEAR).crop((left, top, left + size, top + size))
 
@@ -158,7 +177,9 @@ class SplitImages:
     With `sample_seeds`, item k is augmented for training from its own seed; without, evaluation-cropped.
     """
 
-    def __init__(self, folder: ImageNetFolder, split: str, order: np.ndarray, size: int, sample_seeds: np.ndarray | None = None):
+    def __init__(
+        self, folder: ImageNetFolder, split: str, order: np.ndarray, size: int, sample_seeds: np.ndarray | None = None
+    ):
         self.root, self.files, self.labels = str(folder.root), folder.files[split], folder.labels[split]
         self.order, self.size, self.sample_seeds = order, size, sample_seeds
 
@@ -211,8 +232,11 @@ class ImageNetStream:
         self.steps_per_epoch = full_batches(self.num_train, self.batch_size, f"training images of {folder.root}")
         self.scale, self.shift = normalization(IMAGENET_MEAN, IMAGENET_STD, device)
         self.fingerprint = {
-            "train": self.num_train, "test": self.num_test, "classes": self.num_classes,
-            "sha256": folder.sha256, "image_size": self.image_size,
+            "train": self.num_train,
+            "test": self.num_test,
+            "classes": self.num_classes,
+            "sha256": folder.sha256,
+            "image_size": self.image_size,
         }
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -224,15 +248,29 @@ class ImageNetStream:
         return self.batches(images, (self.seed, epoch, 3), drop_last=True)
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.batches(SplitImages(self.folder, "val", self.test_indices, self.image_size), (self.seed, 4), drop_last=False)
+        return self.batches(
+            SplitImages(self.folder, "val", self.test_indices, self.image_size), (self.seed, 4), drop_last=False
+        )
 
-    def batches(self, images: SplitImages, seed_parts: tuple[int, ...], drop_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, images: SplitImages, seed_parts: tuple[int, ...], drop_last: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Decode in workers into (pinned) uint8 batches; copy without blocking, normalize on the device."""
         loader = torch.utils.data.DataLoader(
-            images, batch_size=self.batch_size, shuffle=False, drop_last=drop_last, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", worker_init_fn=functools.partial(seed_worker, seed_parts),
-            generator=torch.Generator().manual_seed(derive_seed(*seed_parts)),  # leaves the global generator (dropout) alone
+            images,
+            batch_size=self.batch_size,
+            shuffle=False,
+            drop_last=drop_last,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=functools.partial(seed_worker, seed_parts),
+            generator=torch.Generator().manual_seed(
+                derive_seed(*seed_parts)
+            ),  # leaves the global generator (dropout) alone
         )
         for pixels, labels in loader:
             pixels = pixels.to(self.device, non_blocking=True)
-            yield normalize(pixels, self.scale, self.shift, self.channels_last), labels.to(self.device, non_blocking=True)
+            yield (
+                normalize(pixels, self.scale, self.shift, self.channels_last),
+                labels.to(self.device, non_blocking=True),
+            )

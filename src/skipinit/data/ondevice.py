@@ -8,7 +8,8 @@ per-sample Python, no worker processes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ def pad_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
     images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     n, height, width, channels = images.shape
     padded = torch.zeros((n, height + 2 * PAD, width + 2 * PAD, channels), dtype=torch.uint8, device=device)
-    padded[:, PAD:PAD + height, PAD:PAD + width] = images
+    padded[:, PAD : PAD + height, PAD : PAD + width] = images
     return padded
 
 
@@ -45,7 +46,9 @@ def epoch_plan(num_images: int, seed: int, epoch: int, device: torch.device) -> 
     }
 
 
-def augment(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, size: int = 32) -> torch.Tensor:
+def augment(
+    padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, size: int = 32
+) -> torch.Tensor:
     """Random crop + horizontal flip of a batch as one gather: `padded[index]` cropped at (dy, dx).
 
     `index`, `dy`, `dx`, `flip` share any shape S; the result is uint8 S x size x size x C.
@@ -78,7 +81,9 @@ class OnDeviceData:
         self.steps_per_epoch = full_batches(self.num_train, self.batch_size, "training images")
         self.scale, self.shift = normalization(CIFAR_MEAN, CIFAR_STD, device)
         self.fingerprint = {
-            "train": self.num_train, "test": self.num_test, "classes": dataset.num_classes,
+            "train": self.num_train,
+            "test": self.num_test,
+            "classes": dataset.num_classes,
             "sha256": dataset.provenance.get("canonical_sha256") or dataset.provenance.get("source_sha256"),
         }
 
@@ -94,7 +99,9 @@ class OnDeviceData:
         """Augmented, normalized inputs and labels of one step: [B, ...] shared or [N, B, ...]."""
         window = slice(step_in_epoch * self.batch_size, (step_in_epoch + 1) * self.batch_size)
         index = plan["index"][..., window]
-        images = augment(self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window])
+        images = augment(
+            self.train_images, index, plan["dy"][..., window], plan["dx"][..., window], plan["flip"][..., window]
+        )
         return normalize(images, self.scale, self.shift, self.channels_last), self.train_labels[index]
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -105,4 +112,7 @@ class OnDeviceData:
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.num_test, self.test_chunk):
             window = slice(start, start + self.test_chunk)
-            yield normalize(self.test_images[window], self.scale, self.shift, self.channels_last), self.test_labels[window]
+            yield (
+                normalize(self.test_images[window], self.scale, self.shift, self.channels_last),
+                self.test_labels[window],
+            )

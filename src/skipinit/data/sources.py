@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from skipinit.data.canonical import load_canonical
 from skipinit.data.imagenet import ImageNetFolder, ImageNetStream

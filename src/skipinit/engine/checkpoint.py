@@ -40,7 +40,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     head = len(CHECKPOINT_MAGIC)
     if not data.startswith(CHECKPOINT_MAGIC) or len(data) < head + 65:
         raise CheckpointError("not a skipinit training checkpoint (bad header or truncated)")
-    recorded, payload = data[head:head + 64].decode(errors="replace"), data[head + 65:]
+    recorded, payload = data[head : head + 64].decode(errors="replace"), data[head + 65 :]
     actual = hashlib.sha256(payload).hexdigest()
     if actual != recorded:
         raise CheckpointError(f"checksum mismatch (sha256 {actual[:12]}... != recorded {recorded[:12]}...)")

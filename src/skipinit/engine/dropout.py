@@ -42,7 +42,7 @@ class DropoutNoise:
 
     def chunk(self, index: int, micro_batch: int) -> list[torch.Tensor]:
         """The masks of micro-batch `index`: a [N, micro_batch, features] view per layer."""
-        return [buffer[:, index * micro_batch:(index + 1) * micro_batch] for buffer in self.buffers]
+        return [buffer[:, index * micro_batch : (index + 1) * micro_batch] for buffer in self.buffers]
 
     def state(self) -> list[torch.Tensor]:
         return [generator.get_state() for generator in self.generators]

@@ -25,7 +25,8 @@ fallback are tested on the CPU with a stand-in (tests/test_graphs.py).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import torch
 
@@ -66,7 +67,13 @@ class GraphedStep:
     `state` says where it stands: 'warmup', 'graphed' or 'eager' (the capture failed).
     """
 
-    def __init__(self, body: Callable[[], None], backend: GraphBackend, log: Callable[[str], None], warmup: int = GRAPH_WARMUP_STEPS):
+    def __init__(
+        self,
+        body: Callable[[], None],
+        backend: GraphBackend,
+        log: Callable[[str], None],
+        warmup: int = GRAPH_WARMUP_STEPS,
+    ):
         self.body, self.backend, self.log, self.warmup = body, backend, log, warmup
         self.warmed = 0
         self.replay: Callable[[], None] | None = None
@@ -89,7 +96,9 @@ class GraphedStep:
             self.replay = self.backend.capture(self.body)
         except Exception as error:  # whatever broke the capture, the eager step does not depend on it
             reason = (str(error).strip().splitlines() or [""])[0]
-            self.log(f"cuda_graphs: capturing the training step failed ({type(error).__name__}: {reason}); training on eagerly")
+            self.log(
+                f"cuda_graphs: capturing the training step failed ({type(error).__name__}: {reason}); training on eagerly"
+            )
             self.state = "eager"
             self.body()
             return
@@ -98,8 +107,9 @@ class GraphedStep:
         self.replay()
 
 
-def graphed_or_eager(body: Callable[[], None], device: torch.device, log: Callable[[str], None],
-                     backend: GraphBackend | None = None) -> Callable[[], None]:
+def graphed_or_eager(
+    body: Callable[[], None], device: torch.device, log: Callable[[str], None], backend: GraphBackend | None = None
+) -> Callable[[], None]:
     """`body` as a GraphedStep on a CUDA device; anywhere else `body` itself, after one log line.
 
     A given `backend` (an emulation of capture and replay, for the tests on the CPU) is used on any device.

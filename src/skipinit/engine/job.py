@@ -25,8 +25,8 @@ import dataclasses
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from skipinit.data.imagenet import ImageNetLayoutError
 from skipinit.data.sources import data_kind
@@ -41,15 +41,25 @@ def git_commit() -> str:
     """The commit of the code that produced a result (`unknown` outside a git checkout)."""
     here = Path(__file__).parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True, cwd=here
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.PathLike, checkpoint: str | os.PathLike,
-            options: EngineOptions, log: Callable[[str], None] = print) -> list[dict]:
+def run_job(
+    cells: list[dict],
+    dataset_path: str | os.PathLike,
+    out: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    options: EngineOptions,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Train `cells` as one pack on the data at `dataset_path`; write and return their results."""
     request = {"cells": cells, "options": dataclasses.asdict(options)}
     finished = Path(f"{checkpoint}.done.json")
@@ -77,9 +87,11 @@ def run_job(cells: list[dict], dataset_path: str | os.PathLike, out: str | os.Pa
     if failed := [result for result in results if result["status"] == FAILED]:
         write_json(out, results)
         lrs_seeds = ", ".join(f"lr={result['lr']:g} seed={result['seed']}" for result in failed)
-        raise SystemExit(f"error: {len(failed)} of {len(results)} cell(s) failed, not for a reason of training "
-                         f"({lrs_seeds}): {failed[0]['error']}; results written to {out}, none recorded as finished: "
-                         "rerun the same command to retrain them")
+        raise SystemExit(
+            f"error: {len(failed)} of {len(results)} cell(s) failed, not for a reason of training "
+            f"({lrs_seeds}): {failed[0]['error']}; results written to {out}, none recorded as finished: "
+            "rerun the same command to retrain them"
+        )
     write_json(finished, {**request, "results": results})
     write_json(out, results)
     Path(checkpoint).unlink(missing_ok=True)
@@ -94,8 +106,14 @@ def member_checkpoint(checkpoint: str | os.PathLike, index: int) -> Path:
     return Path(f"{checkpoint}.member{index}")
 
 
-def train_cells(cells: list[dict], dataset, options: EngineOptions, checkpoint: str | os.PathLike,
-                log: Callable[[str], None] = print, stop: StopSignal | None = None) -> list[dict]:
+def train_cells(
+    cells: list[dict],
+    dataset,
+    options: EngineOptions,
+    checkpoint: str | os.PathLike,
+    log: Callable[[str], None] = print,
+    stop: StopSignal | None = None,
+) -> list[dict]:
     """The job's cells as one pack, or (`packing: sequential`) one after another, each a pack of one."""
     if options.packing != "sequential" or len(cells) == 1:
         return train_pack(cells, dataset, options, checkpoint=checkpoint, log=log, stop=stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -19,7 +19,11 @@ def build_model(cell: dict, num_classes: int) -> nn.Module:
     """The cell's network, on the CPU (initialization does not depend on the device)."""
     alpha = cell["alpha_init"]
     alpha = ALPHA_SQRT_D if canonical_alpha(alpha) == ALPHA_SQRT_D else float(alpha)
-    settings = {"alpha_init": alpha, "ghost_batch_size": int(cell["ghost_batch_size"]) or None, "dropout": float(cell["dropout"])}
+    settings = {
+        "alpha_init": alpha,
+        "ghost_batch_size": int(cell["ghost_batch_size"]) or None,
+        "dropout": float(cell["dropout"]),
+    }
     if cell["arch"] == "wrn":
         return wide_resnet(int(cell["depth"]), int(cell["width"]), cell["variant"], num_classes, **settings)
     if cell["arch"] == "resnet50_v2":
@@ -39,8 +43,15 @@ class Members:
     `dropout_layers` lists each active `MemberDropout` as (p, features); `forward` sets their masks.
     """
 
-    def __init__(self, cells: list[dict], num_classes: int, device: torch.device, options: EngineOptions,
-                 log: Callable[[str], None] = print, build: Callable[[dict, int], nn.Module] = build_model):
+    def __init__(
+        self,
+        cells: list[dict],
+        num_classes: int,
+        device: torch.device,
+        options: EngineOptions,
+        log: Callable[[str], None] = print,
+        build: Callable[[dict, int], nn.Module] = build_model,
+    ):
         models = []
         for cell in cells:
             torch.manual_seed(int(cell["seed"]))
@@ -55,7 +66,7 @@ class Members:
         if multipliers:
             self.lr_scale = torch.ones(offset, device=device)
             for name, shape, start in self.layout:
-                self.lr_scale[start:start + math.prod(shape)] = multipliers.get(name, 1.0)
+                self.lr_scale[start : start + math.prod(shape)] = multipliers.get(name, 1.0)
         self.params = torch.zeros((self.size, offset), device=device)
         self.grads = torch.zeros_like(self.params)
         self.momentum = torch.zeros_like(self.params)
@@ -70,9 +81,17 @@ class Members:
                 self.leaves[name].data = self.member_view(self.params, offset, shape, 0)
             self.buffers = dict(self.module.named_buffers())
         else:
-            self.leaves = {name: nn.Parameter(self.stacked_view(self.params, offset, shape)) for name, shape, offset in self.layout}
-            self.buffers = {name: torch.stack([m.get_buffer(name) for m in models]).to(device) for name, _ in models[0].named_buffers()}
-            self.mode, self.module = "vmap", copy.deepcopy(models[0]).to("meta")  # vmap: a skeleton, functional_call supplies state
+            self.leaves = {
+                name: nn.Parameter(self.stacked_view(self.params, offset, shape)) for name, shape, offset in self.layout
+            }
+            self.buffers = {
+                name: torch.stack([m.get_buffer(name) for m in models]).to(device)
+                for name, _ in models[0].named_buffers()
+            }
+            self.mode, self.module = (
+                "vmap",
+                copy.deepcopy(models[0]).to("meta"),
+            )  # vmap: a skeleton, functional_call supplies state
             if options.packing in ("auto", "channels"):
                 packed = pack_channels(models[0], self.leaves, self.buffers, self.size)
                 problem = "a module it cannot pack" if packed is None else self.check_packing(packed, models[0], device)
@@ -80,17 +99,23 @@ class Members:
                     self.mode, self.module = "channels", packed
                 else:
                     log(f"channel packing unavailable ({problem}); packing with torch.vmap instead")
-        names = [name for name, module in models[0].named_modules() if isinstance(module, MemberDropout) and module.p > 0]
+        names = [
+            name for name, module in models[0].named_modules() if isinstance(module, MemberDropout) and module.p > 0
+        ]
         self.dropouts = [self.module.get_submodule(name) for name in names]
         self.dropout_layers = [(module.p, module.features) for module in self.dropouts]
         for name, shape, offset in self.layout:
-            self.leaves[name].grad = self.stacked_view(self.grads, offset, shape) if self.size > 1 else self.member_view(self.grads, offset, shape, 0)
+            self.leaves[name].grad = (
+                self.stacked_view(self.grads, offset, shape)
+                if self.size > 1
+                else self.member_view(self.grads, offset, shape, 0)
+            )
 
     def stacked_view(self, flat: torch.Tensor, offset: int, shape: tuple) -> torch.Tensor:
-        return flat[:, offset:offset + math.prod(shape)].view(self.size, *shape)
+        return flat[:, offset : offset + math.prod(shape)].view(self.size, *shape)
 
     def member_view(self, flat: torch.Tensor, offset: int, shape: tuple, member: int) -> torch.Tensor:
-        return flat[member, offset:offset + math.prod(shape)].view(shape)
+        return flat[member, offset : offset + math.prod(shape)].view(shape)
 
     @torch.no_grad()
     def check_packing(self, packed: nn.Module, model: nn.Module, device: torch.device) -> str | None:
@@ -112,7 +137,9 @@ class Members:
             got = packed(torch.cat([x] * self.size, dim=1))
             got = got.view(2, self.size, -1).transpose(0, 1)
             for member in range(self.size):
-                state = {name: self.member_view(self.params, offset, shape, member) for name, shape, offset in self.layout}
+                state = {
+                    name: self.member_view(self.params, offset, shape, member) for name, shape, offset in self.layout
+                }
                 state.update({name: value[member] for name, value in self.buffers.items()})
                 want = torch.func.functional_call(reference, state, (x,))
                 error = (got[member] - want).abs().max().item()
@@ -137,7 +164,9 @@ class Members:
         try:
             if self.mode != "vmap":  # one member's [B, F], or the members side by side as [B, N*F]
                 for module, masks in zip(self.dropouts, noise):
-                    module.noise = masks[0] if self.mode == "plain" else masks.transpose(0, 1).reshape(masks.shape[1], -1)
+                    module.noise = (
+                        masks[0] if self.mode == "plain" else masks.transpose(0, 1).reshape(masks.shape[1], -1)
+                    )
             return self._forward(x, shared, noise)
         finally:
             for module in self.dropouts:
@@ -149,7 +178,11 @@ class Members:
         if self.mode == "channels":
             if shared:
                 stacked = torch.cat([x] * self.size, dim=1)
-                x = stacked.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else stacked
+                x = (
+                    stacked.contiguous(memory_format=torch.channels_last)
+                    if x.is_contiguous(memory_format=torch.channels_last)
+                    else stacked
+                )
             out = self.module(x)
             return out.view(out.shape[0], self.size, -1).transpose(0, 1)
         if not shared:
@@ -161,12 +194,16 @@ class Members:
                 module.noise = mask  # this member's [B, F], inside the vmapped call
             return torch.func.functional_call(self.module, (params, buffers), (inputs,))
 
-        batched = torch.func.vmap(call, in_dims=(0, 0, None if shared else 0, *[0] * len(noise)), randomness="different")
+        batched = torch.func.vmap(
+            call, in_dims=(0, 0, None if shared else 0, *[0] * len(noise)), randomness="different"
+        )
         return batched(self.leaves, self.buffers, x, *noise)
 
     def stacked_buffers(self) -> dict[str, torch.Tensor]:
         """Buffers with the member dim (added for a pack of one), for checkpoints."""
-        return {name: (b if self.size > 1 else b.unsqueeze(0)).detach().cpu().clone() for name, b in self.buffers.items()}
+        return {
+            name: (b if self.size > 1 else b.unsqueeze(0)).detach().cpu().clone() for name, b in self.buffers.items()
+        }
 
     @torch.no_grad()
     def load_state(self, params: torch.Tensor, momentum: torch.Tensor, buffers: dict[str, torch.Tensor]) -> None:

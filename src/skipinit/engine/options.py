@@ -26,12 +26,28 @@ def option(name: str):
 
 # The profile keys that say how the engine runs. cuda_graphs stays off by default until a GPU
 # measurement shows the graphed step equal to the eager one and faster (bench/RESULTS.md).
-ENGINE_KEYS = ("device", "precision", "compile", "cuda_graphs", "channels_last", "deterministic", "eval_every",
-               "divergence_loss", "threads", "image_size", "micro_batch", "packing", "fixup_scalar_lr")
+ENGINE_KEYS = (
+    "device",
+    "precision",
+    "compile",
+    "cuda_graphs",
+    "channels_last",
+    "deterministic",
+    "eval_every",
+    "divergence_loss",
+    "threads",
+    "image_size",
+    "micro_batch",
+    "packing",
+    "fixup_scalar_lr",
+)
 
 EngineOptions = dataclasses.make_dataclass(
-    "EngineOptions", [(name, type(schema.default(name)), option(name)) for name in ENGINE_KEYS],
-    namespace={"__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema says."},
+    "EngineOptions",
+    [(name, type(schema.default(name)), option(name)) for name in ENGINE_KEYS],
+    namespace={
+        "__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema says."
+    },
 )
 EngineOptions.__module__ = __name__  # make_dataclass names its caller's module only from Python 3.12
 
@@ -39,8 +55,13 @@ EngineOptions.__module__ = __name__  # make_dataclass names its caller's module 
 def result_settings(options: EngineOptions, device_type: str, precision: str, micro_batch: int, packing: str) -> dict:
     """What a pack's numbers depend on besides its cells, resolved as it runs (precision never `auto`):
     recorded in its checkpoint (a resume under other settings starts over) and the RESULT_SETTINGS in each row."""
-    return {"device": device_type, "precision": precision, "micro_batch": micro_batch, "packing": packing,
-            **{key: getattr(options, key) for key in RESULT_SETTINGS if key not in ("precision", "micro_batch")}}
+    return {
+        "device": device_type,
+        "precision": precision,
+        "micro_batch": micro_batch,
+        "packing": packing,
+        **{key: getattr(options, key) for key in RESULT_SETTINGS if key not in ("precision", "micro_batch")},
+    }
 
 
 def changed_settings(saved: dict | None, now: dict) -> str | None:

@@ -50,7 +50,13 @@ class PackedBatchNorm(nn.Module):
         mean = None if self.running_mean is None else self.running_mean.view(-1)
         var = None if self.running_var is None else self.running_var.view(-1)
         if self.subclass is not None:
-            state = {"weight": weight, "bias": bias, "running_mean": mean, "running_var": var, "num_batches_tracked": self.num_batches_tracked}
+            state = {
+                "weight": weight,
+                "bias": bias,
+                "running_mean": mean,
+                "running_var": var,
+                "num_batches_tracked": self.num_batches_tracked,
+            }
             return torch.func.functional_call(self.subclass, {k: v for k, v in state.items() if v is not None}, (x,))
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)  # as nn.BatchNorm does (momentum is set, so only a counter)

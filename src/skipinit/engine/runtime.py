@@ -6,8 +6,8 @@ import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -31,7 +31,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or auto")
+        raise RuntimeError(
+            f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or auto"
+        )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device={name!r}: the engine runs on cpu or cuda")
     return device
@@ -104,8 +106,13 @@ class ProgressBar:
 @contextlib.contextmanager
 def engine_settings(options: EngineOptions, device: torch.device):
     """Threads, determinism, cuDNN autotuning and warning filters for one pack; restored afterwards."""
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     with warnings.catch_warnings():
         for message in EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
@@ -143,6 +150,8 @@ class CompiledOrEager:
                 if not type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
                     raise  # a real error in the computation, not in compiling it
                 first_line = (str(error).strip().splitlines() or [""])[0]
-                self.log(f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it eagerly")
+                self.log(
+                    f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it eagerly"
+                )
                 self.compiled = None
         return self.fn(*args)

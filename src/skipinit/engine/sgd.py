@@ -15,8 +15,17 @@ def member_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def sgd_step(params: torch.Tensor, grads: torch.Tensor, momentum_buffer: torch.Tensor, lr: torch.Tensor, active: torch.Tensor,
-             weight_decay: float, momentum: float, nesterov: bool, lr_scale: torch.Tensor | None = None) -> None:
+def sgd_step(
+    params: torch.Tensor,
+    grads: torch.Tensor,
+    momentum_buffer: torch.Tensor,
+    lr: torch.Tensor,
+    active: torch.Tensor,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    lr_scale: torch.Tensor | None = None,
+) -> None:
     """One SGD step on [N, P] buffers with per-member lr [N]; members not `active` keep their state.
 
     As torch.optim.SGD (dampening 0): g = grad + weight_decay * p (L2 on *all* parameters, BN

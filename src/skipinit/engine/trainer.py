@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
     from skipinit.data.imagenet import ImageNetFolder
 
-OOM_HINT = "reduce the pack size (`pack:`), or set `micro_batch` (the same mean gradient in the memory of a smaller batch)"
+OOM_HINT = (
+    "reduce the pack size (`pack:`), or set `micro_batch` (the same mean gradient in the memory of a smaller batch)"
+)
 
 
 DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
@@ -50,8 +53,15 @@ DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether ev
 class PackTrainer:
     """Everything one pack needs on the device: its data source, members, schedule, divergence state."""
 
-    def __init__(self, cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions,
-                 log: Callable[[str], None] = print, stop: StopSignal | None = None, graph_backend: GraphBackend | None = None):
+    def __init__(
+        self,
+        cells: list[dict],
+        dataset: CanonicalDataset | ImageNetFolder,
+        options: EngineOptions,
+        log: Callable[[str], None] = print,
+        stop: StopSignal | None = None,
+        graph_backend: GraphBackend | None = None,
+    ):
         if not cells:
             raise ValueError("train_pack needs at least one cell")
         self.cells = [dict(cell) for cell in cells]
@@ -116,11 +126,14 @@ class PackTrainer:
         if self.use_bf16:
             # A capture must not keep autocast's cast-weight cache (torch.cuda.graphs' AMP notes); each
             # weight is cast once per forward anyway, so the numbers are the same without it.
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs)
+            return torch.autocast(
+                device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=not self.options.cuda_graphs
+            )
         return contextlib.nullcontext()
 
-    def forward_losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool,
-                       noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_losses(
+        self, x: torch.Tensor, y: torch.Tensor, shared: bool, noise: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with self.autocast():
             logits = self.members.forward(x, shared, noise)
         return member_losses(logits, y)
@@ -151,7 +164,9 @@ class PackTrainer:
         chunks = self.batch_size // self.micro_batch
         batches = zip(self.inputs.split(self.micro_batch), self.labels.split(self.micro_batch, dim=-1))
         for index, (inputs, labels) in enumerate(batches):
-            part_losses, part_correct = self.loss_fn(inputs, labels, self.shared, self.noise.chunk(index, self.micro_batch))
+            part_losses, part_correct = self.loss_fn(
+                inputs, labels, self.shared, self.noise.chunk(index, self.micro_batch)
+            )
             (part_losses.sum() / chunks).backward()
             self.step_losses.add_(part_losses.detach() / chunks)
             self.step_correct.add_(part_correct)
@@ -159,8 +174,17 @@ class PackTrainer:
         self.diverged_at.copy_(torch.where(bad & self.alive, self.step_index, self.diverged_at))
         self.alive &= ~bad
         lr = self.lrs.index_select(0, self.step_index)[0]
-        self.update_fn(self.members.params, self.members.grads, self.members.momentum, lr, self.alive,
-                       self.weight_decay, self.momentum, self.nesterov, self.members.lr_scale)
+        self.update_fn(
+            self.members.params,
+            self.members.grads,
+            self.members.momentum,
+            lr,
+            self.alive,
+            self.weight_decay,
+            self.momentum,
+            self.nesterov,
+            self.members.lr_scale,
+        )
         self.step_index.add_(1)
 
     def train_epoch(self, epoch: int, checkpoint: str | os.PathLike | None = None) -> dict:
@@ -170,8 +194,12 @@ class PackTrainer:
         partial, self.partial = self.partial, None
         if partial is None:
             self.noise.begin_epoch(epoch)  # each member's dropout generator, from its seed and the epoch
-            partial = {"steps": 0, "seconds": 0.0, "loss_sum": torch.zeros(self.size, dtype=torch.float64),
-                       "correct_sum": torch.zeros(self.size, dtype=torch.long)}
+            partial = {
+                "steps": 0,
+                "seconds": 0.0,
+                "loss_sum": torch.zeros(self.size, dtype=torch.float64),
+                "correct_sum": torch.zeros(self.size, dtype=torch.long),
+            }
         else:
             self.noise.load(partial["dropout"])
         loss_sum, correct_sum = partial["loss_sum"].to(self.device), partial["correct_sum"].to(self.device)
@@ -197,13 +225,24 @@ class PackTrainer:
         self.train_seconds += seconds - partial["seconds"]
         return {"train_loss": losses, "train_acc": accuracy, "lr": lr_now, "seconds": seconds, "steps": steps}
 
-    def save_mid_epoch(self, checkpoint, steps: int, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seconds: float) -> None:
+    def save_mid_epoch(
+        self, checkpoint, steps: int, loss_sum: torch.Tensor, correct_sum: torch.Tensor, seconds: float
+    ) -> None:
         """On a stop signal: the state after this step, with the epoch's running sums and dropout generators."""
         if checkpoint is not None:
-            partial = {"steps": steps, "seconds": seconds, "loss_sum": loss_sum.cpu(), "correct_sum": correct_sum.cpu(),
-                       "dropout": self.noise.state()}
+            partial = {
+                "steps": steps,
+                "seconds": seconds,
+                "loss_sum": loss_sum.cpu(),
+                "correct_sum": correct_sum.cpu(),
+                "dropout": self.noise.state(),
+            }
             save_checkpoint(checkpoint, {**self.state(), "partial": partial})
-        where = f"saved step {steps}/{self.steps_per_epoch} of epoch {self.epoch + 1} to {checkpoint}" if checkpoint else "no checkpoint"
+        where = (
+            f"saved step {steps}/{self.steps_per_epoch} of epoch {self.epoch + 1} to {checkpoint}"
+            if checkpoint
+            else "no checkpoint"
+        )
         raise Preempted(f"stopped by {self.stop.received}: {where}; rerun the same command to resume there")
 
     def all_diverged_lately(self) -> bool:
@@ -241,11 +280,20 @@ class PackTrainer:
 
     def state(self) -> dict:
         return {
-            "cells": self.cells, "settings": self.settings, "fingerprint": self.data.fingerprint, "layout": [list(entry) for entry in self.members.layout],
-            "epoch": self.epoch, "step": self.step_count,
-            "params": self.members.params.detach().cpu().clone(), "momentum": self.members.momentum.cpu().clone(),
-            "buffers": self.members.stacked_buffers(), "alive": self.alive.cpu().clone(), "diverged_at": self.diverged_at.cpu().clone(),
-            "curves": self.curves, "wall_seconds": self.wall_seconds, "train_seconds": self.train_seconds,
+            "cells": self.cells,
+            "settings": self.settings,
+            "fingerprint": self.data.fingerprint,
+            "layout": [list(entry) for entry in self.members.layout],
+            "epoch": self.epoch,
+            "step": self.step_count,
+            "params": self.members.params.detach().cpu().clone(),
+            "momentum": self.members.momentum.cpu().clone(),
+            "buffers": self.members.stacked_buffers(),
+            "alive": self.alive.cpu().clone(),
+            "diverged_at": self.diverged_at.cpu().clone(),
+            "curves": self.curves,
+            "wall_seconds": self.wall_seconds,
+            "train_seconds": self.train_seconds,
         }
 
     def resume(self, checkpoint: str | os.PathLike | None) -> None:
@@ -259,7 +307,9 @@ class PackTrainer:
             self.log(f"checkpoint {checkpoint} is corrupt: {error}; ignoring it and starting from scratch")
             return
         if mismatch:
-            self.log(f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting the pack over")
+            self.log(
+                f"checkpoint {checkpoint} belongs to another run ({mismatch}); ignoring it and starting the pack over"
+            )
             return
         self.members.load_state(state["params"], state["momentum"], state["buffers"])
         self.alive.copy_(state["alive"])
@@ -269,7 +319,9 @@ class PackTrainer:
         self.step_index.fill_(self.step_count)
         self.wall_seconds, self.train_seconds = float(state["wall_seconds"]), float(state["train_seconds"])
         within = f", step {self.partial['steps']} of epoch {self.epoch + 1}" if self.partial else ""
-        self.log(f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count}{within})")
+        self.log(
+            f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count}{within})"
+        )
 
     def mismatch(self, state: dict) -> str | None:
         """Why a verified checkpoint cannot be resumed here (another pack, dataset or model), or None."""
@@ -283,10 +335,14 @@ class PackTrainer:
             if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
                 return "different model layout"
             buffers = self.members.stacked_buffers()
-            if (tuple(state["params"].shape) != tuple(self.members.params.shape)
-                    or tuple(state["momentum"].shape) != tuple(self.members.momentum.shape)
-                    or {k: tuple(v.shape) for k, v in state["buffers"].items()} != {k: tuple(v.shape) for k, v in buffers.items()}
-                    or tuple(state["alive"].shape) != (self.size,) or tuple(state["diverged_at"].shape) != (self.size,)):
+            if (
+                tuple(state["params"].shape) != tuple(self.members.params.shape)
+                or tuple(state["momentum"].shape) != tuple(self.members.momentum.shape)
+                or {k: tuple(v.shape) for k, v in state["buffers"].items()}
+                != {k: tuple(v.shape) for k, v in buffers.items()}
+                or tuple(state["alive"].shape) != (self.size,)
+                or tuple(state["diverged_at"].shape) != (self.size,)
+            ):
                 return "different parameter or buffer shapes"
             if not 0 <= int(state["epoch"]) <= self.epochs:
                 return f"epoch {state['epoch']} outside 0..{self.epochs}"
@@ -314,9 +370,14 @@ class PackTrainer:
             diverged_at = self.diverged_at.tolist()
             for i in range(self.size):
                 point = {
-                    "epoch": self.epoch, "step": self.step_count, "lr": metrics["lr"][i],
-                    "train_loss": metrics["train_loss"][i], "train_acc": metrics["train_acc"][i],
-                    "test_loss": test_loss[i], "test_acc": test_acc[i], "seconds": self.wall_seconds,
+                    "epoch": self.epoch,
+                    "step": self.step_count,
+                    "lr": metrics["lr"][i],
+                    "train_loss": metrics["train_loss"][i],
+                    "train_acc": metrics["train_acc"][i],
+                    "test_loss": test_loss[i],
+                    "test_acc": test_acc[i],
+                    "seconds": self.wall_seconds,
                 }
                 self.curves[i].append(point)
                 self.log(self.progress_line(i, point, rate, eta, diverged_at[i]))
@@ -327,9 +388,11 @@ class PackTrainer:
     def progress_line(self, i: int, point: dict, rate: float, eta: float, diverged_at: int) -> str:
         cell = self.config[i]
         test = "n/a" if point["test_acc"] is None else f"{point['test_acc']:.2f}%"
-        line = (f"epoch {point['epoch']}/{self.epochs} lr={cell['lr']:g} seed={cell['seed']} | "
-                f"train loss {point['train_loss']:.4f} acc {point['train_acc']:.2f}% | test acc {test} | "
-                f"lr now {point['lr']:.4g} | {rate:.0f} img/s (pack) | ETA {format_seconds(eta)}")
+        line = (
+            f"epoch {point['epoch']}/{self.epochs} lr={cell['lr']:g} seed={cell['seed']} | "
+            f"train loss {point['train_loss']:.4f} acc {point['train_acc']:.2f}% | test acc {test} | "
+            f"lr now {point['lr']:.4g} | {rate:.0f} img/s (pack) | ETA {format_seconds(eta)}"
+        )
         return line + (f" | DIVERGED at step {diverged_at}" if diverged_at >= 0 else "")
 
     def results(self) -> list[dict]:
@@ -342,29 +405,49 @@ class PackTrainer:
             last = curve[-1] if curve else {}
             evaluated = [point for point in curve if point["test_acc"] is not None]
             diverged = diverged_at[i] >= 0
-            results.append(RunResult(
-                status="diverged" if diverged else "ok", diverged=diverged, diverged_step=diverged_at[i] if diverged else None,
-                test_acc=evaluated[-1]["test_acc"] if evaluated else None, test_loss=evaluated[-1]["test_loss"] if evaluated else None,
-                test_images=self.data.num_test if evaluated else None, packing=self.members.mode,
-                train_loss=last.get("train_loss"), train_acc=last.get("train_acc"), epochs_completed=self.epoch, steps=self.step_count,
-                wall_seconds=self.wall_seconds, images_per_second=rate, pack_size=self.size,
-                device=device_name, torch_version=torch.__version__, curve=[dict(point) for point in curve],
-                **{key: value for key, value in self.settings.items() if key in RESULT_SETTINGS},
-            ).row(cell))
+            results.append(
+                RunResult(
+                    status="diverged" if diverged else "ok",
+                    diverged=diverged,
+                    diverged_step=diverged_at[i] if diverged else None,
+                    test_acc=evaluated[-1]["test_acc"] if evaluated else None,
+                    test_loss=evaluated[-1]["test_loss"] if evaluated else None,
+                    test_images=self.data.num_test if evaluated else None,
+                    packing=self.members.mode,
+                    train_loss=last.get("train_loss"),
+                    train_acc=last.get("train_acc"),
+                    epochs_completed=self.epoch,
+                    steps=self.step_count,
+                    wall_seconds=self.wall_seconds,
+                    images_per_second=rate,
+                    pack_size=self.size,
+                    device=device_name,
+                    torch_version=torch.__version__,
+                    curve=[dict(point) for point in curve],
+                    **{key: value for key, value in self.settings.items() if key in RESULT_SETTINGS},
+                ).row(cell)
+            )
         return results
-
 
 
 def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
-    record = RunResult.failed(message, pack_size=len(cells), device=device, precision=precision, torch_version=torch.__version__)
+    record = RunResult.failed(
+        message, pack_size=len(cells), device=device, precision=precision, torch_version=torch.__version__
+    )
     return [record.row(cell) for cell in cells]
 
 
-def train_pack(cells: list[dict], dataset: CanonicalDataset | ImageNetFolder, options: EngineOptions, checkpoint: str | os.PathLike | None = None,
-               log: Callable[[str], None] = print, stop: StopSignal | None = None,
-               graph_backend: GraphBackend | None = None) -> list[dict]:
+def train_pack(
+    cells: list[dict],
+    dataset: CanonicalDataset | ImageNetFolder,
+    options: EngineOptions,
+    checkpoint: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+    stop: StopSignal | None = None,
+    graph_backend: GraphBackend | None = None,
+) -> list[dict]:
     """Train a pack of cells (differing only in lr and seed) as one batched computation.
 
     `dataset`: a CanonicalDataset (held on the device) or, for ImageNet cells, an ImageNetFolder

@@ -46,8 +46,16 @@ def read_results(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
         rows = json.loads(path.read_text())
-        problem = None if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows) else "not a list of results"
-        missing = sorted({key for row in rows for key in (*CELL_KEYS, "status", "test_acc") if key not in row}) if not problem else []
+        problem = (
+            None
+            if isinstance(rows, list) and rows and all(isinstance(row, dict) for row in rows)
+            else "not a list of results"
+        )
+        missing = (
+            sorted({key for row in rows for key in (*CELL_KEYS, "status", "test_acc") if key not in row})
+            if not problem
+            else []
+        )
         problem = problem or (f"lacks {', '.join(missing)} (written by another version)" if missing else None)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         problem = f"is truncated or not JSON ({type(error).__name__}: {error})"
@@ -60,8 +68,10 @@ def read_results(path: str | Path) -> list[dict]:
         return rows
     aside = path.with_name(path.name + ".damaged")
     path.replace(aside)
-    raise DamagedResults(f"{path} {problem}: moved aside to {aside.name}; rerun the same command to retrain that pack alone "
-                         "(every other cell is kept)")
+    raise DamagedResults(
+        f"{path} {problem}: moved aside to {aside.name}; rerun the same command to retrain that pack alone "
+        "(every other cell is kept)"
+    )
 
 
 def named_cells(path: Path) -> list[str] | None:
@@ -81,13 +91,18 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except (OSError, pa.ArrowException) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DamagedResults(f"{path} is not a readable Parquet file ({reason}): rebuild it from the cells with "
-                             f"the workflow's aggregate rule (make run), or restore it") from None
+        raise DamagedResults(
+            f"{path} is not a readable Parquet file ({reason}): rebuild it from the cells with "
+            f"the workflow's aggregate rule (make run), or restore it"
+        ) from None
     missing = [column for column in REQUIRED_COLUMNS.get(path.name, []) if column not in frame]
     if missing:
-        raise DamagedResults(f"{path} lacks the columns {', '.join(missing)} (not this package's {path.name}, or an "
-                             "older version's): rebuild it with the workflow's aggregate rule (make run)")
+        raise DamagedResults(
+            f"{path} lacks the columns {', '.join(missing)} (not this package's {path.name}, or an "
+            "older version's): rebuild it with the workflow's aggregate rule (make run)"
+        )
     return frame
+
 
 def collect(inputs: list[str | Path], content: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every pack's results as rows of runs.parquet and curves.parquet, each run with the experiments that use
@@ -103,11 +118,23 @@ def collect(inputs: list[str | Path], content: dict) -> tuple[pd.DataFrame, pd.D
             continue
         for result in results:
             cell = {key: result[key] for key in CELL_KEYS}
-            identity = {"cell_id": cell_id(cell), **cell, "net": net_slug(cell), "model": model_slug(cell), "label": model_label(cell)}
+            identity = {
+                "cell_id": cell_id(cell),
+                **cell,
+                "net": net_slug(cell),
+                "model": model_slug(cell),
+                "label": model_label(cell),
+            }
             runs.append({**result, **identity, "experiments": members.get(identity["cell_id"], [])})
             for point in result.get("curve", []):
                 # The epoch's scheduled lr is `lr_now`; `lr` stays the cell's, as in runs.parquet.
-                curves.append({**{key: value for key, value in point.items() if key != "lr"}, **identity, "lr_now": point.get("lr")})
+                curves.append(
+                    {
+                        **{key: value for key, value in point.items() if key != "lr"},
+                        **identity,
+                        "lr_now": point.get("lr"),
+                    }
+                )
     if damaged:
         raise DamagedResults("; ".join(damaged))
     check_settings(runs)
@@ -130,9 +157,11 @@ def check_settings(runs: list[dict]) -> None:
     if mixed:
         setting, values = mixed[0]
         which = "; ".join(f"{value!r}: {', '.join(cells)}" for value, cells in values.items())
-        raise MixedSettings(f"runs of one cell were made under different {setting} ({which}){' and more' if len(mixed) > 1 else ''}: "
-                            "their seeds and lrs cannot be pooled or ranked; retrain those packs under one setting "
-                            "(delete their result.json and rerun) or set the profile's key so that every run agrees")
+        raise MixedSettings(
+            f"runs of one cell were made under different {setting} ({which}){' and more' if len(mixed) > 1 else ''}: "
+            "their seeds and lrs cannot be pooled or ranked; retrain those packs under one setting "
+            "(delete their result.json and rerun) or set the profile's key so that every run agrees"
+        )
 
 
 def _frame(rows: list[dict], schema: pa.Schema) -> pd.DataFrame:

@@ -67,14 +67,22 @@ def read_claims(path: Path) -> dict[str, dict]:
     """A claims.json by claim id, refused in one line when it is not one."""
     try:
         entries = {entry["id"]: entry for entry in json.loads(path.read_text(encoding="utf-8"))}
-        if strange := [claim for claim, entry in entries.items() if entry["verdict"] not in VERDICTS or not entry["evidence"]["reason"]]:
+        if strange := [
+            claim
+            for claim, entry in entries.items()
+            if entry["verdict"] not in VERDICTS or not entry["evidence"]["reason"]
+        ]:
             raise ValueError(f"claims {', '.join(map(str, strange))} have no known verdict or no reason")
         return entries
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such claims file; pass a claims.json the workflow (or `make tables`) wrote") from None
+        raise FileNotFoundError(
+            f"{path}: no such claims file; pass a claims.json the workflow (or `make tables`) wrote"
+        ) from None
     except (OSError, ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"{path} is not a claims.json of this package ({type(error).__name__}: {error}); rebuild it "
-                         "with `python -m skipinit report --results <its folder> --only claims`") from None
+        raise ValueError(
+            f"{path} is not a claims.json of this package ({type(error).__name__}: {error}); rebuild it "
+            "with `python -m skipinit report --results <its folder> --only claims`"
+        ) from None
 
 
 def build(claims_files: list[Path], claims_config: str | Path, out: Path) -> tuple[list[dict], list[dict]]:
@@ -82,13 +90,26 @@ def build(claims_files: list[Path], claims_config: str | Path, out: Path) -> tup
     claims.json judged it."""
     spec = load_spec(claims_config)
     out_dir = Path(out).parent
-    columns, rows = [], [
-        {"id": c["id"], "statement": c["statement"], "source": c["source"], "paper": c.get("paper_value"), "cells": []}
-        for c in spec["claims"]
-    ]
+    columns, rows = (
+        [],
+        [
+            {
+                "id": c["id"],
+                "statement": c["statement"],
+                "source": c["source"],
+                "paper": c.get("paper_value"),
+                "cells": [],
+            }
+            for c in spec["claims"]
+        ],
+    )
     for path in claims_files:
         verdicts, folder = read_claims(path), path.parent
-        missing = {"verdict": NOT_RUN, "figures": [], "evidence": {"reason": f"not in {path.name}, judged with an older claims file"}}
+        missing = {
+            "verdict": NOT_RUN,
+            "figures": [],
+            "evidence": {"reason": f"not in {path.name}, judged with an older claims file"},
+        }
         entries = [verdicts.get(row["id"], missing) for row in rows]
         counts = {verdict: sum(entry["verdict"] == verdict for entry in entries) for verdict in VERDICTS}
         columns.append({"folder": os.path.relpath(folder, out_dir), "note": budget_note(folder), "counts": counts})
@@ -143,7 +164,8 @@ def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) 
     head = "".join(f"<th><code>{esc(c['folder'])}</code><br><small>{esc(c['note'])}</small></th>" for c in columns)
     body = "\n".join(
         f"<tr><td><b>{esc(r['id'])}</b>: {esc(r['statement'])} <small>({esc(r['source'])})"
-        + (f"<br>paper: {esc(str(r['paper']))}" if r["paper"] is not None else "") + "</small></td>"
+        + (f"<br>paper: {esc(str(r['paper']))}" if r["paper"] is not None else "")
+        + "</small></td>"
         + "".join(html_cell(c) for c in r["cells"])
         + "</tr>"
         for r in rows

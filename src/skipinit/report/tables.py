@@ -12,11 +12,10 @@ long form (a row per group, every number), for machines.
 
 from __future__ import annotations
 
-import yaml
-
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from skipinit.fileio import write_text
 from skipinit.runtable import best_lr_summary, read_experiment_meta, runs_of, trained
@@ -106,9 +105,11 @@ def budget_of(runs: pd.DataFrame) -> str:
         return ""
     epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
     subsets = sorted({int(s) for s in runs["train_subset"].fillna(0)})
-    images = "the full training set" if subsets == [0] else "a training subset of " + "/".join(
-        f"{s:,}" if s else "all" for s in subsets
-    ) + " images"
+    images = (
+        "the full training set"
+        if subsets == [0]
+        else "a training subset of " + "/".join(f"{s:,}" if s else "all" for s in subsets) + " images"
+    )
     seeds = int(runs["seed"].nunique())
     return f"Budget: {epochs} epoch(s) on {images}, {seeds} seed(s) per cell."
 
@@ -116,12 +117,18 @@ def budget_of(runs: pd.DataFrame) -> str:
 def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
     """The table's caption: what a cell holds, over how many seeds, and the budget it reflects."""
     seeds = sorted(frame["seeds"].astype(int).unique()) if not frame.empty else []
-    spread = "from a single seed (n=1)" if seeds == [1] else f"mean ± sd over n = {'/'.join(map(str, seeds)) or 'the'} seeds"
+    spread = (
+        "from a single seed (n=1)" if seeds == [1] else f"mean ± sd over n = {'/'.join(map(str, seeds)) or 'the'} seeds"
+    )
     budget = budget_of(runs) if runs is not None else ""
     return (
-        f"{experiment}: final test accuracy in percent, {spread}, at the best learning rate (in brackets); "
-        f"diverged runs count as 0. {budget} {meta.get('description', '')}"
-    ).replace("  ", " ").strip()
+        (
+            f"{experiment}: final test accuracy in percent, {spread}, at the best learning rate (in brackets); "
+            f"diverged runs count as 0. {budget} {meta.get('description', '')}"
+        )
+        .replace("  ", " ")
+        .strip()
+    )
 
 
 def paper_table(paper_path: str | Path | None, kind: str) -> str:
@@ -131,13 +138,19 @@ def paper_table(paper_path: str | Path | None, kind: str) -> str:
     section = (yaml.safe_load(Path(paper_path).read_text()) or {}).get(kind)
     if not section:
         return ""
-    lines = [section["caption"].strip(), "", "| model | " + " | ".join(section["columns"]) + " |",
-             "| --- | " + " | ".join("---" for _ in section["columns"]) + " |"]
+    lines = [
+        section["caption"].strip(),
+        "",
+        "| model | " + " | ".join(section["columns"]) + " |",
+        "| --- | " + " | ".join("---" for _ in section["columns"]) + " |",
+    ]
     lines += [f"| {model} | " + " | ".join(cells) + " |" for model, cells in section["rows"].items()]
     return "\n" + "\n".join(lines) + "\n"
 
 
-def write_tables(runs_path: Path, experiment: str, outputs: dict[str, Path], paper: str | Path | None = None) -> list[Path]:
+def write_tables(
+    runs_path: Path, experiment: str, outputs: dict[str, Path], paper: str | Path | None = None
+) -> list[Path]:
     """One experiment's table in each format of `outputs` ({md, tex, csv}: path); the CSV is the long, machine-readable
     form. The Markdown one ends with the paper's own numbers for the experiment's kind, where `paper` has them."""
     runs = trained(pd.read_parquet(runs_path))

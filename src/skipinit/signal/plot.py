@@ -30,8 +30,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from skipinit.report import style
-from skipinit.runtable import read_profile_name
 from skipinit.report.provenance import provenance, seeds_text
+from skipinit.runtable import read_profile_name
 from skipinit.signal import FIGURE_STEM
 
 POOLED = "skip_var_pooled"
