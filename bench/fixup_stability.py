@@ -57,8 +57,9 @@ def main() -> None:
         start = time.perf_counter()
         result = train_pack([cell], dataset, options, log=lambda line: None)[0]
         print(
-            f"scalar lr x{args.scalar_lr:g}  lr {lr:g}: test acc {result['test_acc']:.2f}%  train loss {result['train_loss']:.3g}  "
-            f"diverged at step {result['diverged_step']}  ({result['steps']} steps, {time.perf_counter() - start:.0f} s)",
+            f"scalar lr x{args.scalar_lr:g}  lr {lr:g}: test acc {result['test_acc']:.2f}%  "
+            f"train loss {result['train_loss']:.3g}  diverged at step {result['diverged_step']}  "
+            f"({result['steps']} steps, {time.perf_counter() - start:.0f} s)",
             flush=True,
         )
 

@@ -51,7 +51,8 @@ def cells(args, count: int = 1, **overrides) -> list[dict]:
 
 
 def cases(args) -> dict[str, tuple[list[dict], dict]]:
-    """Name -> (cells, engine options beyond the defaults): single cells and packs of 8, dropout, BN, ghost BN, micro-batches."""
+    """Name -> (cells, engine options beyond the defaults): single cells and packs of 8, dropout, BN, ghost BN,
+    micro-batches."""
     return {
         "cell_fp32_deterministic_bn_dropout": (
             cells(args, variant="batchnorm", dropout=0.3),
@@ -170,7 +171,8 @@ def main(argv=None) -> int:
         row = compare(case, cell_list, extra, dataset, args)
         rows.append(row)
         print(
-            f"{'PASS' if row['passed'] else 'FAIL'} {case}: state={row['state']} final loss rel diff {row['final_loss_rel_diff']:.2e} "
+            f"{'PASS' if row['passed'] else 'FAIL'} {case}: state={row['state']} final loss rel diff "
+            f"{row['final_loss_rel_diff']:.2e} "
             f"(eager vs eager {row['noise_final_loss_rel_diff']:.2e}), last-10 mean {row['tail_loss_rel_diff']:.2e} "
             f"(noise {row['noise_tail_loss_rel_diff']:.2e}), params rel L2 {row['param_rel_l2_diff']:.2e} "
             f"(noise {row['noise_param_rel_l2_diff']:.2e}), bit-identical {row['bit_identical']}",

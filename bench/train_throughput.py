@@ -118,7 +118,8 @@ def time_engine(args, cells: list[dict], dataset, graphs: bool = False) -> float
             trainer.step(*next(batches))
         if graphs and isinstance(trainer.run_step, GraphedStep) and trainer.run_step.state != "graphed":
             print(
-                f"warning: the graphed engine is {trainer.run_step.state} after {warmup} warm-up steps: it is timed eagerly",
+                f"warning: the graphed engine is {trainer.run_step.state} after {warmup} warm-up steps: it is timed "
+                "eagerly",
                 flush=True,
             )
         synchronize(trainer.device)
@@ -259,9 +260,7 @@ def time_reference(args, root: str, official: bool) -> float:
         x, y = next(stream)
         return plain_step(model, optimizer, args, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
 
-    seconds = seconds_for_steps(step, args, device)
-    del stream, loader  # stop the workers before the next contender runs
-    return seconds
+    return seconds_for_steps(step, args, device)  # the loader and its workers end with this call's locals
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,8 +277,10 @@ def describe(args) -> str:
         else f"cpu ({os.cpu_count()} cores, {threads} threads)"
     )
     return (
-        f"device={name} precision={precision(args)} torch={torch.__version__} model=WRN-{args.depth}-{args.width} batch={args.batch_size} "
-        f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} load={os.getloadavg()[0]:.2f}"
+        f"device={name} precision={precision(args)} torch={torch.__version__} model=WRN-{args.depth}-{args.width} "
+        f"batch={args.batch_size} "
+        f"steps={args.steps} warmup={args.warmup} repeats={args.repeats} workers={args.workers} "
+        f"load={os.getloadavg()[0]:.2f}"
     )
 
 
@@ -329,11 +330,13 @@ def run_cell(args, dataset) -> float:
         if name in median:
             label = "graphed engine" if name == "graphed" else "engine"
             print(
-                f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; {utilization(args, median[name])})"
+                f"{label} images/s: {median[name]:.1f}  ({1e3 * args.batch_size / median[name]:.3f} ms/step; "
+                f"{utilization(args, median[name])})"
             )
     if "reference" in median:
         print(
-            f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, {precision(args)}, NCHW, "
+            f"reference images/s: {median['reference']:.1f}  (DataLoader workers={args.workers}, transforms.v2, "
+            f"{precision(args)}, NCHW, "
             "torch.optim.SGD)"
         )
     for name in ("engine", "graphed"):
@@ -402,22 +405,26 @@ def run_sweep(args, dataset) -> float:
     ]
     graphed = " graphed" if args.graphs else ""
     print(
-        f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} members; "
+        f"packed{graphed} cells/hour: {p:.0f}  ({p * per_cell_images / 3600:.1f} images/s summed over {len(cells)} "
+        "members; "
         f"{utilization(args, p * per_cell_images / 3600)})"
     )
     if args.dropout:
         ratios = [with_ / without for with_, without in zip(packed, no_dropout)]
         print(
-            f"packed dropout/no dropout (cells/h, median of {len(ratios)} paired repeats): {statistics.median(ratios):.3f}"
+            f"packed dropout/no dropout (cells/h, median of {len(ratios)} paired repeats): "
+            f"{statistics.median(ratios):.3f}"
         )
     if args.graphs:
         e = statistics.median(packed_eager)
         print(
-            f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; {utilization(args, e * per_cell_images / 3600)})"
+            f"packed eager cells/hour: {e:.0f}  ({e * per_cell_images / 3600:.1f} images/s; "
+            f"{utilization(args, e * per_cell_images / 3600)})"
         )
         print(f"packed graphed/packed eager: {p / e:.3f}")
     print(
-        f"sequential{graphed} cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s; {utilization(args, s * per_cell_images / 3600)})"
+        f"sequential{graphed} cells/hour: {s:.0f}  ({s * per_cell_images / 3600:.1f} images/s; "
+        f"{utilization(args, s * per_cell_images / 3600)})"
     )
     return p / s
 

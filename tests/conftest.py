@@ -15,7 +15,8 @@ def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+            f"snakemake {' '.join(args)} failed "
+            f"({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )
     return result
 

@@ -58,7 +58,8 @@ def assert_repeats_a_record(
     if near:
         warnings.warn(
             f"no bit-exact record for this CPU ({cpu_label()}): within tolerance of {near[0]}; "
-            f"record {records[0][0].stem}.{cpu_label()}{records[0][0].suffix} from the commit its test names to check it exactly",
+            f"record {records[0][0].stem}.{cpu_label()}{records[0][0].suffix} from the commit its test names to check "
+            "it exactly",
             stacklevel=2,
         )
         return

@@ -197,7 +197,8 @@ END_TO_END = 50  # draws through the real checks and the judge (about 0.3 s each
 
 
 def flat_lr_runs(rng: np.random.Generator) -> pd.DataFrame:
-    """Batch norm and SkipInit at batch sizes 16 and 64 over five equally good lrs, seeds paired, as runs.parquet rows."""
+    """Batch norm and SkipInit at batch sizes 16 and 64 over five equally good lrs, seeds paired, as runs.parquet
+    rows."""
     rows = []
     for batch_size in (16, 64):
         for variant in ("batchnorm", "skipinit"):

@@ -163,7 +163,8 @@ def test_shallow_or_missing_signal_nets():
 def deep_runs(
     unnormalized_acc: float | None = None, scaled_acc: float | None = None, lrs=(0.05, 0.1), seeds=(0,), depth=100
 ) -> pd.DataFrame:
-    """Every depth-study model at `depth`: BN and SkipInit (alpha <= 1/sqrt(d)) train; the rest diverge unless given an accuracy."""
+    """Every depth-study model at `depth`: BN and SkipInit (alpha <= 1/sqrt(d)) train; the rest diverge unless given an
+    accuracy."""
     rows = []
     for lr in lrs:
         for seed in seeds:
@@ -251,7 +252,8 @@ def test_skipinit_matches_bn_at_every_depth_within_the_gap():
 
 
 def regularization_runs(no_l2_acc: float, dropout_acc: float, epochs: int = 20, overfit_pp=(3.0, 9.0)) -> pd.DataFrame:
-    """The regularization study at batch 64; `overfit_pp`: the train/test gaps of batch norm and of the SkipInit nets."""
+    """The regularization study at batch 64; `overfit_pp`: the train/test gaps of batch norm and of the SkipInit
+    nets."""
     settings = dict(batch_size=64, epochs=epochs, experiments=("regularization",))
     runs = three_seeds(
         runs_frame(
@@ -342,7 +344,8 @@ def test_small_batch_parity_undecided_at_the_edge_of_the_lr_grid():
 
 
 def test_edge_of_the_grid_can_still_refute_similar_lrs():
-    """SkipInit's optimum is >= 0.8 (the top of the grid) while BN's is 0.05: at least 16x apart, whatever lies beyond."""
+    """SkipInit's optimum is >= 0.8 (the top of the grid) while BN's is 0.05: at least 16x apart, whatever lies
+    beyond."""
     verdict, evidence = judge("batch-small-similar", batch_sweep({("batchnorm", 64): 0.05, ("skipinit", 64): 0.8}))
     assert verdict == "not_reproduced"
     assert evidence["batch_sizes"]["64"]["lr_ratio_range"] == [0, 0.0625]
@@ -402,7 +405,8 @@ def test_claims_file_covers_the_paper_and_names_known_checks():
 def test_unknown_check_is_refused_with_one_line(tmp_path):
     bad = tmp_path / "claims.yaml"
     bad.write_text(
-        "models: {}\nclaims:\n  - {id: x, statement: s, source: t, data: depth, check: guess, params: {}, paper_value: null}\n"
+        "models: {}\nclaims:\n  - {id: x, statement: s, source: t, data: depth, check: guess, params: {}, "
+        "paper_value: null}\n"
     )
     with pytest.raises(ValueError, match="claim x names check 'guess'; known: "):
         claims.load_spec(bad)
@@ -694,7 +698,8 @@ def test_a_setting_below_divergence_does_not_mask_one_that_decides():
     verdict, evidence = judge("bn-larger-stable-lr", runs)
     assert verdict == "reproduced", evidence
     assert evidence["below_divergence"] == [
-        "depth 100, width 1, batch 128: largest stable lr in [0.1, inf) (batchnorm) vs [0.1, inf) (skipinit): lr grid does not reach divergence"
+        "depth 100, width 1, batch 128: largest stable lr in [0.1, inf) (batchnorm) vs [0.1, inf) (skipinit): lr grid "
+        "does not reach divergence"
     ]
     # the deciding setting still refutes: batch norm failing below SkipInit's stable lr is not masked either
     flipped = stability_sweep(
@@ -740,8 +745,8 @@ def test_batchnorm_faster_at_large_batch():
     assert verdict == "reproduced", evidence
     # target 0.9 x 90 = 81: BN reaches it at epoch 2 (step 200), SkipInit at epoch 6 (5.4 x 90 / 6 = 81, step 600)
     assert evidence["target_test_acc"] == pytest.approx(81) and evidence["speedup"]["mean"] == pytest.approx(3)
-    # Every seed gives 3 exactly, but steps are read every 100: BN's 200 may be 101..200, SkipInit's 600 501..600, so the
-    # speedup lies in [500/200, 600/100] = [2.5, 6] (never a zero-width interval)
+    # Every seed gives 3 exactly, but steps are read every 100: BN's 200 may be 101..200, SkipInit's 600 501..600,
+    # so the speedup lies in [500/200, 600/100] = [2.5, 6] (never a zero-width interval)
     assert evidence["speedup"]["seeds"] == 3 and evidence["speedup"]["ci95"] == pytest.approx([2.5, 6])
     runs, curves = speed_runs({("batchnorm", 512): 5, ("skipinit", 512): 5})
     assert judge("bn-faster-large-batch", runs, curves=curves)[0] == "not_reproduced"

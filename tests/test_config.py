@@ -181,7 +181,8 @@ def test_the_same_bad_value_is_refused_in_training_and_models(where):
     location = "training" if where == "training" else "experiments.depth.models.0"
     assert (
         refused(change)
-        == f"{location}.nesterov: 'true' is not of type 'boolean'; in a profile write true or false, on the command line (--config KEY=...) True or False"
+        == f"{location}.nesterov: 'true' is not of type 'boolean'; in a profile write true or false, on the command "
+        "line (--config KEY=...) True or False"
     )
 
 
@@ -221,7 +222,8 @@ def test_schema_cell_settings_mirror_the_vocabulary():
     assert CELL_DEFAULTS["dataset"] == schema.default("dataset")
 
 
-def image_folder(root, splits={"train": ("cat", "dog"), "test": ("cat", "dog")}):
+def image_folder(root, splits=None):
+    splits = splits or {"train": ("cat", "dog"), "test": ("cat", "dog")}
     for split, classes in splits.items():
         for name in classes:
             (root / split / name).mkdir(parents=True)

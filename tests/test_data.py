@@ -68,7 +68,10 @@ def test_official_cifar10_format_becomes_canonical(official_cifar10, tmp_path):
 
 def test_official_cifar10_missing_without_network_names_remedies(tmp_path):
     """A real failed download: the proxy the child process is given refuses every connection."""
-    code = f"from skipinit.data import canonical; canonical.from_official_cifar10({str(tmp_path / 'empty')!r}, download=True)"
+    code = (
+        f"from skipinit.data import canonical; canonical.from_official_cifar10({str(tmp_path / 'empty')!r}, "
+        "download=True)"
+    )
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "http_proxy": closed, "https_proxy": closed, "no_proxy": ""}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -176,7 +176,8 @@ def test_aggregate_refuses_seeds_of_one_cell_made_under_different_precisions(dat
     mixed = write_packs(tmp_path / "mixed", [[rows[0]], [{**rows[1], "precision": "bf16"}]])
     with pytest.raises(aggregate.MixedSettings, match=r"different precision \('fp32': .*s0; 'bf16': .*s1\)"):
         aggregate.collect(mixed, manifest_of(rows))
-    # Another cell (another depth) may run otherwise; a setting an older version did not record is unknown, not different.
+    # Another cell (another depth) may run otherwise; a setting an older version did not record is unknown, not
+    # different.
     other = {**rows[1], "depth": 16, "precision": "bf16"}
     older = {key: value for key, value in rows[1].items() if key != "channels_last"}
     aggregate.check_settings([{**row, "cell_id": str(index)} for index, row in enumerate([rows[0], other, older])])

@@ -285,7 +285,8 @@ def chromium_page():
 def test_the_browser_check_sees_console_errors_and_uncaught_exceptions():
     with chromium_page() as (page, errors):
         page.goto(
-            "data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); });</script>"
+            "data:text/html,<script>console.error('bad thing'); setTimeout(() => { throw new Error('boom'); "
+            "});</script>"
         )
         page.wait_for_function("new Promise(done => setTimeout(() => done(true), 200))")
         assert any("bad thing" in error for error in errors)

@@ -133,9 +133,12 @@ def test_on_the_cpu_the_option_changes_nothing_but_one_log_line():
         options = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1, cuda_graphs=graphed)
         runs[graphed] = (trainer.train_pack(cells, dataset, options, log=lines.append), lines)
     (eager, eager_lines), (graphed, graphed_lines) = runs[False], runs[True]
-    strip = lambda rows: [
-        {k: v for k, v in row.items() if k not in ("wall_seconds", "images_per_second", "curve")} for row in rows
-    ]  # noqa: E731
+
+    def strip(rows):
+        return [
+            {k: v for k, v in row.items() if k not in ("wall_seconds", "images_per_second", "curve")} for row in rows
+        ]
+
     assert strip(graphed) == strip(eager)
     assert [line for line in graphed_lines if "cuda_graphs" in line] == [
         "cuda_graphs: ignored on cpu (CUDA graphs need a CUDA device); the training step runs eagerly"

@@ -1,4 +1,5 @@
-"""The engine's options have one set of defaults, the schema's: EngineOptions and `skipinit train` take theirs from it."""
+"""The engine's options have one set of defaults, the schema's: EngineOptions and `skipinit train` take theirs from
+it."""
 
 import dataclasses
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""The scorecard: every claim of config/claims.yaml against the committed result sets, as their claims.json judged it."""
+"""The scorecard: every claim of config/claims.yaml against the committed result sets, as their claims.json judged
+it."""
 
 import json
 

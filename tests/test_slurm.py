@@ -47,7 +47,8 @@ def cluster():
             pytest.skip("the SLURM test cluster did not start within 600 s (up.sh)")
         if started.returncode != 0:
             pytest.skip(
-                f"the SLURM test cluster did not start (up.sh exit {started.returncode}): {(started.stdout + started.stderr)[-1500:]}"
+                f"the SLURM test cluster did not start (up.sh exit {started.returncode}): "
+                f"{(started.stdout + started.stderr)[-1500:]}"
             )
         yield
     finally:  # also after a failed start: down.sh stops whatever up.sh did start

@@ -98,9 +98,10 @@ def records(case: str) -> list[tuple[Path, dict]]:
 
 def close(got: dict, expected: dict) -> bool:
     """Another CPU's rounding: the same divergence and step count, every loss within a relative 1e-4."""
-    losses = lambda run: [
-        float.fromhex(value) for key in ("train_loss", "test_loss") for member in run[key] for value in member
-    ]  # noqa: E731
+
+    def losses(run):
+        return [float.fromhex(value) for key in ("train_loss", "test_loss") for member in run[key] for value in member]
+
     return (
         (got["diverged_at"], got["step"]) == (expected["diverged_at"], expected["step"])
         and len(losses(got)) == len(losses(expected))

@@ -1,4 +1,5 @@
-"""Tables and figures in the paper's form, and `python -m skipinit report` rebuilding every output from Parquet alone."""
+"""Tables and figures in the paper's form, and `python -m skipinit report` rebuilding every output from Parquet
+alone."""
 
 import hashlib
 import json

@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         if error.errno not in STORAGE_ERRORS:
             raise
         raise SystemExit(
-            f"error: cannot write {error.filename or getattr(args, 'out', None) or 'an output'}: {error.strerror}. Free disk space or make the "
+            f"error: cannot write {error.filename or getattr(args, 'out', None) or 'an output'}: {error.strerror}. "
+            "Free disk space or make the "
             "results folder writable, then rerun the same command: finished cells are kept and interrupted ones resume."
         ) from None

@@ -69,7 +69,10 @@ def size_problem(needs: list[dict], train: int, test: int, dataset: str) -> str 
     for need in needs:
         where, subset, batch = need["where"], need["train_subset"], need["batch_size"]
         if subset > train:
-            return f"{where}: train_subset={subset} exceeds the {train} training images of {dataset}; use at most {train}, or 0 for all"
+            return (
+                f"{where}: train_subset={subset} exceeds the {train} training images of {dataset}; use at most "
+                f"{train}, or 0 for all"
+            )
         if need["test_subset"] > test:
             return (
                 f"{where}: test_subset={need['test_subset']} exceeds the {test} test images of {dataset}; "
@@ -184,7 +187,10 @@ def image_folder_problem(path: Path) -> str | None:
         }
         if classes["train"] and classes["test"]:
             if classes["train"] != classes["test"]:
-                return f"has train/ and test/ with different class folders ({sorted(classes['train'] ^ classes['test'])} in only one)"
+                return (
+                    f"has train/ and test/ with different class folders ({sorted(classes['train'] ^ classes['test'])} "
+                    "in only one)"
+                )
             return None
     return f"has no train/<class>/<image> and test/<class>/<image> in {where} (nor one folder below)"
 
@@ -197,7 +203,8 @@ def check_imagenet(config: dict, cells: dict[str, dict]) -> None:
         return
     if not all((Path(root) / split).is_dir() for split in ("train", "val")):
         raise ConfigError(
-            f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to null"
+            f"imagenet.root={root!r} has no train/ and val/ folders; point it at an image-folder ImageNet or set it to "
+            "null"
         )
     from skipinit.data.imagenet import ImageNetLayoutError, class_folders
 
@@ -246,7 +253,8 @@ def check_micro_batch(config: dict, cells: dict[str, dict]) -> None:
         problem = micro_batch_problem(int(cell["batch_size"]), micro, int(cell["ghost_batch_size"]))
         if problem:
             raise ConfigError(
-                f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), or micro_batch: 0"
+                f"{problem}; choose a divisor of every batch size above it (and a multiple of every ghost batch size), "
+                "or micro_batch: 0"
             )
 
 
@@ -257,7 +265,8 @@ def check_config(
     workdir: str | os.PathLike = ".",
     data: bool = True,
 ) -> None:
-    """All semantic checks of a validated profile and its expansion (`skipinit.profile.resolve`); ConfigError with one line.
+    """All semantic checks of a validated profile and its expansion (`skipinit.profile.resolve`); ConfigError with one
+    line.
 
     Without `data`, the data source and the dataset's sizes are not checked (a plan needs no data).
     """

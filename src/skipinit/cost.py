@@ -3,7 +3,8 @@
 The seconds of one training job (a pack of `pack` cells, trained as one computation) are
 
     seconds = overhead                       per process: start, imports, data to the device, cuDNN autotuning
-            + launch  * steps * micro * calls  per forward module call of a step, whatever its size (kernel launches, host work)
+            + launch  * steps * micro * calls  per forward module call of a step, whatever its size (launches,
+                                               host work)
             + dense   * MACs (pack of 1)     per multiply-accumulate: 3 x forward per training image, 1 x per test image
             + grouped * MACs (pack > 1)      the same, through the grouped convolutions of a channel-packed pack
 
@@ -239,7 +240,8 @@ class ThroughputModel:
         rate = lambda c: f"{2 / c / 1e12:.3g} TFLOP/s" if c else "unfitted"  # noqa: E731 (2 FLOPs per MAC)
         return (
             f"{self.device_class}: {overhead:.1f} s per job, {launch * 1e6:.1f} us per module call, "
-            f"dense {rate(dense)}, packed {rate(grouped)} ({self.measurements} measurements{'; ' + self.note if self.note else ''})"
+            f"dense {rate(dense)}, packed {rate(grouped)} ({self.measurements} "
+            f"measurements{'; ' + self.note if self.note else ''})"
         )
 
 

@@ -40,7 +40,8 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ProfileError(
-                f"{key_node.start_mark.line + 1}: key {key!r} appears twice (first on line {seen[key] + 1}); keep one of them"
+                f"{key_node.start_mark.line + 1}: key {key!r} appears twice (first on line {seen[key] + 1}); keep one "
+                "of them"
             )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)

@@ -2,7 +2,8 @@
 
 Validation (`config`), the cell grid (`grid`), the models and the engine all import from here,
 so adding a variant, a schedule or a cell setting is one edit. A cell setting is described by a
-`Setting`: its type and allowed range (its default is the schema's, read through `skipinit.schema`); `Setting.check` is the one check that a value from
+`Setting`: its type and allowed range (its default is the schema's, read through `skipinit.schema`); `Setting.check` is
+the one check that a value from
 `training:`, a `models:` entry or a `grid:` list item passes before it becomes part of a cell.
 """
 
@@ -197,5 +198,6 @@ def check_pack(cells: list[dict]) -> None:
         differing = sorted(k for k in CELL_DEFAULTS if k not in PACKED_KEYS and cell[k] != first[k])
         if differing:
             raise ValueError(
-                f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: {', '.join(differing)}"
+                f"cells of one pack may differ only in {', '.join(PACKED_KEYS)}; these differ too: "
+                f"{', '.join(differing)}"
             )

@@ -58,7 +58,8 @@ def largest_trainable(table: pd.DataFrame) -> tuple[int | None, int | None]:
 
 @check
 def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
-    """The largest depth at which `deep` trains over the largest at which `shallow` trains lies in [`min_ratio`, `max_ratio`].
+    """The largest depth at which `deep` trains over the largest at which `shallow` trains lies in [`min_ratio`,
+    `max_ratio`].
 
     Both models must share the depth sweep and the lr grid. A model trains at a depth when some lr
     there surely reaches chance + `train_margin_pp` (the 95% interval of its accuracy above it) with
@@ -176,7 +177,10 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
     }
     low, high = params["min_slope"], params["max_slope"]
     if len(seeds) < 2:
-        reason = f"skip_var_pooled ~ {slope:.3g} l from one seed: a slope from one seed has no interval; measure 2 or more seeds"
+        reason = (
+            f"skip_var_pooled ~ {slope:.3g} l from one seed: a slope from one seed has no interval; measure 2 or more "
+            "seeds"
+        )
         return INCONCLUSIVE, {**evidence, "reason": reason}
     slopes = over_seeds(
         [fit_line(c.index.to_numpy(dtype=float), c["skip_var_pooled"].to_numpy())[0] for c in seeds.values()]
@@ -261,7 +265,8 @@ def optimal_lr_ratio_at_depths(runs: pd.DataFrame, params: dict) -> Verdict:
 @check
 def trails_with_smaller_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     """At `depth`, `candidate` trails `reference` by at least `min_gap_pp` (each at its best lr, paired by seed), and
-    `reference`'s optimal lr is at least `min_lr_ratio` times `candidate`'s (a range, as in `optimal_lr_ratio_at_depths`)."""
+    `reference`'s optimal lr is at least `min_lr_ratio` times `candidate`'s (a range, as in
+    `optimal_lr_ratio_at_depths`)."""
     if early := preflight(runs, params):
         return early
     names, depth = (params["reference"], params["candidate"]), params["depth"]
@@ -282,7 +287,10 @@ def trails_with_smaller_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     ratio_holds = True if low >= params["min_lr_ratio"] else False if high < params["min_lr_ratio"] else None
     gap_holds = within(gap, low=params["min_gap_pp"])
     edges = "; ".join(edge_text(name, row) for name, row in zip(names, rows) if not interior(row))
-    lr_text = f"depth {depth}: optimal lr ratio {names[0]}/{names[1]} in [{low:.3g}, {high:.3g}] (needs >= {params['min_lr_ratio']:g})"
+    lr_text = (
+        f"depth {depth}: optimal lr ratio {names[0]}/{names[1]} in [{low:.3g}, {high:.3g}] (needs >= "
+        f"{params['min_lr_ratio']:g})"
+    )
     return verdict_of(
         [
             Finding(

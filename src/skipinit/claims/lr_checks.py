@@ -185,7 +185,10 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
         parts, below_divergence = [], []
         for values in settings:
             setting = dict(zip(keys, (int(v) for v in values)))
-            at = lambda rows: rows[(rows[keys] == pd.Series(setting)).all(axis=1)]  # noqa: E731
+
+            def at(rows: pd.DataFrame, setting: dict = setting) -> pd.DataFrame:
+                return rows[(rows[keys] == pd.Series(setting)).all(axis=1)]
+
             noise = NoiseModel.from_params(params)
             ref, oth = stable_range(at(reference), train_from, noise), stable_range(at(other), train_from, noise)
             evidence["settings"].setdefault(setting_text(setting), {})[params["reference"]] = ref
@@ -210,7 +213,8 @@ def largest_stable_lr_exceeds(runs: pd.DataFrame, params: dict) -> Verdict:
 
 @check
 def optimal_lr_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
-    """Per model, among batch sizes <= `small_batch_max`: the optimal lr at the largest is >= `min_lr_ratio` x that at the smallest."""
+    """Per model, among batch sizes <= `small_batch_max`: the optimal lr at the largest is >= `min_lr_ratio` x that at
+    the smallest."""
     if early := preflight(runs, params):
         return early
     findings, evidence = [], {"min_lr_ratio": params["min_lr_ratio"], "models": {}}
@@ -234,6 +238,9 @@ def optimal_lr_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
         text = f"{name}: optimal lr {first['best_lr']:g} at batch {small[0]}, {last['best_lr']:g} at batch {small[-1]}"
         if holds is None:
             edges = [edge_text(name, row) for row in (first, last) if not interior(row)]
-            text += f" (ratio in [{low:.3g}, {high:.3g}]): {'; '.join(edges) or 'the lrs within noise of each best leave the ratio unplaced'}"
+            text += (
+                f" (ratio in [{low:.3g}, {high:.3g}]): "
+                f"{'; '.join(edges) or 'the lrs within noise of each best leave the ratio unplaced'}"
+            )
         findings.append(Finding(holds, text))
     return verdict_of(findings, evidence)

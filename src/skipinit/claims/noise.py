@@ -28,7 +28,8 @@ def measure_floors(runs: pd.DataFrame, source: str) -> list[dict]:
         accuracy_ss = gap_ss = 0.0
         accuracy_df = gap_df = 0
         for _, at_lr in rows.groupby("lr"):
-            # A model with a diverged seed at this lr is left out: its 0 beside a live run measures divergence, not noise.
+            # A model with a diverged seed at this lr is left out: its 0 beside a live run measures divergence, not
+            # noise.
             per_model = {
                 model: group.set_index("seed")["score"]
                 for model, group in at_lr.groupby(list(MODEL_KEYS))

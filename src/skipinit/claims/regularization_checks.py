@@ -54,7 +54,8 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
         in_range = within(drop, *band)
         text = (
             f"batch {batch_size}: {params['without']} {describe(removed_accuracy, '%')} "
-            f"({'trains' if trains else 'does not train' if trains is False else 'may not train'}), below {params['with']} by"
+            f"({'trains' if trains else 'does not train' if trains is False else 'may not train'}), below "
+            f"{params['with']} by"
         )
         holds = False if trains is False else None if trains is None and in_range is not False else in_range
         findings.append(Finding(holds, finding_text(text, drop, holds, *band, drop["seconds_per_seed"])))

@@ -2,7 +2,8 @@
 
 Every accuracy comparison pairs the two models by seed (`stats.paired_gap`) and every accuracy
 against chance is an estimate over seeds (`stats.accuracy`), pooled with the claims file's seed-noise
-floor for its setting, so one seed has an interval too. Each is decided by its 95% interval: inside the claim's band, outside it, or
+floor for its setting, so one seed has an interval too. Each is decided by its 95% interval: inside the claim's band,
+outside it, or
 straddling it (undecided, with the seeds that would decide it).
 """
 
@@ -136,7 +137,8 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
 
 @check
 def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At batch sizes <= `small_batch_max`: optimal lrs within a factor `max_lr_ratio`, accuracies within `max_gap_pp`."""
+    """At batch sizes <= `small_batch_max`: optimal lrs within a factor `max_lr_ratio`, accuracies within
+    `max_gap_pp`."""
     if early := preflight(runs, params):
         return early
     names = (params["reference"], params["candidate"])
@@ -265,7 +267,8 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
             [
                 Finding(
                     None,
-                    f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for {', '.join(edges)}",
+                    f"{text} {growth['mean']:+.1f} pp, not decidable: best lr at the grid's edge for "
+                    f"{', '.join(edges)}",
                 )
             ],
             evidence,

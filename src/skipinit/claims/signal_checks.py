@@ -29,9 +29,9 @@ NO_SIGNAL = pd.DataFrame(
 )
 # The variance each signal law predicts at residual block l (1-based).
 LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "2^(l-1)": lambda l: 2.0 ** (l - 1),
-    "l": lambda l: l,
-    "1": lambda l: np.ones_like(l),
+    "2^(l-1)": lambda block: 2.0 ** (block - 1),
+    "l": lambda block: block,
+    "1": lambda block: np.ones_like(block),
 }
 
 
@@ -154,7 +154,10 @@ def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
         "r2": r2,
         "min_r2": params["min_r2"],
     }
-    text = f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} (needs slope > 0, R^2 >= {params['min_r2']:g})"
+    text = (
+        f"{params['statistic']} ~ {slope:.3g} l + {intercept:.3g} with R^2 {r2:.3f} (needs slope > 0, R^2 >= "
+        f"{params['min_r2']:g})"
+    )
     if missing:
         return verdict_of([Finding(None, f"{text}: {missing}")], evidence)
     positive = within(estimate, low=0.0)
@@ -181,7 +184,8 @@ def branch_downscaled_by_sqrt_depth(signal: pd.DataFrame, params: dict) -> Verdi
             findings.append(
                 Finding(
                     None,
-                    f"{net}: {len(fitted)} blocks from block {params['fit_from_block']}, fewer than {params['min_blocks']}",
+                    f"{net}: {len(fitted)} blocks from block {params['fit_from_block']}, fewer than "
+                    f"{params['min_blocks']}",
                 )
             )
             evidence[net] = about

@@ -86,9 +86,15 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         },
     }
     if evaluations < params["min_evaluations"]:
-        reason = f"the curves hold {evaluations} evaluation(s), fewer than the {params['min_evaluations']} a speed comparison needs"
+        reason = (
+            f"the curves hold {evaluations} evaluation(s), fewer than the {params['min_evaluations']} a speed "
+            "comparison needs"
+        )
         return INCONCLUSIVE, {**evidence, "reason": reason}
-    head = f"batch {batch_size}: to {target:.1f}% {names[0]} needs {median_steps(steps[names[0]])} steps, {names[1]} {median_steps(steps[names[1]])}"
+    head = (
+        f"batch {batch_size}: to {target:.1f}% {names[0]} needs {median_steps(steps[names[0]])} steps, {names[1]} "
+        f"{median_steps(steps[names[1]])}"
+    )
     if any(math.isinf(step) for name in names for step in steps[name].values()):
         return verdict_of([Finding(None, f"{head}: a seed's curve never reaches the target")], evidence)
     firsts = [all(steps[name][seed] == float(per_seed[name][seed].index[0]) for name in names) for seed in seeds]
@@ -115,10 +121,16 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
     evidence["speedup"] = speedup
     holds = within(speedup, *bounds)
     low, high = speedup["ci95"]
-    text = f"{head} (speedup {speedup['mean']:.2f}, 95% CI {low:.2f}..{high:.2f} over {len(ratios)} paired seeds; bounds [{bounds[0]:g}, {bounds[1]:g}])"
+    text = (
+        f"{head} (speedup {speedup['mean']:.2f}, 95% CI {low:.2f}..{high:.2f} over {len(ratios)} paired seeds; bounds "
+        f"[{bounds[0]:g}, {bounds[1]:g}])"
+    )
     if holds is None:
         decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds))
-        text += f": the interval straddles a bound; {f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"
+        text += (
+            ": the interval straddles a bound; "
+            f"{f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"
+        )
     return verdict_of([Finding(holds, text)], evidence)
 
 

@@ -141,7 +141,8 @@ def pooled(
     selected_from: int = 1,
     paired: bool = False,
 ) -> dict:
-    """The t-interval of the mean of per-seed `values`: their spread pooled with a floor (sd, df), plus `extra_variance`."""
+    """The t-interval of the mean of per-seed `values`: their spread pooled with a floor (sd, df), plus
+    `extra_variance`."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     own = float(values.var(ddof=1)) if n >= 2 else 0.0
@@ -274,7 +275,10 @@ def decide_text(
     text = f"about {seeds} {what} at sd {estimate['sd']:.2g} would decide it"
     if seconds_per_seed and seeds > estimate["seeds"]:
         extra = (seeds - estimate["seeds"]) * seconds_per_seed
-        text += f" ({seeds - estimate['seeds']} more: about {extra / 60:.0f} min of training at this profile's measured speed)"
+        text += (
+            f" ({seeds - estimate['seeds']} more: about {extra / 60:.0f} min of training at this profile's measured "
+            "speed)"
+        )
     return text
 
 
@@ -289,7 +293,10 @@ def describe(estimate: dict, unit: str = " pp") -> str:
     lower, upper = estimate["ci95"]
     number = "{:.3g}" if unit == "%" else "{:+.3g}"
     seeds = "one seed" if estimate["single_seed"] else f"{estimate['seeds']} seeds"
-    return f"{number.format(estimate['mean'])}{unit} (95% CI {number.format(lower)}..{number.format(upper)}, {seeds}, {estimate['df']} df)"
+    return (
+        f"{number.format(estimate['mean'])}{unit} (95% CI {number.format(lower)}..{number.format(upper)}, {seeds}, "
+        f"{estimate['df']} df)"
+    )
 
 
 def finding_text(

@@ -269,11 +269,13 @@ def _read_image_folder(root: Path, shown_as) -> CanonicalDataset:
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise IntegrityError(
-                    f"{shown_as(file)} is not a readable image ({reason}); remove or replace it, then rerun the same command"
+                    f"{shown_as(file)} is not a readable image ({reason}); remove or replace it, then rerun the same "
+                    "command"
                 ) from None
             if pixels.shape != (32, 32, 3):
                 raise IntegrityError(
-                    f"{shown_as(file)} is {pixels.shape[1]}x{pixels.shape[0]}; expected 32x32 images: remove or replace it, then rerun the same command"
+                    f"{shown_as(file)} is {pixels.shape[1]}x{pixels.shape[0]}; expected 32x32 images: remove or "
+                    "replace it, then rerun the same command"
                 )
             images[index] = pixels
         splits[split] = (images, np.asarray(folder.targets, dtype=np.int64), tuple(folder.classes))

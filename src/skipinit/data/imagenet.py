@@ -110,7 +110,8 @@ class ImageNetFolder:
                 labels += [label] * len(entries)
             if empty:
                 raise ImageNetLayoutError(
-                    f"{self.root / split} has class folders without images ({', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''}); "
+                    f"{self.root / split} has class folders without images "
+                    f"({', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''}); "
                     f"every class needs images ({', '.join(IMAGE_EXTENSIONS)}) in both splits: {LAYOUT}"
                 )
             self.files[split] = np.array(paths)
@@ -198,7 +199,8 @@ class SplitImages:
 
 
 def seed_worker(parts: tuple[int, ...], worker: int) -> None:
-    """Seed a worker's global generators from (seed, epoch, worker): nothing drawn there depends on the run's history."""
+    """Seed a worker's global generators from (seed, epoch, worker): nothing drawn there depends on the run's
+    history."""
     seed = derive_seed(*parts, worker)
     torch.manual_seed(seed)
     random.seed(seed)
@@ -211,7 +213,8 @@ def seed_worker(parts: tuple[int, ...], worker: int) -> None:
 
 
 class ImageNetStream:
-    """Batches of an ImageNetFolder, decoded by `options.threads` worker processes (none: by this one), normalized on the device."""
+    """Batches of an ImageNetFolder, decoded by `options.threads` worker processes (none: by this one), normalized on
+    the device."""
 
     def __init__(self, folder: ImageNetFolder, cells: list[dict], options: EngineOptions, device: torch.device):
         seeds = sorted({int(cell["seed"]) for cell in cells})

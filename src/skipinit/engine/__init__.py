@@ -23,7 +23,8 @@ Design, in the order a step runs:
   *channel packing* (see `packing`): the members run side by side in the channel dimension,
   a conv becoming one grouped conv, a BN one BN over N*C channels (running statistics updated in
   place in the stacked buffers), the classifier a batched matmul, dropout applying masks that each
-  member draws from a generator of its own (`dropout`), so a cell's numbers do not depend on its pack. This is what `torch.vmap` over `functional_call` computes, minus vmap's
+  member draws from a generator of its own (`dropout`), so a cell's numbers do not depend on its pack. This is what
+  `torch.vmap` over `functional_call` computes, minus vmap's
   per-op batching rules (batch norm becomes an unfused normalize, multiply and add, forward and
   backward: vmap packing was 1.3x slower on CPU at 8 members, bench/RESULTS.md); every
   pack is checked against each member's own network at construction, and vmap (stacked

@@ -97,7 +97,8 @@ class GraphedStep:
         except Exception as error:  # whatever broke the capture, the eager step does not depend on it
             reason = (str(error).strip().splitlines() or [""])[0]
             self.log(
-                f"cuda_graphs: capturing the training step failed ({type(error).__name__}: {reason}); training on eagerly"
+                f"cuda_graphs: capturing the training step failed ({type(error).__name__}: {reason}); training on "
+                "eagerly"
             )
             self.state = "eager"
             self.body()

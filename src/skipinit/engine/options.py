@@ -46,7 +46,8 @@ EngineOptions = dataclasses.make_dataclass(
     "EngineOptions",
     [(name, type(schema.default(name)), option(name)) for name in ENGINE_KEYS],
     namespace={
-        "__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema says."
+        "__doc__": "How the engine runs a pack: one field per key of ENGINE_KEYS, typed and defaulted as the schema "
+        "says."
     },
 )
 EngineOptions.__module__ = __name__  # make_dataclass names its caller's module only from Python 3.12

@@ -22,7 +22,8 @@ from skipinit.vocab import PRECISIONS
 EXPECTED_WARNINGS = (
     "grad and param do not obey the gradient layout contract",
     "There is a performance drop because we have not yet implemented the batching rule for aten::as_strided_",
-    "There is a performance drop because we have not yet implemented the batching rule for aten::lerp_",  # ghost BN stats
+    # ghost batch norm's statistics:
+    "There is a performance drop because we have not yet implemented the batching rule for aten::lerp_",
 )
 
 
@@ -32,7 +33,8 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or auto"
+            f"device={name!r} asked for CUDA, but torch {torch.__version__} sees no CUDA device; use --device cpu or "
+            "auto"
         )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device={name!r}: the engine runs on cpu or cuda")
@@ -151,7 +153,8 @@ class CompiledOrEager:
                     raise  # a real error in the computation, not in compiling it
                 first_line = (str(error).strip().splitlines() or [""])[0]
                 self.log(
-                    f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it eagerly"
+                    f"torch.compile of the {self.what} failed ({type(error).__name__}: {first_line}); running it "
+                    "eagerly"
                 )
                 self.compiled = None
         return self.fn(*args)

@@ -101,7 +101,8 @@ class PackTrainer:
         self.alive_host = torch.ones(self.size, dtype=torch.bool, pin_memory=self.device.type == "cuda")
         self.alive_copied: torch.cuda.Event | None = None
 
-        # The step's state on the device, updated in place; `step_count` is the host's copy, for bookkeeping between steps.
+        # The step's state on the device, updated in place; `step_count` is the host's copy, for bookkeeping between
+        # steps.
         self.step_index = torch.zeros(1, dtype=torch.long, device=self.device)
         self.step_losses = torch.zeros(self.size, device=self.device)
         self.step_correct = torch.zeros(self.size, dtype=torch.long, device=self.device)
@@ -320,7 +321,8 @@ class PackTrainer:
         self.wall_seconds, self.train_seconds = float(state["wall_seconds"]), float(state["train_seconds"])
         within = f", step {self.partial['steps']} of epoch {self.epoch + 1}" if self.partial else ""
         self.log(
-            f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step {self.step_count}{within})"
+            f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step "
+            f"{self.step_count}{within})"
         )
 
     def mismatch(self, state: dict) -> str | None:

@@ -311,7 +311,8 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
 
 
 def write_figure(runs_path: Path, curves_path: Path, experiment: str, png: Path, pdf: Path) -> list[Path]:
-    """One experiment's figure from runs.parquet and curves.parquet; its kind and the profile from runs.parquet's metadata."""
+    """One experiment's figure from runs.parquet and curves.parquet; its kind and the profile from runs.parquet's
+    metadata."""
     runs, curves = trained(pd.read_parquet(runs_path)), pd.read_parquet(curves_path)
     kind = read_experiment_meta(runs_path)[experiment]["kind"]
     figure = plot_experiment(runs, curves, experiment, kind, profile=read_profile_name(runs_path))

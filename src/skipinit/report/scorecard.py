@@ -176,7 +176,8 @@ def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) 
         ".inconclusive{background:#fef7e0}.not_run{background:#f1f3f4}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>skipinit scorecard</title><style>{style}</style></head>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>skipinit "
+        f"scorecard</title><style>{style}</style></head>"
         f"<body><h1>Scorecard</h1><p>Every claim of <code>{esc(str(claims_config))}</code> as each results folder's "
         "<code>claims.json</code> judged it from its Parquet files (<code>python -m skipinit scorecard</code>).</p>"
         f"<table><tr><th>claim</th>{head}</tr>\n{body}\n</table></body></html>\n"
@@ -184,7 +185,8 @@ def html_page(rows: list[dict], columns: list[dict], claims_config: str | Path) 
 
 
 def write(claims_files: list[str | Path], claims_config: str | Path, out: str | Path) -> list[Path]:
-    """The scorecard of `claims_files` (one column each, in order, each once) as Markdown at `out` and HTML next to it."""
+    """The scorecard of `claims_files` (one column each, in order, each once) as Markdown at `out` and HTML next to
+    it."""
     out = Path(out)
     unique = [Path(path) for path in dict.fromkeys(os.path.normpath(p) for p in claims_files)]
     rows, columns = build(unique, claims_config, out)

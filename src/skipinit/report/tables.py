@@ -100,7 +100,8 @@ def render(frame: pd.DataFrame, fmt: str, caption: str) -> str:
 
 
 def budget_of(runs: pd.DataFrame) -> str:
-    """What a table's numbers reflect: epochs, training images, seeds (a 2-epoch gap is not the paper's 200-epoch one)."""
+    """What a table's numbers reflect: epochs, training images, seeds (a 2-epoch gap is not the paper's 200-epoch
+    one)."""
     if runs.empty:
         return ""
     epochs = "/".join(str(int(e)) for e in sorted(runs["epochs"].unique()))
@@ -132,7 +133,8 @@ def caption_of(experiment: str, meta: dict, frame: pd.DataFrame, runs: pd.DataFr
 
 
 def paper_table(paper_path: str | Path | None, kind: str) -> str:
-    """The paper's own numbers for an experiment kind (config/paper_v1.yaml) as a Markdown table, or "" where it has none."""
+    """The paper's own numbers for an experiment kind (config/paper_v1.yaml) as a Markdown table, or "" where it has
+    none."""
     if not paper_path:
         return ""
     section = (yaml.safe_load(Path(paper_path).read_text()) or {}).get(kind)

@@ -113,8 +113,8 @@ def _propagate(blocks: Iterable[ResidualBlock], x: torch.Tensor, renormalize: bo
         norm = next((m for m in block.preact.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))), None)
         if norm is not None:
             norm.momentum = 1.0
-        branch_outputs = []
-        hook = block.branch.register_forward_hook(lambda module, args, output: branch_outputs.append(output))
+        branch_outputs: list[torch.Tensor] = []
+        hook = block.branch.register_forward_hook(lambda module, args, output, kept=branch_outputs: kept.append(output))
         out = block(x)
         hook.remove()
         moving_var = math.nan if norm is None else norm.running_var.double().mean().item()
