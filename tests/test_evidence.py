@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,6 +163,10 @@ def write_packs(folder, packs: list[list[dict]]) -> list:
     return paths
 
 
+def parquet_in(folder: Path) -> tuple[Path, Path]:
+    return folder / "runs.parquet", folder / "curves.parquet"
+
+
 def manifest_of(runs: list[dict]) -> dict:
     ids = [cell_id({key: row[key] for key in cell()}) for row in runs]
     return {"name": "t", "experiments": {"depth": {"kind": "depth", "description": "", "cells": ids}}}
@@ -171,11 +176,14 @@ def test_aggregate_refuses_seeds_of_one_cell_made_under_different_precisions(dat
     """Two seeds of one cell, one recorded as run in bf16 (a requeue onto a node where `auto` resolves otherwise)."""
     rows = [train([cell(seed=seed)], dataset, lines=[])[0] for seed in (0, 1)]
     assert all(row["precision"] == "fp32" and row["micro_batch"] == 32 and row["packing"] == "plain" for row in rows)
-    runs, _ = aggregate.collect(write_packs(tmp_path / "same", [[rows[0]], [rows[1]]]), manifest_of(rows))
+    runs = aggregate.collect(
+        write_packs(tmp_path / "same", [[rows[0]], [rows[1]]]), manifest_of(rows), *parquet_in(tmp_path / "same")
+    )
     assert list(runs["precision"]) == ["fp32", "fp32"] and list(runs["deterministic"]) == [True, True]
     mixed = write_packs(tmp_path / "mixed", [[rows[0]], [{**rows[1], "precision": "bf16"}]])
     with pytest.raises(aggregate.MixedSettings, match=r"different precision \('fp32': .*s0; 'bf16': .*s1\)"):
-        aggregate.collect(mixed, manifest_of(rows))
+        aggregate.collect(mixed, manifest_of(rows), *parquet_in(tmp_path / "mixed"))
+    assert not (tmp_path / "mixed" / "curves.parquet").exists()  # nothing written from runs that cannot be pooled
     # Another cell (another depth) may run otherwise; a setting an older version did not record is unknown, not
     # different.
     other = {**rows[1], "depth": 16, "precision": "bf16"}
@@ -254,7 +262,9 @@ def test_no_claim_counts_an_out_of_memory_run_as_a_failure_to_train(oom_job):
     """The trainability check would read a missing accuracy as 'fails': the failed runs must never reach it."""
     folder, _ = oom_job
     paths = [folder / name / "result.json" for name in ("oom", "bn", "skipinit")]
-    runs, _ = aggregate.collect(paths, manifest_of([row for path in paths for row in json.loads(path.read_text())]))
+    runs = aggregate.collect(
+        paths, manifest_of([row for path in paths for row in json.loads(path.read_text())]), *parquet_in(folder)
+    )
     failed_ids = sorted(runs.loc[runs["status"] == "failed", "cell_id"])
     assert len(failed_ids) == 2
     spec = load_spec(REPO / "config" / "claims.yaml")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from skipinit import cli, data, profile
 from skipinit.data import imagenet
+from skipinit.data.batches import Serving
 from skipinit.engine import trainer
 from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
@@ -65,9 +66,9 @@ def cell(**overrides):
     return make_cell({**settings, **overrides})
 
 
-def stream(folder, cells=None, **options):
+def stream(folder, cells=None, threads=1, channels_last=True):
     return imagenet.ImageNetStream(
-        folder, cells or [cell()], EngineOptions(**{**DETERMINISTIC.__dict__, **options}), torch.device("cpu")
+        folder, cells or [cell()], Serving(channels_last, SIZE, threads), torch.device("cpu")
     )
 
 
@@ -224,16 +225,27 @@ def test_resume_from_the_epoch_1_checkpoint_equals_the_uninterrupted_run(folder,
         assert results[0][key] == expected[0][key], key
 
 
-def test_cli_trains_an_imagenet_cell(folder, tmp_path):
-    out, checkpoint = tmp_path / "result.json", tmp_path / "ckpt.pt"
+def test_a_listing_made_once_is_the_folders_listing(folder, tmp_path):
+    path = tmp_path / "imagenet.listing.npz"
+    cli.main(["list-imagenet", "--root", str(folder.root), "--out", str(path)])
+    saved = imagenet.open_imagenet(path)
+    assert (saved.root, saved.classes, saved.sha256) == (folder.root, folder.classes, folder.sha256)
+    for split in imagenet.SPLITS:
+        assert saved.files[split].tolist() == folder.files[split].tolist()
+        assert saved.labels[split].tolist() == folder.labels[split].tolist()
+
+
+def test_cli_trains_an_imagenet_cell_from_its_listing(folder, tmp_path):
+    out, checkpoint, listing = tmp_path / "result.json", tmp_path / "ckpt.pt", tmp_path / "imagenet.listing.npz"
     cells = [cell(epochs=1)]
+    cli.main(["list-imagenet", "--root", str(folder.root), "--out", str(listing)])
     cli.main(
         [
             "train",
             "--cells",
             json.dumps(cells),
             "--dataset",
-            str(folder.root),
+            str(listing),
             "--out",
             str(out),
             "--checkpoint",

@@ -158,9 +158,12 @@ def copy_cells(trained, tmp_path):
     return content, [tmp_path / path.relative_to(paths[0].parents[5].parent) for path in paths]
 
 
-def test_curves_carry_each_cells_settings_exactly_as_runs(trained):
+def test_curves_carry_each_cells_settings_exactly_as_runs(trained, tmp_path, monkeypatch):
     content, paths = trained
-    runs, curves = aggregate.collect(paths, content)
+    monkeypatch.setattr(aggregate, "_BATCH_POINTS", 3)  # curves streamed in many batches, as a large sweep's are
+    runs = aggregate.collect(paths, content, tmp_path / "runs.parquet", tmp_path / "curves.parquet")
+    curves = pd.read_parquet(tmp_path / "curves.parquet")
+    assert len(curves) == sum(len(row["curve"]) for path in paths for row in json.loads(path.read_text()))
     assert all(list(names) == ["depth"] for names in runs["experiments"])  # membership: the manifest's
     shared = [*CELL_KEYS, "net", "model", "label"]  # every cell setting and identity column both files carry
     assert set(shared) <= set(curves.columns) and "lr_now" in curves.columns
@@ -210,7 +213,8 @@ def test_a_result_of_other_cells_is_refused_as_foreign(trained, tmp_path):
     content, paths = copy_cells(trained, tmp_path)
     paths[0].write_text(paths[1].read_text())  # another pack's cells in this pack's folder
     with pytest.raises(aggregate.DamagedResults, match="not the ones its folder names"):
-        aggregate.collect(paths, content)
+        aggregate.collect(paths, content, tmp_path / "runs.parquet", tmp_path / "curves.parquet")
+    assert not (tmp_path / "curves.parquet").exists() and not (tmp_path / "runs.parquet").exists()
 
 
 def test_a_damaged_manifest_is_refused_in_one_line(trained, tmp_path):

@@ -14,7 +14,8 @@ import pytest
 
 from skipinit import cli, grid, runtable, vocab
 from skipinit.claims import VERDICTS
-from skipinit.report import aggregate, figures, style, tables
+from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.report import figures, style, tables
 from skipinit.runtable import write_parquet
 
 from conftest import REPO
@@ -217,7 +218,9 @@ def signal_frame() -> pd.DataFrame:
 
 def write_results(folder, runs: pd.DataFrame, experiments: dict, signal: pd.DataFrame | None = None) -> None:
     """A results folder as the workflow leaves it: runs/curves Parquet with their metadata (and signal.parquet)."""
-    aggregate.write(runs, curves_of(runs), folder / "runs.parquet", folder / "curves.parquet", PROFILE, experiments)
+    metadata = {runtable.METADATA_KEY: json.dumps(experiments).encode()}
+    write_parquet(runs, folder / "runs.parquet", PROFILE, RUNS_SCHEMA, metadata)
+    write_parquet(curves_of(runs), folder / "curves.parquet", PROFILE, CURVES_SCHEMA, metadata)
     if signal is not None:
         write_parquet(signal, folder / "signal.parquet", PROFILE)
 

@@ -160,3 +160,40 @@ def test_a_dry_run_writes_nothing(tmp_path):
     new = {path.relative_to(workdir) for path in workdir.rglob("*")} - before
     assert all(path.parts[0] == ".snakemake" for path in new if "__pycache__" not in path.parts), sorted(new)
     assert "/.snakemake/" in (REPO / ".gitignore").read_text().split()
+
+
+def test_a_cluster_jobs_parse_reads_its_pack_file_and_expands_no_grid(smoke_run, tmp_path):
+    """A SLURM job re-parses the workflow (`--mode remote`, its own target): it takes its cells from the pack file the
+    manifest step wrote, so its parse does not grow with the sweep (bench/scale.py). Shown by a profile whose grid
+    only expansion can refuse (depth 17 is no Wide-ResNet): the job's parse goes through, the whole workflow's does
+    not."""
+    import json
+
+    workdir, _ = smoke_run
+    content = json.loads((workdir / "results" / "smoke" / "manifest.json").read_text())
+    key = next(iter(content["packs"]))
+    assert json.loads((workdir / "results" / "smoke" / "packs" / f"{key}.json").read_text())[0]["depth"] in (10, 16)
+    dataset, net, model, hyper, members = key.split("/")
+    target = f"train:name=smoke,dataset={dataset},net={net},model={model},hyper={hyper},members={members}"
+    unexpandable = tmp_path / "depth17.yaml"
+    unexpandable.write_text("experiments:\n  depth:\n    grid:\n      depth: [10, 17]\n")
+    job = (
+        "--configfile",
+        "config/smoke.yaml",
+        str(unexpandable),
+        "--target-jobs",
+        target,
+        "--allowed-rules",
+        "train",
+        "--mode",
+        "remote",
+        "--cores",
+        "1",
+        "-n",
+        "-p",
+        "--forceall",
+    )
+    result = snakemake(*job, cwd=workdir)
+    assert f"--cells-file results/smoke/packs/{key}.json" in result.stdout + result.stderr
+    whole = snakemake("-n", "--configfile", "config/smoke.yaml", str(unexpandable), cwd=workdir, check=False)
+    assert whole.returncode != 0 and "depth=17 is not a Wide-ResNet depth" in whole.stdout + whole.stderr

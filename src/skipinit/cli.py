@@ -14,13 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from skipinit import schema
+from skipinit.arguments import REPORT_PARTS, build_parser
 from skipinit.fileio import IntegrityError
 
 log = logging.getLogger("skipinit")
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS, errno.EPERM}
-PAPER_NUMBERS = "config/paper_v1.yaml"  # the paper's own numbers, beside `make tables`' tables
-REPORT_PARTS = ("figures", "tables", "claims", "signal")  # signal: redraw Figure 2 where missing or stale
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> None:
@@ -63,6 +61,22 @@ def cmd_check_sizes(args: argparse.Namespace) -> None:
     Path(args.out).write_text(f"{args.dataset}: serves every subset and batch size of the profile\n")
 
 
+def cmd_list_imagenet(args: argparse.Namespace) -> None:
+    from skipinit.data.imagenet import ImageNetFolder, ImageNetLayoutError
+
+    try:
+        folder = ImageNetFolder(args.root)
+    except ImageNetLayoutError as error:
+        raise SystemExit(f"error: {error}") from None
+    folder.save(args.out)
+    log.info(
+        "%s: %d classes, %s",
+        args.root,
+        len(folder.classes),
+        ", ".join(f"{len(folder.files[s])} {s} images" for s in folder.files),
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from skipinit import gpus
 
@@ -71,21 +85,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from skipinit.engine.options import EngineOptions
 
     options = EngineOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EngineOptions)})
-    run_job(
-        json.loads(args.cells), args.dataset, args.out, args.checkpoint, options, log=lambda line: log.info("%s", line)
-    )
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per EngineOptions field, `--field-name`, with the field's default, help and choices."""
-    from skipinit.engine.options import EngineOptions
-
-    for field in dataclasses.fields(EngineOptions):
-        flag, settings = "--" + field.name.replace("_", "-"), {"default": field.default, "help": field.metadata["help"]}
-        if isinstance(field.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **settings)
-        else:
-            parser.add_argument(flag, type=type(field.default), choices=field.metadata["choices"], **settings)
+    cells = json.loads(Path(args.cells_file).read_text() if args.cells_file else args.cells)
+    run_job(cells, args.dataset, args.out, args.checkpoint, options, log=lambda line: log.info("%s", line))
 
 
 def cmd_signal(args: argparse.Namespace) -> None:
@@ -120,6 +121,8 @@ def cmd_manifest(args: argparse.Namespace) -> None:
     except profile.ProfileError as error:
         raise SystemExit(f"error: {error}") from None
     write_json(args.out, resolved.manifest())
+    for key, members in resolved.packs.items():
+        write_json(profile.pack_file(Path(args.out).parent, key), members)
     log.info(
         "manifest of profile %s: %d experiments, %d cells in %d jobs",
         resolved.name,
@@ -135,10 +138,10 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
     try:
         content = manifest.read(args.manifest)
-        runs, curves = aggregate.collect(args.inputs, content)
+        inputs = args.inputs or manifest.result_files(args.manifest, content)
+        runs = aggregate.collect(inputs, content, args.runs, args.curves)
     except (manifest.ManifestError, aggregate.DamagedResults, aggregate.MixedSettings) as error:
         raise SystemExit(f"error: {error}") from None
-    aggregate.write(runs, curves, args.runs, args.curves, content[manifest.NAME], manifest.experiment_meta(content))
     log.info(
         "aggregated %d runs (%d diverged) into %s",
         len(runs),
@@ -154,7 +157,7 @@ def check_parquet_files(paths: list) -> None:
     for path in paths:
         if path and Path(path).exists():
             try:
-                aggregate.read_parquet(path)
+                aggregate.check_parquet(path)
             except aggregate.DamagedResults as error:
                 raise SystemExit(f"error: {error}") from None
 
@@ -272,137 +275,30 @@ def cmd_plan(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {error}") from None
 
 
-def add_required(parser: argparse.ArgumentParser, *flags: str, **settings) -> None:
-    """Flags every call must give (the rules pass each path and setting explicitly)."""
-    for flag in flags:
-        parser.add_argument(flag, required=True, **settings)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skipinit", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    prepare = commands.add_parser("prepare-data", help="build the canonical, checksummed dataset file")
-    prepare.add_argument("--source", required=True)
-    prepare.add_argument("--path")
-    prepare.add_argument("--name", required=True)
-    prepare.add_argument("--out", required=True)
-    prepare.add_argument(
-        "--download", action=argparse.BooleanOptionalAction, required=True, help="the profile's data_download"
-    )
-    prepare.add_argument("--synthetic-train-size", type=int, required=True, help="the profile's synthetic.train_size")
-    prepare.add_argument("--synthetic-test-size", type=int, required=True, help="the profile's synthetic.test_size")
-    prepare.add_argument("--synthetic-seed", type=int, required=True, help="the profile's synthetic.seed")
-    prepare.set_defaults(func=cmd_prepare_data)
-
-    sizes = commands.add_parser(
-        "check-sizes", help="the profile's subsets and batch sizes against a prepared dataset's size"
-    )
-    sizes.add_argument("--dataset", required=True, help="canonical .npz")
-    sizes.add_argument("--name", required=True, help="the dataset's name, for the message")
-    sizes.add_argument(
-        "--requirements", required=True, help="JSON list of {where, train_subset, test_subset, batch_size}"
-    )
-    sizes.add_argument("--out", required=True, help="marker written when every setting fits")
-    sizes.set_defaults(func=cmd_check_sizes)
-
-    train = commands.add_parser("train", help="train one pack of cells (one cell when pack=1)")
-    train.add_argument("--cells", required=True, help="JSON list of cell dicts")
-    train.add_argument("--dataset", required=True, help="canonical .npz, or the ImageNet folder for imagenet cells")
-    train.add_argument("--out", required=True, help="result.json")
-    train.add_argument("--checkpoint", required=True)
-    add_engine_arguments(train)
-    train.set_defaults(func=cmd_train)
-
-    sig = commands.add_parser("signal", help="signal propagation at initialization (Figure 2)")
-    sig.add_argument("--models", nargs="+", required=True)
-    add_required(sig, "--linear-depth", "--conv-depth", "--linear-width", "--conv-width", "--batch-size", type=int)
-    sig.add_argument("--seeds", type=int, nargs="+", required=True)
-    sig.add_argument("--profile", required=True, help="the profile's name, for the figure's provenance line")
-    sig.add_argument("--dataset", help="canonical .npz whose test images feed the conv nets")
-    add_required(sig, "--out", "--figure-png", "--figure-pdf")
-    sig.set_defaults(func=cmd_signal)
-
-    man = commands.add_parser("manifest", help="resolve the profile once and write results/<name>/manifest.json")
-    man.add_argument("profiles", nargs="+", help="the profile files, merged in order")
-    man.add_argument("--overrides", default="{}", help="JSON of --config values laid over them")
-    man.add_argument("--out", required=True)
-    man.set_defaults(func=cmd_manifest)
-
-    agg = commands.add_parser("aggregate", help="collect pack results into runs.parquet and curves.parquet")
-    agg.add_argument("inputs", nargs="+")
-    agg.add_argument("--manifest", required=True, help="results/<name>/manifest.json: which experiments use which cell")
-    add_required(agg, "--runs", "--curves")
-    agg.set_defaults(func=cmd_aggregate)
-
-    fig = commands.add_parser("figure", help="one experiment's figure from runs.parquet and curves.parquet")
-    table = commands.add_parser("table", help="one experiment's table from runs.parquet (Markdown, LaTeX, CSV)")
-    add_required(fig, "--runs", "--experiment", "--curves", "--png", "--pdf")
-    fig.set_defaults(func=cmd_figure)
-    add_required(table, "--runs", "--experiment", "--md", "--tex", "--csv")
-    table.add_argument(
-        "--paper", help="the paper's own numbers to print beside the Markdown table (config/paper_v1.yaml)"
-    )
-    table.set_defaults(func=cmd_table)
-
-    verdicts = commands.add_parser("claims", help="judge every claim on one profile's Parquet files")
-    add_required(verdicts, "--runs", "--curves", "--claims-config", "--json", "--md")
-    verdicts.add_argument("--signal", help="signal.parquet, where the profile measures it")
-    verdicts.set_defaults(func=cmd_claims)
-
-    floor = commands.add_parser(
-        "noise-floor", help="seed-noise floors (sds with degrees of freedom) measured on a runs.parquet"
-    )
-    add_required(floor, "--runs", "--source")
-    floor.set_defaults(func=cmd_noise_floor)
-
-    report = commands.add_parser(
-        "report", help="figures, tables and claims of one results folder from its Parquet files"
-    )
-    report.add_argument(
-        "--results", required=True, help="folder with runs.parquet (and curves.parquet, signal.parquet)"
-    )
-    report.add_argument("--experiment", help="only this experiment's figures/tables")
-    report.add_argument("--claims-config", default=schema.default("claims"))
-    report.add_argument("--only", nargs="+", choices=REPORT_PARTS, help="parts to rebuild (default: all)")
-    report.add_argument("--paper", default=PAPER_NUMBERS, help="the paper's own numbers to print beside the tables")
-    report.set_defaults(func=cmd_report)
-
-    card = commands.add_parser(
-        "scorecard", help="every claim as each results folder's claims.json judged it (Markdown and HTML)"
-    )
-    card.add_argument("--claims", nargs="+", required=True, help="claims.json files, one column each")
-    card.add_argument("--claims-config", default=schema.default("claims"))
-    card.add_argument("--out", required=True, help="the Markdown page; the HTML page is written next to it")
-    card.set_defaults(func=cmd_scorecard)
-
-    check = commands.add_parser(
-        "check-profile",
-        help="resolve each profile as the workflow does: strict reading, schema, "
-        "semantic checks (one line naming the file, key and value)",
-    )
-    check.add_argument("profiles", nargs="+")
-    check.set_defaults(func=cmd_check_profile)
-
-    plan = commands.add_parser(
-        "plan", help="a profile's compute plan: jobs, GPU-hours, wall time, disk, SLURM time limits"
-    )
-    plan.add_argument("--profile", required=True, help="a profile, e.g. config/paper.yaml")
-    plan.add_argument("--gpus", type=int, default=1, help="GPUs running jobs at once (wall time, checkpoint disk)")
-    plan.add_argument(
-        "--device-class", help="device class of bench/throughput.csv (default: the profile's resources.device_class)"
-    )
-    plan.add_argument("--csv", help="also write the table here")
-    plan.add_argument("--retries", type=int, help="resubmissions per job (default: the SLURM profile's retries)")
-    plan.set_defaults(func=cmd_plan)
-    return parser
+COMMANDS = {
+    "prepare-data": cmd_prepare_data,
+    "check-sizes": cmd_check_sizes,
+    "list-imagenet": cmd_list_imagenet,
+    "train": cmd_train,
+    "signal": cmd_signal,
+    "manifest": cmd_manifest,
+    "aggregate": cmd_aggregate,
+    "figure": cmd_figure,
+    "table": cmd_table,
+    "claims": cmd_claims,
+    "noise-floor": cmd_noise_floor,
+    "report": cmd_report,
+    "scorecard": cmd_scorecard,
+    "check-profile": cmd_check_profile,
+    "plan": cmd_plan,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        COMMANDS[args.command](args)
     except OSError as error:
         if error.errno not in STORAGE_ERRORS:
             raise

@@ -56,3 +56,9 @@ def experiment_meta(content: dict) -> dict:
     return {
         name: {"kind": spec["kind"], "description": spec["description"]} for name, spec in content[EXPERIMENTS].items()
     }
+
+
+def result_files(path: str | Path, content: dict) -> list[Path]:
+    """Every training job's result.json, where the train rule writes it beside the manifest (`cells/<pack>/`):
+    aggregation's inputs, derived here rather than passed on a command line that outgrows the system's limit."""
+    return [Path(path).parent / "cells" / key / "result.json" for key in content[PACKS]]

@@ -152,33 +152,55 @@ class Resolved:
         }
 
 
+def settle(files: list[str | os.PathLike], overrides: dict | None = None) -> tuple[dict, str]:
+    """The config of `files` (merged in order) with `overrides` on top, read strictly, schema-checked and with its
+    defaults, and where it came from (for messages); no expansion, so its cost does not grow with the grid.
+
+    A cluster job's own parse needs no more than this (its cells are in its pack file, `pack_file`).
+    """
+    merged: dict = {}
+    for path in files:
+        _merge(merged, load(path))
+    _merge(merged, overrides or {})
+    where = ", ".join(str(path) for path in files) + (
+        " with --config " + ", ".join(sorted(overrides)) if overrides else ""
+    )
+    problem = schema_problem(merged, schema.schema())
+    if problem:
+        raise ProfileError(f"{where}: {problem}")
+    return fill_defaults(merged), where
+
+
+def trained_experiments(config: dict) -> list[str]:
+    """The experiments a profile trains now (ImageNet ones wait for `imagenet.root`), from its config alone."""
+    return [name for name in config["experiments"] if not awaits_imagenet(config, name)]
+
+
+def pack_file(results: str | os.PathLike, key: str) -> Path:
+    """Where the manifest step writes the cells of the training job `key` (its pack): one small file per job, so that
+    the job reads its own cells without expanding the grid."""
+    return Path(results) / "packs" / f"{key}.json"
+
+
 def resolve(
     files: list[str | os.PathLike], overrides: dict | None = None, workdir: str | os.PathLike = ".", data: bool = True
 ) -> Resolved:
     """The profile of `files` (merged in order) with `overrides` (--config KEY=VALUE) on top; ProfileError in one line.
 
-    Strict reading (`load`), the schema, its defaults, the semantic checks of `skipinit.config`
+    Strict reading (`load`), the schema, its defaults (`settle`), the semantic checks of `skipinit.config`
     (on data found relative to `workdir`; without `data`, as the compute plan needs, the data
-    source and the sizes only it can judge go unchecked), and the expansion into cells and packs.
+    source and the sizes only it can judge go unchecked), and the expansion into cells and packs,
+    done once.
     """
-    files = tuple(str(path) for path in files)
-    merged: dict = {}
-    for path in files:
-        _merge(merged, load(path))
-    _merge(merged, overrides or {})
-    where = ", ".join(files) + (" with --config " + ", ".join(sorted(overrides)) if overrides else "")
-    problem = schema_problem(merged, schema.schema())
-    if problem:
-        raise ProfileError(f"{where}: {problem}")
-    config = fill_defaults(merged)
+    config, where = settle(files, overrides)
     try:
         check_settings(config)
         planned = experiment_cells(config)
-        experiments = {name: cells for name, cells in planned.items() if not awaits_imagenet(config, name)}
+        experiments = {name: planned[name] for name in trained_experiments(config)}
         cells = unique_cells(experiments)
-        check_config(config, planned, cells, workdir, data)
+        job_packs = packs(cells, config["pack"])
+        check_config(config, planned, cells, job_packs, workdir, data)
     except ConfigError as error:
         raise ProfileError(f"{where}: {error}") from None
-    return Resolved(
-        files, copy.deepcopy(overrides or {}), config, planned, experiments, cells, packs(cells, config["pack"])
-    )
+    files = tuple(str(path) for path in files)
+    return Resolved(files, copy.deepcopy(overrides or {}), config, planned, experiments, cells, job_packs)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skipinit.fileio import atomic_path
@@ -50,6 +51,17 @@ def write_parquet(
     )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+# What figures and claims read of curves.parquet: the evaluated points of each run.
+CURVE_COLUMNS = ["cell_id", "label", "seed", "epoch", "step", "test_acc"]
+
+
+def read_curves(path: str | Path) -> pd.DataFrame:
+    """curves.parquet's evaluated points (test accuracy measured), in the columns figures and claims read: a sweep's
+    whole rows (10^5 cells x 200 epochs x every setting) would not fit in memory, these do."""
+    table = pq.read_table(path, columns=CURVE_COLUMNS, filters=pc.field("test_acc").is_valid())
+    return table.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
 
 
 def runs_of(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:

@@ -7,7 +7,9 @@ rule manifest:
     input:
         PROFILE_FILES,
     output:
-        "results/{name}/manifest.json",
+        manifest="results/{name}/manifest.json",
+        # One file per training job with its cells: a job reads its own, never the whole grid.
+        packs=directory("results/{name}/packs"),
     log:
         "results/{name}/logs/manifest.log",
     benchmark:
@@ -20,12 +22,13 @@ rule manifest:
     params:
         overrides=profile_overrides(),
     shell:
-        "python -m skipinit manifest {input:q} --overrides {params.overrides:q} --out {output} > {log} 2>&1"
+        "python -m skipinit manifest {input:q} --overrides {params.overrides:q} --out {output.manifest} > {log} 2>&1"
 
 
 rule aggregate:
     input:
-        packs=pack_results(),
+        # Every pack's result.json; the command derives the same list from the manifest (no command-line limit).
+        packs=pack_results,
         manifest="results/{name}/manifest.json",
     output:
         runs="results/{name}/runs.parquet",
@@ -40,5 +43,5 @@ rule aggregate:
         mem_mb=4000,
         runtime=20,
     shell:
-        "python -m skipinit aggregate {input.packs:q} --manifest {input.manifest} "
+        "python -m skipinit aggregate --manifest {input.manifest} "
         "--runs {output.runs} --curves {output.curves} > {log} 2>&1"

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -18,8 +19,14 @@ min_version("9.0")
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 _uses_conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-_interpreter = "" if _uses_conda else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
-shell.prefix(f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+_interpreter = (
+    ""
+    if _uses_conda
+    else f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+)
+shell.prefix(
+    f"{_interpreter}export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 from skipinit import profile
 from skipinit.config import size_requirements
@@ -28,24 +35,46 @@ from skipinit.plan import runtime_minutes
 from skipinit.report.provenance import experiment_line
 
 # What the profile came from, for the one-line refusals: --configfile files, then --config values.
-PROFILE_FILES = [os.path.relpath(path) for path in workflow.overwrite_configfiles] or ["config/config.yaml"]
+PROFILE_FILES = [os.path.relpath(path) for path in workflow.overwrite_configfiles] or [
+    "config/config.yaml"
+]
 OVERRIDES = workflow.config_settings.config or {}
+# A cluster job's own parse (`--mode remote`) settles the config alone: its cells are in its pack file, so its
+# parse costs the same at 10^3 cells as at 10^5 (bench/scale.py). Every other parse resolves, checks and expands
+# the whole profile once, before any job starts.
+JOB_PARSE = workflow.remote_exec
+
+
+@functools.cache
+def resolved():
+    """The profile resolved and expanded (skipinit.profile.resolve): once per parse, and only where the parse needs it."""
+    return profile.resolve(PROFILE_FILES, OVERRIDES)
+
+
 try:
-    RESOLVED = profile.resolve(PROFILE_FILES, OVERRIDES)
+    if JOB_PARSE:
+        config.update(profile.settle(PROFILE_FILES, OVERRIDES)[0])
+    else:
+        config.update(
+            resolved().config
+        )  # the schema's defaults filled in, as every job sees them
 except profile.ProfileError as error:
     raise WorkflowError(f"config error: {error}") from None
-config.update(RESOLVED.config)  # the schema's defaults filled in, as every job sees them
 
-NAME = RESOLVED.name
+
+NAME = config["name"]
 RESULTS = f"results/{NAME}"
 for folder in (RESULTS, "resources/datasets"):
     # Asked, not tried: parsing (and `snakemake -n`) writes nothing; the nearest existing folder must be writable.
-    existing = next(parent for parent in (Path(folder), *Path(folder).parents) if parent.exists())
+    existing = next(
+        parent for parent in (Path(folder), *Path(folder).parents) if parent.exists()
+    )
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "is not a folder" if not existing.is_dir() else "is not writable"
-        raise WorkflowError(f"cannot write to {folder}/ ({existing} {why}): make it a writable folder")
-PACKS = RESOLVED.packs
-EXPERIMENTS = list(RESOLVED.experiments)
+        raise WorkflowError(
+            f"cannot write to {folder}/ ({existing} {why}): make it a writable folder"
+        )
+EXPERIMENTS = profile.trained_experiments(config)
 
 
 wildcard_constraints:
@@ -59,21 +88,37 @@ wildcard_constraints:
 
 
 def pack_key(wildcards):
-    return "/".join((wildcards.dataset, wildcards.net, wildcards.model, wildcards.hyper, wildcards.members))
+    return "/".join(
+        (
+            wildcards.dataset,
+            wildcards.net,
+            wildcards.model,
+            wildcards.hyper,
+            wildcards.members,
+        )
+    )
 
 
-def pack_cells(wildcards):
-    """The cells of one training job, as JSON for `python -m skipinit train --cells`."""
-    return json.dumps(PACKS[pack_key(wildcards)])
+def pack_file(wildcards):
+    """The file with one training job's cells, written by the manifest rule (`python -m skipinit train --cells-file`)."""
+    return str(profile.pack_file(RESULTS, pack_key(wildcards)))
+
+
+def pack_members(wildcards):
+    """One training job's cells: from its pack file in the job's own parse, else from the resolved profile."""
+    if JOB_PARSE:
+        return json.loads(Path(pack_file(wildcards)).read_text())
+    return resolved().packs[pack_key(wildcards)]
 
 
 def train_runtime(wildcards):
     """SLURM minutes for one training job: its predicted time x safety, within [min, max] (skipinit.plan)."""
-    return runtime_minutes(PACKS[pack_key(wildcards)], config)
+    return runtime_minutes(pack_members(wildcards), config)
 
 
-def pack_results():
-    return expand(f"{RESULTS}/cells/{{pack}}/result.json", pack=PACKS)
+def pack_results(wildcards):
+    """Every training job's result.json (an input function: a cluster job's parse never lists them)."""
+    return expand(f"{RESULTS}/cells/{{pack}}/result.json", pack=resolved().packs)
 
 
 def dataset_file():
@@ -81,15 +126,29 @@ def dataset_file():
 
 
 def training_data(wildcards):
-    """A pack's data: the canonical CIFAR file, or the ImageNet folder for ImageNet cells."""
+    """A pack's data: the canonical CIFAR file, or the ImageNet folder's listing for ImageNet cells."""
     if wildcards.dataset == "imagenet":
-        return config["imagenet"]["root"]
+        return "resources/datasets/imagenet.listing.npz"
     return dataset_file()
+
+
+def imagenet_root():
+    """The ImageNet folder the listing is made from (none without imagenet.root)."""
+    return [config["imagenet"]["root"]] if config["imagenet"]["root"] else []
+
+
+def size_needs(wildcards):
+    """What the dataset's size must allow (subsets, batch sizes), as JSON for `python -m skipinit check-sizes`."""
+    return json.dumps(size_requirements(resolved().experiments))
 
 
 def checked_sizes(wildcards):
     """The size check a canonical dataset's training waits for (ImageNet cells stream a folder: none)."""
-    return [] if wildcards.dataset == "imagenet" else ancient(f"{RESULTS}/logs/dataset_sizes.ok")
+    return (
+        []
+        if wildcards.dataset == "imagenet"
+        else ancient(f"{RESULTS}/logs/dataset_sizes.ok")
+    )
 
 
 def manifest_file():
@@ -120,16 +179,27 @@ def signal_models():
 def report_targets():
     targets = [f"{RESULTS}/runs.parquet", f"{RESULTS}/curves.parquet"]
     if EXPERIMENTS:
-        targets += expand(f"{RESULTS}/figures/{{experiment}}.{{ext}}", experiment=EXPERIMENTS, ext=("png", "pdf"))
-        targets += expand(f"{RESULTS}/tables/{{experiment}}.{{ext}}", experiment=EXPERIMENTS, ext=("md", "tex", "csv"))
+        targets += expand(
+            f"{RESULTS}/figures/{{experiment}}.{{ext}}",
+            experiment=EXPERIMENTS,
+            ext=("png", "pdf"),
+        )
+        targets += expand(
+            f"{RESULTS}/tables/{{experiment}}.{{ext}}",
+            experiment=EXPERIMENTS,
+            ext=("md", "tex", "csv"),
+        )
     if signal_models():
-        targets += [f"{RESULTS}/signal.parquet", f"{RESULTS}/figures/signal_propagation.png"]
+        targets += [
+            f"{RESULTS}/signal.parquet",
+            f"{RESULTS}/figures/signal_propagation.png",
+        ]
     return targets + claims_targets()
 
 
 def figure_provenance(wildcards):
     """The provenance line of an experiment's figure (profile, data, net, epochs, batch, lrs, seeds), from its cells."""
-    return experiment_line(NAME, RESOLVED.experiments.get(wildcards.experiment, []))
+    return experiment_line(NAME, resolved().experiments.get(wildcards.experiment, []))
 
 
 def source_files():
@@ -166,7 +236,12 @@ def claims_inputs(wildcards):
 
 
 def claims_targets():
-    return [f"{RESULTS}/claims.json", f"{RESULTS}/claims.md", f"{RESULTS}/scorecard.md", f"{RESULTS}/scorecard.html"]
+    return [
+        f"{RESULTS}/claims.json",
+        f"{RESULTS}/claims.md",
+        f"{RESULTS}/scorecard.md",
+        f"{RESULTS}/scorecard.html",
+    ]
 
 
 # Committed results the profile's scorecard sets its own verdicts against (those this checkout has).
@@ -176,7 +251,11 @@ REFERENCE_RESULTS = ("results/reference/default", "results/reference/gpu")
 def scorecard_references(wildcards):
     """The reference folders' claims.json, other than the profile's own."""
     own = f"results/{wildcards.name}"
-    return [f"{f}/claims.json" for f in REFERENCE_RESULTS if Path(f, "claims.json").is_file() and f != own]
+    return [
+        f"{f}/claims.json"
+        for f in REFERENCE_RESULTS
+        if Path(f, "claims.json").is_file() and f != own
+    ]
 
 
 def signal_flag(wildcards, input):

@@ -16,7 +16,8 @@ rule prepare_data:
     params:
         source=data_source_flags(),
     shell:
-        "python -m skipinit prepare-data {params.source} " "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
+        "python -m skipinit prepare-data {params.source} "
+        "--name {wildcards.dataset} --out {output.data} > {log} 2>&1"
 
 
 # A few milliseconds: on a cluster it runs where Snakemake runs, not as a job of its own.
@@ -40,7 +41,26 @@ rule check_sizes:
         runtime=5,
     params:
         dataset=config["dataset"],
-        requirements=json.dumps(size_requirements(RESOLVED.experiments)),
+        requirements=size_needs,
     shell:
         "python -m skipinit check-sizes --dataset {input} --name {params.dataset} "
         "--requirements {params.requirements:q} --out {output} > {log} 2>&1"
+
+
+# ImageNet's 1.28 M files listed once, for every job that trains on them (skipinit.data.imagenet).
+rule list_imagenet:
+    input:
+        imagenet_root(),
+    output:
+        "resources/datasets/imagenet.listing.npz",
+    log:
+        "logs/list_imagenet.log",
+    benchmark:
+        "benchmarks/list_imagenet.tsv"
+    conda:
+        "../envs/skipinit.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m skipinit list-imagenet --root {input:q} --out {output} > {log} 2>&1"

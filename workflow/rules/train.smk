@@ -4,6 +4,8 @@ rule train:
         # The dataset's size checked against the profile's subsets and batch sizes; ancient: a profile edit
         # reruns that check alone, never the training it guards.
         sizes=checked_sizes,
+        # Its pack file's folder comes with the manifest; ancient: a profile edit retrains no finished pack.
+        manifest=ancient("results/{name}/manifest.json"),
     output:
         "results/{name}/cells/{dataset}/{net}/{model}/{hyper}/{members}/result.json",
     log:
@@ -21,9 +23,9 @@ rule train:
         # One training process: SLURM group jobs run theirs one after another (profile: train_jobs=1 per job).
         train_jobs=1,
     params:
-        cells=pack_cells,
+        cells=pack_file,
         checkpoint="results/{name}/checkpoints/{dataset}/{net}/{model}/{hyper}/{members}.pt",
         engine=engine_flags(),
     shell:
-        "python -m skipinit train --cells {params.cells:q} --dataset {input.data} "
+        "python -m skipinit train --cells-file {params.cells:q} --dataset {input.data:q} "
         "--out {output} --checkpoint {params.checkpoint} {params.engine} > {log} 2>&1"

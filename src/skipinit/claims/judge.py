@@ -20,7 +20,7 @@ from skipinit.claims.registry import (
 from skipinit.claims.signal_checks import NO_SIGNAL
 from skipinit.claims.stats import CONFIDENCE, family
 from skipinit.fileio import write_json, write_text
-from skipinit.runtable import failed, read_experiment_meta, runs_of, trained
+from skipinit.runtable import failed, read_curves, read_experiment_meta, runs_of, trained
 from skipinit.vocab import SIGNAL_FIGURE_STEM
 
 SIGNAL_FIGURE = f"figures/{SIGNAL_FIGURE_STEM}.png"
@@ -196,7 +196,7 @@ def judge_files(runs_path: Path | None, curves_path: Path | None, signal_path: P
         for name, path in (("runs", runs_path), ("curves", curves_path), ("signal", signal_path))
     }
     signal = pd.read_parquet(present["signal"]) if present["signal"] else NO_SIGNAL
-    curves = pd.read_parquet(present["curves"]) if present["curves"] else NO_CURVES
+    curves = read_curves(present["curves"]) if present["curves"] else NO_CURVES
     if present["runs"]:
         runs, experiments = pd.read_parquet(present["runs"]), read_experiment_meta(present["runs"])
     else:

@@ -12,8 +12,20 @@ channel-stacked [B, N*C, H, W] (see `normalize`) and [N, B].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The few engine settings a batch source needs (the engine's options stay above data/): the memory layout of
+    its batches, ImageNet's crop size and its decoding worker processes."""
+
+    channels_last: bool = True
+    image_size: int = 224
+    workers: int = 0
 
 
 def derive_seed(*parts: int) -> int:

@@ -9,16 +9,12 @@ per-sample Python, no worker processes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from skipinit.data.batches import derive_seed, full_batches, normalization, normalize
+from skipinit.data.batches import Serving, derive_seed, full_batches, normalization, normalize
 from skipinit.data.canonical import CanonicalDataset, balanced_subset
-
-if TYPE_CHECKING:
-    from skipinit.engine.options import EngineOptions
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -63,9 +59,9 @@ def augment(
 class OnDeviceData:
     """A canonical dataset (uint8 32 x 32 images) held on the device and augmented there: no workers."""
 
-    def __init__(self, dataset: CanonicalDataset, cells: list[dict], options: EngineOptions, device: torch.device):
+    def __init__(self, dataset: CanonicalDataset, cells: list[dict], serving: Serving, device: torch.device):
         first = cells[0]
-        self.device, self.channels_last = device, options.channels_last
+        self.device, self.channels_last = device, serving.channels_last
         self.batch_size = int(first["batch_size"])
         self.seeds = [int(cell["seed"]) for cell in cells]
         self.shared = len(set(self.seeds)) == 1

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from skipinit.data.canonical import load_canonical
-from skipinit.data.imagenet import ImageNetFolder, ImageNetStream
+from skipinit.data.imagenet import ImageNetStream, open_imagenet
 from skipinit.data.ondevice import OnDeviceData
 
 IMAGENET = "imagenet"  # the dataset name of ImageNet cells
@@ -21,13 +21,13 @@ IMAGENET = "imagenet"  # the dataset name of ImageNet cells
 @dataclasses.dataclass(frozen=True)
 class DataKind:
     open: Callable[[str | os.PathLike], Any]  # path -> dataset
-    batches: Callable[..., Any]  # (dataset, cells, options, device) -> batch source (see batches.py)
+    batches: Callable[..., Any]  # (dataset, cells, Serving, device) -> batch source (see batches.py)
     sha256: Callable[[Any], str | None]  # the dataset's provenance, recorded in every result
 
 
 CANONICAL_KIND = DataKind(load_canonical, OnDeviceData, lambda dataset: dataset.provenance.get("canonical_sha256"))
 # ImageNet's digest covers the sorted file names and sizes: hashing 150 GB of contents per job would not pay.
-IMAGENET_KIND = DataKind(ImageNetFolder, ImageNetStream, lambda folder: folder.sha256)
+IMAGENET_KIND = DataKind(open_imagenet, ImageNetStream, lambda folder: folder.sha256)
 
 
 def data_kind(cells: list[dict]) -> DataKind:

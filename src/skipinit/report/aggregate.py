@@ -11,13 +11,16 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from skipinit import manifest
+from skipinit.fileio import atomic_path
 from skipinit.grid import cell_id, model_label, model_slug, net_slug
-from skipinit.record import CURVES_SCHEMA, FAILED, RESULT_SETTINGS, RUNS_SCHEMA
-from skipinit.runtable import METADATA_KEY, write_parquet
+from skipinit.record import CURVES_SCHEMA, FAILED, RESULT_SETTINGS, RUNS_SCHEMA, CurvePoint
+from skipinit.runtable import METADATA_KEY, PROFILE_KEY, write_parquet
 from skipinit.vocab import CELL_KEYS
 
 # What figures, tables and claims read: a Parquet file without these is another version's, or not ours.
@@ -84,61 +87,118 @@ def named_cells(path: Path) -> list[str] | None:
     return [f"{shared}/{member}" for member in members]
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    """runs.parquet or curves.parquet, refused in one line when unreadable or without the columns the reports read."""
+def check_parquet(path: str | Path) -> None:
+    """runs.parquet or curves.parquet refused in one line when unreadable or without the columns the reports read;
+    only its footer is read (a sweep's curves.parquet holds millions of rows)."""
     path = Path(path)
     try:
-        frame = pd.read_parquet(path)
+        columns = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DamagedResults(
-            f"{path} is not a readable Parquet file ({reason}): rebuild it from the cells with "
-            f"the workflow's aggregate rule (make run), or restore it"
-        ) from None
-    missing = [column for column in REQUIRED_COLUMNS.get(path.name, []) if column not in frame]
+        raise _unreadable(path, error) from None
+    missing = [column for column in REQUIRED_COLUMNS.get(path.name, []) if column not in columns]
     if missing:
         raise DamagedResults(
             f"{path} lacks the columns {', '.join(missing)} (not this package's {path.name}, or an "
             "older version's): rebuild it with the workflow's aggregate rule (make run)"
         )
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """runs.parquet or curves.parquet, checked (`check_parquet`)."""
+    check_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, pa.ArrowException) as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: Exception) -> DamagedResults:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return DamagedResults(
+        f"{path} is not a readable Parquet file ({reason}): rebuild it from the cells with "
+        "the workflow's aggregate rule (make run), or restore it"
+    )
+
+
+def collect(inputs: list[str | Path], content: dict, runs_path: str | Path, curves_path: str | Path) -> pd.DataFrame:
+    """Every pack's results as rows of runs.parquet (returned) and curves.parquet, each run with the experiments
+    that use its cell (from the profile's manifest, `content`); damaged packs are all named at once.
+
+    Curves are streamed to Parquet a batch of points at a time, so memory stays bounded by the runs (one row
+    per cell) whatever the number of curve points (bench/scale.py: 10^5 cells of 200 points). Nothing is
+    written unless every pack is readable and the runs' settings agree.
+    """
+    members = manifest.membership(content)
+    runs, damaged, batch = [], [], _CurveBatch()
+    metadata = _metadata(content[manifest.NAME], manifest.experiment_meta(content))
+    with atomic_path(curves_path) as tmp, pq.ParquetWriter(tmp, CURVES_SCHEMA.with_metadata(metadata)) as writer:
+        for path in inputs:
+            try:
+                results = read_results(path)
+            except DamagedResults as error:
+                damaged.append(str(error))
+                continue
+            for result in results:
+                curve = result.pop("curve", None) or []
+                cell = {key: result[key] for key in CELL_KEYS}
+                identity = {
+                    "cell_id": cell_id(cell),
+                    **cell,
+                    "net": net_slug(cell),
+                    "model": model_slug(cell),
+                    "label": model_label(cell),
+                }
+                runs.append({**result, **identity, "experiments": members.get(identity["cell_id"], [])})
+                batch.add(identity, curve)
+            if batch.points >= _BATCH_POINTS:
+                writer.write_table(batch.table())
+        if damaged:
+            raise DamagedResults("; ".join(damaged))
+        check_settings(runs)
+        writer.write_table(batch.table())
+    frame = _frame(runs, RUNS_SCHEMA)
+    write_parquet(frame, runs_path, content[manifest.NAME], RUNS_SCHEMA, metadata)
     return frame
 
 
-def collect(inputs: list[str | Path], content: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every pack's results as rows of runs.parquet and curves.parquet, each run with the experiments that use
-    its cell (from the profile's manifest, `content`); damaged packs are all named at once."""
-    members = manifest.membership(content)
-    runs, curves = [], []
-    damaged = []
-    for path in inputs:
-        try:
-            results = read_results(path)
-        except DamagedResults as error:
-            damaged.append(str(error))
-            continue
-        for result in results:
-            cell = {key: result[key] for key in CELL_KEYS}
-            identity = {
-                "cell_id": cell_id(cell),
-                **cell,
-                "net": net_slug(cell),
-                "model": model_slug(cell),
-                "label": model_label(cell),
-            }
-            runs.append({**result, **identity, "experiments": members.get(identity["cell_id"], [])})
-            for point in result.get("curve", []):
-                # The epoch's scheduled lr is `lr_now`; `lr` stays the cell's, as in runs.parquet.
-                curves.append(
-                    {
-                        **{key: value for key, value in point.items() if key != "lr"},
-                        **identity,
-                        "lr_now": point.get("lr"),
-                    }
-                )
-    if damaged:
-        raise DamagedResults("; ".join(damaged))
-    check_settings(runs)
-    return _frame(runs, RUNS_SCHEMA), _frame(curves, CURVES_SCHEMA)
+_BATCH_POINTS = 200_000  # curve points per Parquet batch: a few tens of MB
+_CELL_PART = pa.schema([field for field in CURVES_SCHEMA if field.name not in CurvePoint.__dataclass_fields__])
+# A point's scheduled lr is `lr` in result.json and `lr_now` in curves.parquet; `lr` stays the cell's, as in
+# runs.parquet.
+_POINT_PART = pa.schema(
+    [
+        ("lr", pa.float64()) if field.name == "lr_now" else field
+        for field in CURVES_SCHEMA
+        if field.name in CurvePoint.__dataclass_fields__
+    ]
+)
+
+
+class _CurveBatch:
+    """Curve points of some runs, each run's cell settings stored once and repeated into its rows on `table`."""
+
+    def __init__(self):
+        self.cells, self.counts, self.rows = [], [], []
+        self.points = 0
+
+    def add(self, identity: dict, curve: list[dict]) -> None:
+        self.cells.append(identity)
+        self.counts.append(len(curve))
+        self.rows.extend(curve)
+        self.points += len(curve)
+
+    def table(self) -> pa.Table:
+        """The batch as curves.parquet rows, in its schema; the batch is emptied."""
+        repeat = pa.array(np.repeat(np.arange(len(self.cells)), self.counts))
+        cells = pa.Table.from_pylist(self.cells, schema=_CELL_PART).take(repeat)
+        points = pa.Table.from_pylist(self.rows, schema=_POINT_PART).rename_columns(
+            [f.name for f in CURVES_SCHEMA if f.name in CurvePoint.__dataclass_fields__]
+        )
+        self.__init__()
+        return pa.table(
+            {field.name: (cells if field.name in _CELL_PART.names else points)[field.name] for field in CURVES_SCHEMA},
+            schema=CURVES_SCHEMA,
+        )
 
 
 def check_settings(runs: list[dict]) -> None:
@@ -169,8 +229,6 @@ def _frame(rows: list[dict], schema: pa.Schema) -> pd.DataFrame:
     return pa.table(columns, schema=schema).to_pandas()
 
 
-def write(runs: pd.DataFrame, curves: pd.DataFrame, runs_path, curves_path, profile: str, experiments: dict) -> None:
-    """Both files, each with the profile's name and its `experiments` ({name: {kind, description}}) in its metadata."""
-    metadata = {METADATA_KEY: json.dumps(experiments).encode()}
-    for frame, schema, path in ((runs, RUNS_SCHEMA, runs_path), (curves, CURVES_SCHEMA, curves_path)):
-        write_parquet(frame, path, profile, schema, metadata)
+def _metadata(profile: str, experiments: dict) -> dict[bytes, bytes]:
+    """What both files carry: the profile's name and its `experiments` ({name: {kind, description}})."""
+    return {PROFILE_KEY: profile.encode(), METADATA_KEY: json.dumps(experiments).encode()}

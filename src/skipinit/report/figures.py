@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 
 from skipinit.report import provenance, style
 from skipinit.report.tables import GROUP_KEYS, summary
-from skipinit.runtable import read_experiment_meta, read_profile_name, runs_of, scored, trained
+from skipinit.runtable import read_curves, read_experiment_meta, read_profile_name, runs_of, scored, trained
 
 TITLES = {
     "depth": "Depth: which models train as depth grows (paper Table 1)",
@@ -313,7 +313,7 @@ def plot_experiment(runs: pd.DataFrame, curves: pd.DataFrame, experiment: str, k
 def write_figure(runs_path: Path, curves_path: Path, experiment: str, png: Path, pdf: Path) -> list[Path]:
     """One experiment's figure from runs.parquet and curves.parquet; its kind and the profile from runs.parquet's
     metadata."""
-    runs, curves = trained(pd.read_parquet(runs_path)), pd.read_parquet(curves_path)
+    runs, curves = trained(pd.read_parquet(runs_path)), read_curves(curves_path)
     kind = read_experiment_meta(runs_path)[experiment]["kind"]
     figure = plot_experiment(runs, curves, experiment, kind, profile=read_profile_name(runs_path))
     style.save_formats(figure, ((png, "png"), (pdf, "pdf")))
