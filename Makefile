@@ -59,7 +59,11 @@ tables: $(STAMP)
 plan: $(STAMP)
 	$(BIN)/python -m skipinit plan --profile $(PROFILE) --gpus $(GPUS)
 
+# The workflow (Snakemake's linter, snakefmt) and the Python (ruff: pyflakes, pycodestyle, isort, bugbear,
+# pyupgrade, and its formatter; configured in pyproject.toml).
 lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 

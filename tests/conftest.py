@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -7,6 +8,56 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+SLURM_DIR = REPO.parent / "shared" / "slurm"
+_CLUSTER: dict[str, str | None] = {}  # "problem": why the SLURM test cluster is not up, None once it is
+
+
+def start_cluster() -> str | None:
+    """Start the single-node SLURM cluster of ../shared/slurm once per session; why it cannot run, or None."""
+    if "problem" not in _CLUSTER:
+        up = SLURM_DIR / "up.sh"
+        if not up.is_file():
+            _CLUSTER["problem"] = f"no SLURM test cluster: {up} is missing"
+        elif os.geteuid() != 0:
+            _CLUSTER["problem"] = "the SLURM test cluster needs root (up.sh installs and starts daemons)"
+        else:
+            _CLUSTER["problem"] = None
+            try:
+                started = subprocess.run(
+                    [str(up)], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+                )
+            except subprocess.TimeoutExpired:
+                _CLUSTER["problem"] = "the SLURM test cluster did not start within 600 s (up.sh)"
+            else:
+                if started.returncode != 0:
+                    _CLUSTER["problem"] = (
+                        f"the SLURM test cluster did not start (up.sh exit {started.returncode}): "
+                        f"{(started.stdout + started.stderr)[-1500:]}"
+                    )
+    return _CLUSTER["problem"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_controller_where_installed():
+    """Where SLURM is installed, its test cluster runs for the whole session, stopped at its end (down.sh stops only
+    what up.sh started, also after a failed start). Every Snakemake start loads the SLURM executor plugin, which asks
+    the controller for its configuration (`scontrol show config`) and waits 9 s where it is down: about 30 Snakemake
+    calls of the suite would wait that long each. Where SLURM is not installed, that question fails at once."""
+    if shutil.which("scontrol"):
+        start_cluster()
+    yield
+    if "problem" in _CLUSTER and os.geteuid() == 0:
+        subprocess.run(
+            [str(SLURM_DIR / "down.sh")], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+        )
+
+
+@pytest.fixture
+def cluster():
+    """The SLURM test cluster (started once, for the session), or the test skips saying why."""
+    problem = start_cluster()
+    if problem:
+        pytest.skip(problem)
 
 
 def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:

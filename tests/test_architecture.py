@@ -20,19 +20,12 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def is_type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def imported_modules(path: Path, known: set[str]) -> set[str]:
-    """The package modules `path` imports anywhere (functions included), except under `if TYPE_CHECKING:`."""
+    """The package modules `path` imports anywhere: functions and `if TYPE_CHECKING:` blocks (type-only) included."""
     tree = ast.parse(path.read_text())
-    skipped = {id(child) for node in ast.walk(tree) if is_type_checking_block(node) for child in ast.walk(node)}
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -1,5 +1,7 @@
 """GPU slot claiming (src/skipinit/gpus.py), without GPUs: the GPU count and lock folder are injected."""
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -138,9 +140,49 @@ def test_no_op_on_cpu_single_gpu_or_explicit_device(tmp_path, device, count):
     assert environ == {} and not claim.claimed and claim.device is None
 
 
-def test_lock_dir_defaults_to_tmpdir(tmp_path):
-    assert gpus.default_lock_dir({"TMPDIR": str(tmp_path)}) == tmp_path / "skipinit-gpu-locks"
+def test_lock_dir_defaults_to_this_users_folder_in_tmpdir(tmp_path):
+    assert gpus.default_lock_dir({"TMPDIR": str(tmp_path)}) == tmp_path / f"skipinit-gpu-locks-{os.geteuid()}"
     assert gpus.default_lock_dir({"TMPDIR": "/x", gpus.LOCK_DIR_ENV: str(tmp_path)}) == tmp_path
+    claim = gpus.claim_gpu(gpu_count=2, lock_dir=gpus.default_lock_dir({"TMPDIR": str(tmp_path)}), environ={})
+    try:
+        folder = claim.lock_path.parent.parent
+        assert claim.claimed and stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.geteuid()
+    finally:
+        claim.release()
+
+
+def test_a_planted_symlink_clobbers_nothing(tmp_path):
+    """Another local user plants the lock file as a link to a file of ours: it is neither followed nor written."""
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (tmp_path / "locks" / "local").mkdir(parents=True, mode=0o700)
+    (tmp_path / "locks").chmod(0o700)
+    (tmp_path / "locks" / "local" / "0.lock").symlink_to(victim)
+    environ = {}
+    claim = gpus.claim_gpu(gpu_count=2, lock_dir=tmp_path / "locks", environ=environ)
+    assert victim.read_text() == "keep me\n" and not claim.claimed and environ == {}
+    assert (tmp_path / "locks" / "local" / "0.lock").is_symlink()
+
+
+@pytest.mark.parametrize("plant", ["symlink", "others_can_write", "another_owner"])
+def test_a_lock_folder_others_control_is_not_used(tmp_path, plant):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    folder = tmp_path / "locks"
+    if plant == "symlink":
+        folder.symlink_to(elsewhere)
+    else:
+        folder.mkdir(mode=0o700)
+        if plant == "others_can_write":
+            folder.chmod(0o777)
+        elif os.geteuid() == 0:
+            os.chown(folder, 12345, 12345)
+        else:
+            pytest.skip("giving a folder to another user needs root")
+    environ = {}
+    claim = gpus.claim_gpu(gpu_count=2, lock_dir=folder, environ=environ)
+    assert not claim.claimed and environ == {} and "no lock folder" in claim.reason
+    assert not any(elsewhere.iterdir())
 
 
 def test_count_gpus_without_a_gpu_is_zero():

@@ -25,34 +25,10 @@ from conftest import REPO, copy_workflow
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SLURM_DIR = REPO.parent / "shared" / "slurm"
 PROFILE = "workflow/profiles/slurm"
 # Columns that differ between any two runs: timing and the code's commit.
 NOT_COMPARED = {"wall_seconds", "images_per_second", "git_commit", "seconds"}
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """The single-node cluster of ../shared/slurm: started for this module, stopped after it."""
-    up, down = SLURM_DIR / "up.sh", SLURM_DIR / "down.sh"
-    if not up.is_file():
-        pytest.skip(f"no SLURM test cluster: {up} is missing")
-    if os.geteuid() != 0:
-        pytest.skip("the SLURM test cluster needs root (up.sh installs and starts daemons)")
-    try:
-        try:
-            started = subprocess.run([str(up)], capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            pytest.skip("the SLURM test cluster did not start within 600 s (up.sh)")
-        if started.returncode != 0:
-            pytest.skip(
-                f"the SLURM test cluster did not start (up.sh exit {started.returncode}): "
-                f"{(started.stdout + started.stderr)[-1500:]}"
-            )
-        yield
-    finally:  # also after a failed start: down.sh stops whatever up.sh did start
-        subprocess.run([str(down)], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
 def slurm_command(*args: str) -> tuple[list[str], dict]:

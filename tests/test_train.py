@@ -18,6 +18,7 @@ import torch
 
 from skipinit import data
 from skipinit.data import batches, ondevice
+from skipinit.data.batches import Serving
 from skipinit.engine import members, schedule, sgd, trainer
 from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from skipinit.engine.options import EngineOptions
@@ -156,7 +157,7 @@ def test_a_fixup_cell_trains_like_torch_optim_with_the_fixup_authors_param_group
     optimizer = torch.optim.SGD(
         [{"params": fast, "lr": 0.05}, {"params": slow, "lr": 0.005}], momentum=0.9, weight_decay=5e-4
     )
-    batches = ondevice.OnDeviceData(dataset, [fixup], DETERMINISTIC, torch.device("cpu")).train_batches(0)
+    batches = ondevice.OnDeviceData(dataset, [fixup], Serving(), torch.device("cpu")).train_batches(0)
     for step, (x, y) in enumerate(batches):
         for group, base in zip(optimizer.param_groups, (0.05, 0.005)):
             group["lr"] = base * schedule.lr_factor("halving", step, 10)

@@ -40,6 +40,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """The file's sha256, read in chunks. Not `hashlib.file_digest`: it is Python 3.11's, and the package supports
+    3.10 (the system Python of many clusters)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

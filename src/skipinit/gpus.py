@@ -16,9 +16,11 @@ as it is. One that names several (a grouped SLURM job with several GPUs, or a us
 restricting the run to some GPUs) is the pool: each process takes one of those.
 CPU runs (`device=cpu`, or no GPU on the machine) and an explicit `cuda:N` do nothing.
 
-The lock folder is `$SKIPINIT_GPU_LOCK_DIR`, else `$TMPDIR/skipinit-gpu-locks` (the
-system temp folder when TMPDIR is unset); inside a SLURM job the slots are keyed by the
-job id, as SLURM may number a job's GPUs from 0 in every job.
+The lock folder is `$SKIPINIT_GPU_LOCK_DIR`, else `$TMPDIR/skipinit-gpu-locks-<uid>` (the
+system temp folder when TMPDIR is unset): this user's own, mode 0700, refused when it is a
+symlink or another user's; inside a SLURM job the slots are keyed by the job id, as SLURM
+may number a job's GPUs from 0 in every job. Lock files are opened with O_NOFOLLOW and
+never written.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -69,10 +72,27 @@ class Claim:
 
 
 def default_lock_dir(environ: MutableMapping[str, str] = os.environ) -> Path:
+    """`$SKIPINIT_GPU_LOCK_DIR`, else a folder of this user's own in the temporary folder: in a shared /tmp another
+    user could otherwise create it first, and replace or hold its lock files."""
     if environ.get(LOCK_DIR_ENV):
         return Path(environ[LOCK_DIR_ENV])
     base = Path(environ.get("TMPDIR") or tempfile.gettempdir())
-    return base / "skipinit-gpu-locks"
+    return base / f"skipinit-gpu-locks-{os.geteuid()}"
+
+
+def own_folder(folder: Path) -> None:
+    """Create `folder` (mode 0700) or accept it only as a real folder owned by this user that no one else can write
+    to; OSError (naming why) otherwise, where a planted symlink or another user's folder could steer the locks."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{folder} is not a folder (a symlink or a file)")
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise OSError(f"{folder} belongs to another user or others can write to it")
 
 
 def count_gpus() -> int:
@@ -104,8 +124,10 @@ def _slug(entry: str) -> str:
 
 
 def _try_lock(path: Path) -> IO | None:
-    """The open, exclusively locked file, or None when another process holds it."""
-    handle = open(path, "a+")
+    """The open, exclusively locked file, or None when another process holds it. Opened without following a
+    symlink and never written: a lock file planted as a link to another file cannot make this clobber it (the
+    lock is what counts; `lslocks` shows who holds it)."""
+    handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "rb")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -114,13 +136,6 @@ def _try_lock(path: Path) -> IO | None:
     except BaseException:
         handle.close()
         raise
-    try:  # who holds it, for whoever looks (the lock is what counts, not the content)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-    except OSError:
-        pass
     return handle
 
 
@@ -161,11 +176,12 @@ def claim_gpu(
         source = f"{count} GPUs"
 
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir(environ)
-    folder = folder / namespace
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        own_folder(folder)
+        folder = folder / namespace
+        own_folder(folder)
     except OSError as error:
-        log.warning("GPU: cannot create the lock folder %s (%s): not choosing a GPU", folder, error.strerror)
+        log.warning("GPU: cannot use the lock folder %s (%s): not choosing a GPU", folder, error.strerror or error)
         return Claim(None, f"no lock folder {folder}")
 
     deadline = None if timeout is None else time.monotonic() + timeout

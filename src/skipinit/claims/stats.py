@@ -179,14 +179,14 @@ def over_seeds(values, what: str = "seeds", bracket: tuple[float, float] = (0.0,
     if n < 2:
         raise ValueError(f"an interval over seeds needs two or more values, got {n}")
     mean, sd = float(values.mean()), float(values.std(ddof=1))
-    half = t_quantile(n - 1) * sd / math.sqrt(n)
+    low, high = stats.ttest_1samp(values, 0.0).confidence_interval(level())
     resolution = (
         f", widened by the measurement's resolution (-{bracket[0]:.3g}, +{bracket[1]:.3g})" if any(bracket) else ""
     )
     return {
         "mean": mean,
         "sd": sd,
-        "ci95": [mean - half - bracket[0], mean + half + bracket[1]],
+        "ci95": [float(low) - bracket[0], float(high) + bracket[1]],
         "seeds": n,
         "df": n - 1,
         "floor_df": 0,
@@ -316,9 +316,8 @@ def finding_text(
 
 def fit_line(blocks: np.ndarray, values: np.ndarray, through_origin: bool = False) -> tuple[float, float, float]:
     """(slope, intercept, R^2) of the least-squares line, optionally through the origin."""
-    if through_origin:
-        slope, intercept = float(blocks @ values / (blocks @ blocks)), 0.0
-    else:
-        slope, intercept = (float(v) for v in np.polyfit(blocks, values, 1))
-    residuals = values - (slope * blocks + intercept)
-    return slope, intercept, 1.0 - float(np.sum(residuals**2) / np.sum((values - values.mean()) ** 2))
+    if not through_origin:
+        line = stats.linregress(blocks, values)
+        return float(line.slope), float(line.intercept), float(line.rvalue**2)
+    slope = float(blocks @ values / (blocks @ blocks))
+    return slope, 0.0, 1.0 - float(np.sum((values - slope * blocks) ** 2) / np.sum((values - values.mean()) ** 2))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from skipinit.engine.options import changed_settings
 from skipinit.fileio import atomic_path
 
 CHECKPOINT_MAGIC = b"skipinit-train-checkpoint-v1\n"
@@ -48,3 +49,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:  # a valid checksum over an unloadable payload: still garbage
         raise CheckpointError(f"unloadable payload ({type(error).__name__}: {error})") from None
+
+
+def checkpoint_mismatch(saved: dict, current: dict, epochs: int) -> str | None:
+    """Why a verified checkpoint `saved` cannot be resumed by the pack whose state is `current` (another pack,
+    dataset, model or result-affecting settings), or None; CheckpointError where `saved` lacks what a state holds."""
+    try:
+        if saved["cells"] != current["cells"]:
+            return "different cells"
+        if changed := changed_settings(saved.get("settings"), current["settings"]):
+            return f"made under other result-affecting settings: {changed}"
+        if saved["fingerprint"] != current["fingerprint"]:
+            return "different dataset"
+        if [tuple(entry) for entry in saved["layout"]] != [(n, tuple(s), o) for n, s, o in current["layout"]]:
+            return "different model layout"
+        if any(
+            _shapes(saved[key]) != _shapes(current[key])
+            for key in ("params", "momentum", "buffers", "alive", "diverged_at")
+        ):
+            return "different parameter or buffer shapes"
+        if not 0 <= int(saved["epoch"]) <= epochs:
+            return f"epoch {saved['epoch']} outside 0..{epochs}"
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"incomplete state ({type(error).__name__}: {error})") from None
+    return None
+
+
+def _shapes(value) -> tuple | dict:
+    return (
+        {key: tuple(tensor.shape) for key, tensor in value.items()} if isinstance(value, dict) else tuple(value.shape)
+    )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from skipinit.engine.options import EngineOptions
 from skipinit.vocab import PRECISIONS
@@ -85,24 +85,10 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-class ProgressBar:
-    """A minimal bar over steps on stderr, drawn only for a terminal (log files stay clean)."""
-
-    def __init__(self, total: int, label: str):
-        self.total, self.label = total, label
-        self.enabled = total > 0 and sys.stderr.isatty()
-        self.every = max(1, total // 100)
-
-    def update(self, done: int) -> None:
-        if self.enabled and (done % self.every == 0 or done == self.total):
-            filled = 30 * done // self.total
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * (len(self.label) + 50) + "\r")
-            sys.stderr.flush()
+def progress_bar(total: int, label: str, done: int = 0) -> tqdm:
+    """A live bar over an epoch's steps on a terminal, redrawn at most once a second; nothing in a log file (tqdm's
+    `disable=None`: off where stderr is no terminal), which gets the one line per epoch the trainer logs."""
+    return tqdm(total=total, initial=done, desc=label, unit="step", disable=None, mininterval=1.0, leave=False)
 
 
 @contextlib.contextmanager

@@ -17,35 +17,30 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from skipinit.data.batches import Serving
 from skipinit.data.sources import data_kind
-from skipinit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from skipinit.engine.checkpoint import CheckpointError, checkpoint_mismatch, load_checkpoint, save_checkpoint
 from skipinit.engine.dropout import DropoutNoise
 from skipinit.engine.graphs import GraphBackend, graphed_or_eager
 from skipinit.engine.members import Members
-from skipinit.engine.options import PACKINGS, EngineOptions, changed_settings, result_settings
+from skipinit.engine.options import PACKINGS, EngineOptions, result_settings
+from skipinit.engine.outcome import failed_results, pack_results, progress_line
 from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.engine.runtime import (
     CompiledOrEager,
-    ProgressBar,
     engine_settings,
-    format_seconds,
     is_out_of_memory,
+    progress_bar,
     resolve_device,
     resolve_precision,
 )
 from skipinit.engine.schedule import lr_table
 from skipinit.engine.sgd import member_losses, sgd_step
-from skipinit.record import RESULT_SETTINGS, RunResult
 from skipinit.vocab import CELL_DEFAULTS, SCHEDULES, check_pack, micro_batch_size
 
 if TYPE_CHECKING:
     from skipinit.data.canonical import CanonicalDataset
     from skipinit.data.imagenet import ImageNetFolder
-
-OOM_HINT = (
-    "reduce the pack size (`pack:`), or set `micro_batch` (the same mean gradient in the memory of a smaller batch)"
-)
-
 
 DIVERGENCE_POLL_STEPS = 8  # how often a step looks (without waiting) whether every member has diverged
 
@@ -84,7 +79,8 @@ class PackTrainer:
         self.use_bf16 = self.precision == "bf16"
         self.micro_batch = micro_batch_size(self.batch_size, options.micro_batch)
 
-        self.data = data_kind(self.config).batches(dataset, self.config, options, self.device)
+        serving = Serving(options.channels_last, options.image_size, options.threads)
+        self.data = data_kind(self.config).batches(dataset, self.config, serving, self.device)
         self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.epochs * self.steps_per_epoch
         self.seeds = [int(cell["seed"]) for cell in self.config]
@@ -204,16 +200,16 @@ class PackTrainer:
         else:
             self.noise.load(partial["dropout"])
         loss_sum, correct_sum = partial["loss_sum"].to(self.device), partial["correct_sum"].to(self.device)
-        bar = ProgressBar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}")
         start = time.perf_counter() - partial["seconds"]
         steps = partial["steps"]
+        bar = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{self.epochs}", steps)
         for x, y in self.data.train_batches(epoch, start=steps):
             losses, correct = self.step(x, y)
             loss_sum += losses
             correct_sum += correct
             steps += 1
             self.step_count += 1
-            bar.update(steps)
+            bar.update()
             if self.stop is not None and self.stop.poll():
                 self.save_mid_epoch(checkpoint, steps, loss_sum, correct_sum, time.perf_counter() - start)
             if steps % DIVERGENCE_POLL_STEPS == 0 and self.all_diverged_lately():
@@ -303,7 +299,7 @@ class PackTrainer:
             return
         try:
             state = load_checkpoint(checkpoint)
-            mismatch = self.mismatch(state)
+            mismatch = checkpoint_mismatch(state, self.state(), self.epochs)
         except CheckpointError as error:
             self.log(f"checkpoint {checkpoint} is corrupt: {error}; ignoring it and starting from scratch")
             return
@@ -324,33 +320,6 @@ class PackTrainer:
             f"resuming from checkpoint {checkpoint} after epoch {self.epoch}/{self.epochs} (step "
             f"{self.step_count}{within})"
         )
-
-    def mismatch(self, state: dict) -> str | None:
-        """Why a verified checkpoint cannot be resumed here (another pack, dataset or model), or None."""
-        try:
-            if state["cells"] != self.cells:
-                return "different cells"
-            if changed := changed_settings(state.get("settings"), self.settings):
-                return f"made under other result-affecting settings: {changed}"
-            if state["fingerprint"] != self.data.fingerprint:
-                return "different dataset"
-            if [tuple(entry) for entry in state["layout"]] != [(n, tuple(s), o) for n, s, o in self.members.layout]:
-                return "different model layout"
-            buffers = self.members.stacked_buffers()
-            if (
-                tuple(state["params"].shape) != tuple(self.members.params.shape)
-                or tuple(state["momentum"].shape) != tuple(self.members.momentum.shape)
-                or {k: tuple(v.shape) for k, v in state["buffers"].items()}
-                != {k: tuple(v.shape) for k, v in buffers.items()}
-                or tuple(state["alive"].shape) != (self.size,)
-                or tuple(state["diverged_at"].shape) != (self.size,)
-            ):
-                return "different parameter or buffer shapes"
-            if not 0 <= int(state["epoch"]) <= self.epochs:
-                return f"epoch {state['epoch']} outside 0..{self.epochs}"
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise CheckpointError(f"incomplete state ({type(error).__name__}: {error})") from None
-        return None
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -382,63 +351,10 @@ class PackTrainer:
                     "seconds": self.wall_seconds,
                 }
                 self.curves[i].append(point)
-                self.log(self.progress_line(i, point, rate, eta, diverged_at[i]))
+                self.log(progress_line(self.config[i], point, self.epochs, rate, eta, diverged_at[i]))
             if checkpoint is not None:
                 save_checkpoint(checkpoint, self.state())
-        return self.results()
-
-    def progress_line(self, i: int, point: dict, rate: float, eta: float, diverged_at: int) -> str:
-        cell = self.config[i]
-        test = "n/a" if point["test_acc"] is None else f"{point['test_acc']:.2f}%"
-        line = (
-            f"epoch {point['epoch']}/{self.epochs} lr={cell['lr']:g} seed={cell['seed']} | "
-            f"train loss {point['train_loss']:.4f} acc {point['train_acc']:.2f}% | test acc {test} | "
-            f"lr now {point['lr']:.4g} | {rate:.0f} img/s (pack) | ETA {format_seconds(eta)}"
-        )
-        return line + (f" | DIVERGED at step {diverged_at}" if diverged_at >= 0 else "")
-
-    def results(self) -> list[dict]:
-        diverged_at = self.diverged_at.tolist()
-        device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        rate = self.size * self.step_count * self.batch_size / self.train_seconds if self.train_seconds else None
-        results = []
-        for i, cell in enumerate(self.cells):
-            curve = self.curves[i]
-            last = curve[-1] if curve else {}
-            evaluated = [point for point in curve if point["test_acc"] is not None]
-            diverged = diverged_at[i] >= 0
-            results.append(
-                RunResult(
-                    status="diverged" if diverged else "ok",
-                    diverged=diverged,
-                    diverged_step=diverged_at[i] if diverged else None,
-                    test_acc=evaluated[-1]["test_acc"] if evaluated else None,
-                    test_loss=evaluated[-1]["test_loss"] if evaluated else None,
-                    test_images=self.data.num_test if evaluated else None,
-                    packing=self.members.mode,
-                    train_loss=last.get("train_loss"),
-                    train_acc=last.get("train_acc"),
-                    epochs_completed=self.epoch,
-                    steps=self.step_count,
-                    wall_seconds=self.wall_seconds,
-                    images_per_second=rate,
-                    pack_size=self.size,
-                    device=device_name,
-                    torch_version=torch.__version__,
-                    curve=[dict(point) for point in curve],
-                    **{key: value for key, value in self.settings.items() if key in RESULT_SETTINGS},
-                ).row(cell)
-            )
-        return results
-
-
-def failed_results(cells: list[dict], error: BaseException, device: str, precision: str) -> list[dict]:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    message = f"{type(error).__name__}: {reason}. Hint: {OOM_HINT}"
-    record = RunResult.failed(
-        message, pack_size=len(cells), device=device, precision=precision, torch_version=torch.__version__
-    )
-    return [record.row(cell) for cell in cells]
+        return pack_results(self)
 
 
 def train_pack(
