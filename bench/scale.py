@@ -172,18 +172,8 @@ def run_size(cells: int, folder: Path) -> dict[str, tuple[float, float]]:
     figures = results / "figures"
     figures.mkdir(parents=True)
     steps = {
-        "job parse": [
-            *snakemake[:-2],
-            "--target-jobs",
-            target,
-            "--allowed-rules",
-            "train",
-            "--mode",
-            "remote",
-            "--cores",
-            "1",
-            "-n",
-        ],
+        # As the SLURM executor starts a job: its own target, its rule, remote mode (here dry).
+        "job parse": [*snakemake[:-2], "--target-jobs", target, *"--allowed-rules train --mode remote -n".split()],
         "dry run": [*snakemake, "-n"],
     }
     cli = [sys.executable, "-m", "skipinit"]

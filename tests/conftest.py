@@ -52,7 +52,7 @@ def slurm_controller_where_installed():
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cluster():
     """The SLURM test cluster (started once, for the session), or the test skips saying why."""
     problem = start_cluster()

@@ -177,23 +177,10 @@ def test_a_cluster_jobs_parse_reads_its_pack_file_and_expands_no_grid(smoke_run,
     target = f"train:name=smoke,dataset={dataset},net={net},model={model},hyper={hyper},members={members}"
     unexpandable = tmp_path / "depth17.yaml"
     unexpandable.write_text("experiments:\n  depth:\n    grid:\n      depth: [10, 17]\n")
-    job = (
-        "--configfile",
-        "config/smoke.yaml",
-        str(unexpandable),
-        "--target-jobs",
-        target,
-        "--allowed-rules",
-        "train",
-        "--mode",
-        "remote",
-        "--cores",
-        "1",
-        "-n",
-        "-p",
-        "--forceall",
+    job = "--allowed-rules train --mode remote --cores 1 -n -p --forceall".split()  # as the SLURM executor starts it
+    result = snakemake(
+        "--configfile", "config/smoke.yaml", str(unexpandable), "--target-jobs", target, *job, cwd=workdir
     )
-    result = snakemake(*job, cwd=workdir)
     assert f"--cells-file results/smoke/packs/{key}.json" in result.stdout + result.stderr
     whole = snakemake("-n", "--configfile", "config/smoke.yaml", str(unexpandable), cwd=workdir, check=False)
     assert whole.returncode != 0 and "depth=17 is not a Wide-ResNet depth" in whole.stdout + whole.stderr
