@@ -151,11 +151,11 @@ def collect(inputs: list[str | Path], content: dict, runs_path: str | Path, curv
                 runs.append({**result, **identity, "experiments": members.get(identity["cell_id"], [])})
                 batch.add(identity, curve)
             if batch.points >= _BATCH_POINTS:
-                writer.write_table(batch.table())
+                writer.write_table(batch.flush())
         if damaged:
             raise DamagedResults("; ".join(damaged))
         check_settings(runs)
-        writer.write_table(batch.table())
+        writer.write_table(batch.flush())
     frame = _frame(runs, RUNS_SCHEMA)
     write_parquet(frame, runs_path, content[manifest.NAME], RUNS_SCHEMA, metadata)
     return frame
@@ -175,11 +175,13 @@ _POINT_PART = pa.schema(
 
 
 class _CurveBatch:
-    """Curve points of some runs, each run's cell settings stored once and repeated into its rows on `table`."""
+    """Curve points of some runs, each run's cell settings stored once and repeated into its rows on `flush`."""
 
     def __init__(self):
-        self.cells, self.counts, self.rows = [], [], []
-        self.points = 0
+        self._empty()
+
+    def _empty(self) -> None:
+        self.cells, self.counts, self.rows, self.points = [], [], [], 0
 
     def add(self, identity: dict, curve: list[dict]) -> None:
         self.cells.append(identity)
@@ -187,16 +189,18 @@ class _CurveBatch:
         self.rows.extend(curve)
         self.points += len(curve)
 
-    def table(self) -> pa.Table:
+    def flush(self) -> pa.Table:
         """The batch as curves.parquet rows, in its schema; the batch is emptied."""
         repeat = pa.array(np.repeat(np.arange(len(self.cells)), self.counts))
         cells = pa.Table.from_pylist(self.cells, schema=_CELL_PART).take(repeat)
-        points = pa.Table.from_pylist(self.rows, schema=_POINT_PART).rename_columns(
-            [f.name for f in CURVES_SCHEMA if f.name in CurvePoint.__dataclass_fields__]
-        )
-        self.__init__()
+        points = pa.Table.from_pylist(self.rows, schema=_POINT_PART)
+        points = points.rename_columns(["lr_now" if name == "lr" else name for name in points.column_names])
+        self._empty()
         return pa.table(
-            {field.name: (cells if field.name in _CELL_PART.names else points)[field.name] for field in CURVES_SCHEMA},
+            {
+                field.name: (cells if field.name in cells.column_names else points)[field.name]
+                for field in CURVES_SCHEMA
+            },
             schema=CURVES_SCHEMA,
         )
 
