@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -70,6 +71,28 @@ def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -
             f"({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def train_arguments(cells: list[dict], dataset, folder: Path) -> list[str]:
+    """`skipinit train` on the CPU, fp32, deterministic, one thread: `cells` on `dataset`, writing result.json and
+    ckpt.pt in `folder`."""
+    return [
+        "train",
+        "--cells",
+        json.dumps(cells),
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(folder / "result.json"),
+        "--checkpoint",
+        str(folder / "ckpt.pt"),
+        *"--device cpu --precision fp32 --deterministic --threads 1".split(),
+    ]
+
+
+def train_command(cells: list[dict], dataset, folder: Path) -> list[str]:
+    """`train_arguments` as a process of its own, as a Snakemake job runs it."""
+    return [sys.executable, "-m", "skipinit", *train_arguments(cells, dataset, folder)]
 
 
 def copy_workflow(destination: Path) -> Path:

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from skipinit.engine.options import EngineOptions
 from skipinit.grid import cell_id, make_cell
 from skipinit.report import aggregate, tables
 
-from conftest import REPO, copy_workflow, kill_in_second_epoch, snakemake
+from conftest import REPO, copy_workflow, kill_in_second_epoch, snakemake, train_command
 
 DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 OOM_WIDTH = 4000  # WRN width 4000: one convolution's weights ask the CPU allocator for ~150 GB
@@ -194,30 +193,6 @@ def test_aggregate_refuses_seeds_of_one_cell_made_under_different_precisions(dat
 # ---------------------------------------------------------------------------------------------
 # Failed runs are no evidence
 # ---------------------------------------------------------------------------------------------
-
-
-def train_command(cells, canonical, folder):
-    return [
-        sys.executable,
-        "-m",
-        "skipinit",
-        "train",
-        "--cells",
-        json.dumps(cells),
-        "--dataset",
-        str(canonical),
-        "--out",
-        str(folder / "result.json"),
-        "--checkpoint",
-        str(folder / "ckpt.pt"),
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--deterministic",
-        "--threads",
-        "1",
-    ]
 
 
 @pytest.fixture(scope="module")

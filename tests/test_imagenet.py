@@ -22,7 +22,7 @@ from skipinit.engine.checkpoint import load_checkpoint
 from skipinit.engine.options import EngineOptions
 from skipinit.grid import make_cell
 
-from conftest import kill_in_second_epoch
+from conftest import kill_in_second_epoch, train_arguments
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 SIZES = [(80, 60), (60, 80), (100, 100), (72, 96), (120, 50), (64, 64)]  # (width, height)
@@ -239,28 +239,7 @@ def test_cli_trains_an_imagenet_cell_from_its_listing(folder, tmp_path):
     out, checkpoint, listing = tmp_path / "result.json", tmp_path / "ckpt.pt", tmp_path / "imagenet.listing.npz"
     cells = [cell(epochs=1)]
     cli.main(["list-imagenet", "--root", str(folder.root), "--out", str(listing)])
-    cli.main(
-        [
-            "train",
-            "--cells",
-            json.dumps(cells),
-            "--dataset",
-            str(listing),
-            "--out",
-            str(out),
-            "--checkpoint",
-            str(checkpoint),
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--deterministic",
-            "--threads",
-            "1",
-            "--image-size",
-            str(SIZE),
-        ]
-    )
+    cli.main([*train_arguments(cells, listing, tmp_path), "--image-size", str(SIZE)])
     result = json.loads(out.read_text())[0]
     assert result["status"] == "ok" and result["steps"] == 3 and result["dataset"] == "imagenet"
     assert result["dataset_sha256"] == folder.sha256

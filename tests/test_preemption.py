@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from skipinit.engine.options import EngineOptions
 from skipinit.engine.preemption import Preempted, StopSignal
 from skipinit.grid import make_cell
 
-from conftest import REPO
+from conftest import REPO, train_command
 
 DETERMINISTIC = EngineOptions(device="cpu", precision="fp32", deterministic=True, threads=1)
 STEPS_PER_EPOCH = 10
@@ -97,31 +96,14 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
         {"dataset": "synthetic", "depth": 10, "width": 1, "batch_size": 25, "epochs": 3, "lr": 0.05, "seed": 0}
     )
 
-    def command(folder):
-        return [
-            sys.executable,
-            "-m",
-            "skipinit",
-            "train",
-            "--cells",
-            json.dumps([cell]),
-            "--dataset",
-            str(canonical),
-            "--out",
-            str(folder / "result.json"),
-            "--checkpoint",
-            str(folder / "ckpt.pt"),
-            "--device",
-            "cpu",
-            "--precision",
-            "fp32",
-            "--deterministic",
-            "--threads",
-            "1",
-        ]
-
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    subprocess.run(command(tmp_path / "full"), check=True, capture_output=True, env=environment, timeout=600)
+    subprocess.run(
+        train_command([cell], canonical, tmp_path / "full"),
+        check=True,
+        capture_output=True,
+        env=environment,
+        timeout=600,
+    )
     cue = {
         "PYTHONPATH": f"{REPO / 'tests' / 'signal_hook'}{os.pathsep}{REPO / 'src'}",
         "SIGNAL_ON_LINE": "epoch 1/",
@@ -129,7 +111,11 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
         "SIGNAL_TO": "self",
     }
     run = subprocess.run(
-        command(tmp_path / "cut"), capture_output=True, text=True, env={**environment, **cue}, timeout=600
+        train_command([cell], canonical, tmp_path / "cut"),
+        capture_output=True,
+        text=True,
+        env={**environment, **cue},
+        timeout=600,
     )
     stderr = run.stderr
     assert run.returncode != 0, "the run ended before the signal arrived"
@@ -138,6 +124,12 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
     assert "Traceback" not in stderr
     assert 0 < load_checkpoint(tmp_path / "cut" / "ckpt.pt")["partial"]["steps"] < 160
 
-    subprocess.run(command(tmp_path / "cut"), check=True, capture_output=True, env=environment, timeout=600)
+    subprocess.run(
+        train_command([cell], canonical, tmp_path / "cut"),
+        check=True,
+        capture_output=True,
+        env=environment,
+        timeout=600,
+    )
     got, want = (json.loads((tmp_path / name / "result.json").read_text()) for name in ("cut", "full"))
     assert comparable(got) == comparable(want) and np.isfinite(got[0]["test_acc"])
