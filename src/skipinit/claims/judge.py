@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from skipinit.claims.markdown import markdown
+from skipinit.claims.needs import named_models, to_decide
 from skipinit.claims.registry import (
     CHECKS,
     INCONCLUSIVE,
@@ -18,7 +19,7 @@ from skipinit.claims.registry import (
     SIGNAL,
 )  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
-from skipinit.claims.stats import CONFIDENCE, family
+from skipinit.claims.stats import CONFIDENCE, collecting_needs, family
 from skipinit.fileio import write_json, write_text
 from skipinit.runtable import failed, read_curves, read_experiment_meta, runs_of, trained
 from skipinit.vocab import SIGNAL_FIGURE_STEM
@@ -71,7 +72,7 @@ def judge(
     in its params, next to the claim's own thresholds. It never sees a run that failed for a reason
     other than training; a claim that needs one is inconclusive and names it (`needed_failures`).
     """
-    failures = []
+    failures, short = [], 0
     if claim["data"] == SIGNAL:
         frame, params = signal, claim["params"]
         figures = [SIGNAL_FIGURE] if not signal.empty else []
@@ -91,7 +92,10 @@ def judge(
             **claim["params"],
         }
         figures = [f"figures/{name}.png" for name in used]
-    verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params)
+    looks = max((int(experiments[name].get("looks", 1)) for name in used), default=1)
+    verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params, looks)
+    if verdict == INCONCLUSIVE:
+        evidence = {**evidence, **to_decide(evidence, frame, params, short)}
     if failures:
         verdict, evidence = failed_runs_verdict(verdict, evidence, failures)
     if claim["data"] != SIGNAL:
@@ -108,38 +112,33 @@ def judge(
     }
 
 
-def judged_as_a_family(check, frame: pd.DataFrame, params: dict) -> tuple[str, dict]:
-    """A claim of k parts judged with each part's interval at 1 - 0.05/k (Bonferroni), so that the claim is
-    wrongly decided at most 5% of the time: a first pass counts the parts, the second decides them."""
-    verdict, evidence = check(frame, params)
+def judged_as_a_family(check, frame: pd.DataFrame, params: dict, looks: int = 1) -> tuple[str, dict]:
+    """A claim of k parts, in a profile that looks at it `looks` times (its adaptive rounds), judged with each part's
+    interval at 1 - 0.05/(k x looks) (Bonferroni), so that the claim is wrongly decided at most 5% of the time: a
+    first pass counts the parts, the second decides them. The seeds that would decide each undecided part are kept
+    (`needs`, for skipinit.rounds)."""
+    with family(1, looks), collecting_needs() as needs:
+        verdict, evidence = check(frame, params)
     parts = int(evidence.get("parts", 1))
     if parts > 1:
-        with family(parts):
+        with family(parts, looks), collecting_needs() as needs:
             verdict, evidence = check(frame, params)
         parts = max(parts, int(evidence.get("parts", 1)))
-    level = 100 * (1 - (1 - CONFIDENCE) / parts)
+    level = 100 * (1 - (1 - CONFIDENCE) / (parts * looks))
+    looked = f", {looks} looks" if looks > 1 else ""
     return verdict, {
         **evidence,
-        "interval_level": f"{level:.4g}% per part ({parts} part(s); the claim at {100 * CONFIDENCE:g}%)",
+        **({"needs": needs} if needs and verdict == INCONCLUSIVE else {}),
+        "interval_level": f"{level:.4g}% per part ({parts} part(s){looked}; the claim at {100 * CONFIDENCE:g}%)",
     }
 
 
 def needed_failures(failures: pd.DataFrame, params: dict, models: dict) -> list[dict]:
     """The failed runs a claim needs: those of the models its params name (every one where it names none)."""
-    named = {value for value in _strings(params) if value in models}
+    named = set(named_models(params, models))
     if named and not failures.empty:
         failures = failures[failures.index.isin([i for name in named for i in failures.query(models[name]).index])]
     return [{"cell_id": row["cell_id"], "error": row.get("error")} for _, row in failures.iterrows()]
-
-
-def _strings(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, (list, tuple)):
-        return [text for item in value for text in _strings(item)]
-    return []
 
 
 def failed_runs_verdict(verdict: str, evidence: dict, failures: list[dict]) -> tuple[str, dict]:

@@ -93,7 +93,7 @@ def trainability_at_largest_depth(runs: pd.DataFrame, params: dict) -> Verdict:
         if negative and lrs < params["min_lrs"]:
             findings.append(Finding(None, f"{text}, but only {lrs} learning rate(s) tried (need {params['min_lrs']})"))
         elif holds is None:
-            findings.append(Finding(None, f"{text}: {undecided_text(estimate, *band)}"))
+            findings.append(Finding(None, f"{text}: {undecided_text(estimate, *band, model=name)}"))
         else:
             findings.append(Finding(holds, text))
     return verdict_of(findings, evidence)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import at_best, best_per, common_values, preflight, select
-from skipinit.claims.stats import over_seeds, seeds_to_decide, within
+from skipinit.claims.stats import over_seeds, record_need, seeds_to_decide, within
 
 
 def seed_curves(runs: pd.DataFrame, curves: pd.DataFrame, params: dict, name: str, batch_size: int, lr: float) -> dict:
@@ -104,6 +104,7 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         )
     ratios = [steps[names[1]][seed] / steps[names[0]][seed] for seed in seeds]
     if len(ratios) < 2:
+        record_need(2, 1)  # the first interval; the seeds that decide it follow from its spread
         reason = (
             f"{head} (speedup {ratios[0]:.2f} on one seed): one seed gives the speedup no interval; run 2 or more seeds"
         )
@@ -126,7 +127,9 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
         f"[{bounds[0]:g}, {bounds[1]:g}])"
     )
     if holds is None:
-        decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds))
+        bounded = all(math.isfinite(value) for value in share.values())  # else no seed count narrows the bracket
+        decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds)) if bounded else None
+        record_need(decide, len(ratios))
         text += (
             ": the interval straddles a bound; "
             f"{f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"

@@ -14,13 +14,13 @@ was made) and `single_seed`. Its interval is a Student-t interval:
   resolution where the values are quantized (steps to a target are read at evaluations: the true step
   lies up to one evaluation interval earlier), which keeps the interval wider than zero.
 
-Levels. A claim with k parts is decided at the family's level: the judge sets `family(k)` and each
-part's interval is at 1 - 0.05/k (Bonferroni), so a claim is wrongly decided at most 5% of the
-time. A gap between two models at their best lrs takes, with two or more seeds, each seed's lr from the
-other seeds (`selection.held_out`), so no seed's number chose its own lr. Otherwise a statistic read at a
-selected learning rate (the best of k tried) is at 1 - 0.05/k as well
-(`selected_from`): simultaneous over the lrs it was picked from, so picking the best cannot make
-its interval over-confident.
+Levels. A claim with k parts is decided at the family's level: the judge sets `family(k, looks)` and each
+part's interval is at 1 - 0.05/(k x looks) (Bonferroni), so a claim is wrongly decided at most 5% of the
+time, also where the profile looks at it after each of `looks` rounds of seeds (skipinit.rounds). A gap
+between two models at their best lrs takes, with two or more seeds, each seed's lr from the other seeds
+(`selection.held_out`), so no seed's number chose its own lr. Otherwise a statistic read at a selected learning
+rate (the best of k tried) is at 1 - 0.05/k as well (`selected_from`): simultaneous over the lrs it was picked
+from, so picking the best cannot make its interval over-confident.
 
 The rule (`within`): a claim's part holds where the whole interval lies inside its band, fails where
 the whole interval lies outside it, and is undecided otherwise. `seeds_to_decide` says how many
@@ -41,21 +41,46 @@ from scipy import stats
 CONFIDENCE = 0.95
 MAX_SEEDS_TO_DECIDE = 1000  # beyond this a comparison is called undecidable at the spread measured
 _FAMILY = contextvars.ContextVar("family", default=1)  # how many parts the claim being judged has
+_LOOKS = contextvars.ContextVar("looks", default=1)  # how many times the profile looks at its claims (its rounds)
+_NEEDS: contextvars.ContextVar[list | None] = contextvars.ContextVar("needs", default=None)
 
 
 @contextlib.contextmanager
-def family(parts: int):
-    """Judge one claim of `parts` parts: each part's interval at 1 - 0.05/parts (Bonferroni)."""
-    token = _FAMILY.set(max(1, int(parts)))
+def family(parts: int, looks: int = 1):
+    """Judge one claim of `parts` parts in a profile that looks `looks` times (adaptive rounds): each part's interval
+    at 1 - 0.05/(parts x looks) (Bonferroni over the parts and the looks), so that neither picking which comparisons
+    get more seeds nor deciding at any round can raise the claim's error above 5%."""
+    tokens = _FAMILY.set(max(1, int(parts))), _LOOKS.set(max(1, int(looks)))
     try:
         yield
     finally:
-        _FAMILY.reset(token)
+        _FAMILY.reset(tokens[0])
+        _LOOKS.reset(tokens[1])
+
+
+@contextlib.contextmanager
+def collecting_needs():
+    """Record, for every undecided estimate `decide_text` describes, the seeds that would decide it (None: none
+    would) and the seeds it has: the list the context yields (skipinit.rounds adds seeds from it)."""
+    needs: list = []
+    token = _NEEDS.set(needs)
+    try:
+        yield needs
+    finally:
+        _NEEDS.reset(token)
+
+
+def record_need(seeds: int | None, have: int, model: str | None = None) -> None:
+    """Note, where needs are being collected, that an undecided part would be decided by `seeds` paired seeds (None:
+    by no seed count) and has `have`; `model`: the one model whose estimate it is, where it is one model's."""
+    if (needs := _NEEDS.get()) is not None:
+        needs.append({"seeds": seeds, "have": int(have), **({"model": model} if model else {})})
 
 
 def level(selected_from: int = 1) -> float:
-    """The two-sided level of one interval: 95% shared by the claim's parts and the lrs a value was selected from."""
-    return 1.0 - (1.0 - CONFIDENCE) / (_FAMILY.get() * max(1, int(selected_from)))
+    """The two-sided level of one interval: 95% shared by the claim's parts, the profile's looks and the lrs a value
+    was selected from."""
+    return 1.0 - (1.0 - CONFIDENCE) / (_FAMILY.get() * _LOOKS.get() * max(1, int(selected_from)))
 
 
 def t_quantile(df: float, selected_from: int = 1) -> float:
@@ -255,17 +280,23 @@ def seeds_to_decide(estimate: dict, low: float = -math.inf, high: float = math.i
     if distance <= 0:
         return None
     floor_df, extra = estimate.get("floor_df", 0), estimate.get("extra_variance", 0.0)
-    for seeds in range(2, MAX_SEEDS_TO_DECIDE + 1):
-        if t_quantile(seeds - 1 + floor_df) * math.sqrt(sd**2 / seeds + extra) < distance:
-            return seeds
-    return None
+    seeds = np.arange(2, MAX_SEEDS_TO_DECIDE + 1)
+    half_widths = stats.t.ppf(0.5 + level() / 2, seeds - 1 + floor_df) * np.sqrt(sd**2 / seeds + extra)
+    clears = np.flatnonzero(half_widths < distance)
+    return int(seeds[clears[0]]) if clears.size else None
 
 
 def decide_text(
-    estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None
+    estimate: dict,
+    low: float = -math.inf,
+    high: float = math.inf,
+    seconds_per_seed: float | None = None,
+    model: str | None = None,
 ) -> str:
-    """What would decide an undecided estimate: the (paired) seeds, and what they cost where known."""
+    """What would decide an undecided estimate: the (paired) seeds, and what they cost where known (`model`: the
+    one model whose estimate it is, where it is one model's: seeds go to it alone)."""
     seeds = seeds_to_decide(estimate, low, high)
+    record_need(seeds, int(estimate["seeds"]), model)
     if seeds is None:
         return (
             f"no seed count decides it at sd {estimate['sd']:.2g}: the mean sits on the band's edge, or the test "
@@ -283,9 +314,13 @@ def decide_text(
 
 
 def undecided_text(
-    estimate: dict, low: float = -math.inf, high: float = math.inf, seconds_per_seed: float | None = None
+    estimate: dict,
+    low: float = -math.inf,
+    high: float = math.inf,
+    seconds_per_seed: float | None = None,
+    model: str | None = None,
 ) -> str:
-    return f"the 95% interval straddles the band; {decide_text(estimate, low, high, seconds_per_seed)}"
+    return f"the 95% interval straddles the band; {decide_text(estimate, low, high, seconds_per_seed, model)}"
 
 
 def describe(estimate: dict, unit: str = " pp") -> str:
