@@ -85,7 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     agg = commands.add_parser("aggregate", help="collect pack results into runs.parquet and curves.parquet")
     agg.add_argument("inputs", nargs="*", help="result.json files (default: every pack the manifest lists)")
     agg.add_argument("--manifest", required=True, help="results/<name>/manifest.json: which experiments use which cell")
+    agg.add_argument(
+        "--round-manifest", nargs="*", default=[], help="the further rounds' manifests (results/<name>/rounds/<k>/)"
+    )
     add_required(agg, "--runs", "--curves")
+
+    extend = commands.add_parser(
+        "add-seeds", help="the cells a further round adds where claims are still undecided (profile key adaptive:)"
+    )
+    extend.add_argument("--round", type=int, required=True, help="the round to plan (2 or more)")
+    extend.add_argument("--round-manifest", nargs="*", default=[], help="the earlier further rounds' manifests")
+    add_required(extend, "--runs", "--curves", "--manifest", "--claims-config", "--out")
 
     fig = commands.add_parser("figure", help="one experiment's figure from runs.parquet and curves.parquet")
     table = commands.add_parser("table", help="one experiment's table from runs.parquet (Markdown, LaTeX, CSV)")

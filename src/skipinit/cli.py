@@ -137,9 +137,10 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     from skipinit.report import aggregate
 
     try:
-        content = manifest.read(args.manifest)
-        inputs = args.inputs or manifest.result_files(args.manifest, content)
-        runs = aggregate.collect(inputs, content, args.runs, args.curves)
+        paths = [args.manifest, *args.round_manifest]
+        contents = [manifest.read(path) for path in paths]
+        inputs = args.inputs or [file for path, c in zip(paths, contents) for file in manifest.result_files(path, c)]
+        runs = aggregate.collect(inputs, manifest.merged(contents), args.runs, args.curves)
     except (manifest.ManifestError, aggregate.DamagedResults, aggregate.MixedSettings) as error:
         raise SystemExit(f"error: {error}") from None
     log.info(
@@ -181,6 +182,31 @@ def cmd_claims(args: argparse.Namespace) -> None:
 
     check_parquet_files([args.runs, args.curves])
     claims.write(args.runs, args.curves, args.signal, args.claims_config, args.json, args.md)
+
+
+def cmd_add_seeds(args: argparse.Namespace) -> None:
+    """Round `--round`'s manifest and pack files: paired seeds for the claims still undecided (skipinit.rounds)."""
+    from skipinit import claims, manifest, rounds
+    from skipinit.report import aggregate
+
+    check_parquet_files([args.runs, args.curves])
+    try:
+        first = manifest.read(args.manifest)
+        for path in args.round_manifest:  # the earlier rounds' seeds are in --runs; their manifests must be sound
+            manifest.read(path)
+    except manifest.ManifestError as error:
+        raise SystemExit(f"error: {error}") from None
+    settings = first[manifest.CONFIG]["adaptive"]
+    spec = claims.load_spec(args.claims_config)
+    verdicts = claims.judge_files(Path(args.runs), Path(args.curves), None, spec)
+    cells, added = rounds.plan_round(verdicts, aggregate.read_parquet(args.runs), spec, settings)
+    results = manifest.results_folder(args.manifest, first)
+    if Path(args.out) != rounds.round_folder(results, args.round) / "manifest.json":
+        folder = rounds.round_folder(results, args.round)
+        raise SystemExit(f"error: --out {args.out}: round {args.round}'s manifest is {folder}/manifest.json; pass that")
+    rounds.write_round(results, args.round, first, cells, added, first[manifest.CONFIG]["pack"])
+    served = [entry["claim"] for entry in added if entry.get("served")]
+    log.info("round %d: %d cells for %d claim(s): %s", args.round, len(cells), len(served), ", ".join(served) or "none")
 
 
 def cmd_noise_floor(args: argparse.Namespace) -> None:
@@ -286,6 +312,7 @@ COMMANDS = {
     "figure": cmd_figure,
     "table": cmd_table,
     "claims": cmd_claims,
+    "add-seeds": cmd_add_seeds,
     "noise-floor": cmd_noise_floor,
     "report": cmd_report,
     "scorecard": cmd_scorecard,

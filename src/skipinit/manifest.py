@@ -51,14 +51,40 @@ def membership(content: dict) -> dict[str, list[str]]:
     return members
 
 
+def looks(content: dict) -> int:
+    """How many times the profile looks at its claims: its adaptive rounds (skipinit.rounds), 1 without them."""
+    return int((content[CONFIG].get("adaptive") or {}).get("rounds", 1))
+
+
 def experiment_meta(content: dict) -> dict:
-    """{experiment: {kind, description}}, as runs.parquet's metadata stores them."""
+    """{experiment: {kind, description, looks}}, as runs.parquet's metadata stores them (looks: the rounds after
+    which the claims on it are judged, which sets their intervals' level)."""
     return {
-        name: {"kind": spec["kind"], "description": spec["description"]} for name, spec in content[EXPERIMENTS].items()
+        name: {"kind": spec["kind"], "description": spec["description"], "looks": looks(content)}
+        for name, spec in content[EXPERIMENTS].items()
     }
 
 
+def results_folder(path: str | Path, content: dict) -> Path:
+    """results/<name>/ of a manifest: its own folder, or three up for a further round's (rounds/<k>/manifest.json)."""
+    return Path(path).parent if content.get("round", 1) == 1 else Path(path).parents[2]
+
+
 def result_files(path: str | Path, content: dict) -> list[Path]:
-    """Every training job's result.json, where the train rule writes it beside the manifest (`cells/<pack>/`):
+    """Every training job's result.json, where the train rule writes it (results/<name>/cells/<pack>/):
     aggregation's inputs, derived here rather than passed on a command line that outgrows the system's limit."""
-    return [Path(path).parent / "cells" / key / "result.json" for key in content[PACKS]]
+    return [results_folder(path, content) / "cells" / key / "result.json" for key in content[PACKS]]
+
+
+def merged(contents: list[dict]) -> dict:
+    """Round 1's manifest with the cells and packs of the further rounds' added to it (skipinit.rounds)."""
+    first, merged_content = contents[0], {**contents[0]}
+    merged_content[EXPERIMENTS] = {
+        name: {
+            **spec,
+            "cells": [cell for content in contents for cell in content[EXPERIMENTS].get(name, {}).get("cells", [])],
+        }
+        for name, spec in first[EXPERIMENTS].items()
+    }
+    merged_content[PACKS] = {key: cells for content in contents for key, cells in content[PACKS].items()}
+    return merged_content

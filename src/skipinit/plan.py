@@ -247,6 +247,30 @@ REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 
 
+def rounds_lines(config: dict, total: dict, gpus: int) -> list[str]:
+    """The worst case of every round (profile key adaptive:): round 1 trains the grid (the table's total); each
+    further round adds seeds until its `minutes` are spent, and never more (skipinit.rounds)."""
+    adaptive = config["adaptive"]
+    if adaptive["rounds"] <= 1:
+        return []
+    hours = adaptive["minutes"] / 60
+    lines = [
+        f"round 1: the grid, {total['cells']:,} cells, {total['gpu_hours']:,.2f} device-h, {total['wall_hours']:,.2f} "
+        f"wall h on {gpus}"
+    ]
+    lines += [
+        f"round {number}: at most {adaptive['minutes']:g} device-minutes ({hours:.2f} device-h, at most "
+        f"{hours:.2f} wall h), seeds added only where a claim is undecided (at most {adaptive['max_seeds']} per cell)"
+        for number in range(2, adaptive["rounds"] + 1)
+    ]
+    worst = total["gpu_hours"] + (adaptive["rounds"] - 1) * hours
+    lines += [
+        f"worst case, all rounds: {worst:,.2f} device-h (intervals at 1 - 0.05/{adaptive['rounds']} per look)",
+        "",
+    ]
+    return lines
+
+
 def profile_retries() -> int:
     import yaml
 
@@ -283,6 +307,7 @@ def report(
         format_table(rows),
         "",
     ]
+    lines += rounds_lines(resolved.config, rows[-1], gpus)
     lines += limits(resolved, profile_retries() if retries is None else retries)
     lines += [f"not modelled: {item}" for item in NOT_MODELLED]
     return "\n".join(lines)

@@ -75,6 +75,8 @@ for folder in (RESULTS, "resources/datasets"):
             f"cannot write to {folder}/ ({existing} {why}): make it a writable folder"
         )
 EXPERIMENTS = profile.trained_experiments(config)
+# Looks at the claims: round 1 trains the grid, each later round adds seeds where claims are undecided.
+ROUNDS = config["adaptive"]["rounds"] if EXPERIMENTS else 1
 
 
 wildcard_constraints:
@@ -85,6 +87,7 @@ wildcard_constraints:
     hyper="[^/]+",
     members="[^/]+",
     experiment="|".join(map(re.escape, EXPERIMENTS)) or "(?!)",
+    round="[0-9]+",
 
 
 def pack_key(wildcards):
@@ -99,16 +102,26 @@ def pack_key(wildcards):
     )
 
 
+def round_folder(number):
+    """Where round `number` keeps its pack files: results/<name>/ for the grid, rounds/<k>/ for added seeds."""
+    return RESULTS if int(number) == 1 else f"{RESULTS}/rounds/{number}"
+
+
 def pack_file(wildcards):
-    """The file with one training job's cells, written by the manifest rule (`python -m skipinit train --cells-file`)."""
-    return str(profile.pack_file(RESULTS, pack_key(wildcards)))
+    """The file with one training job's cells, written by the manifest rule or by the round that added them
+    (`python -m skipinit train --cells-file`)."""
+    key = pack_key(wildcards)
+    candidates = [profile.pack_file(round_folder(k), key) for k in range(1, ROUNDS + 1)]
+    return str(next((path for path in candidates if path.exists()), candidates[0]))
 
 
 def pack_members(wildcards):
-    """One training job's cells: from its pack file in the job's own parse, else from the resolved profile."""
-    if JOB_PARSE:
+    """One training job's cells: from its pack file in the job's own parse or for added seeds, else from the
+    resolved profile."""
+    key = pack_key(wildcards)
+    if JOB_PARSE or key not in resolved().packs:
         return json.loads(Path(pack_file(wildcards)).read_text())
-    return resolved().packs[pack_key(wildcards)]
+    return resolved().packs[key]
 
 
 def train_runtime(wildcards):
@@ -116,9 +129,58 @@ def train_runtime(wildcards):
     return runtime_minutes(pack_members(wildcards), config)
 
 
+def round_manifest(number):
+    return f"{RESULTS}/rounds/{number}/manifest.json"
+
+
+def round_packs(number):
+    """The training jobs of round `number`: the grid's, or those its add_seeds checkpoint chose."""
+    if int(number) == 1:
+        return list(resolved().packs)
+    done = checkpoints.add_seeds.get(name=NAME, round=str(number))
+    return list(json.loads(Path(done.output.manifest).read_text())["packs"])
+
+
+def results_through(number):
+    """Every result.json of rounds 1..`number`."""
+    return [
+        f"{RESULTS}/cells/{pack}/result.json"
+        for k in range(1, int(number) + 1)
+        for pack in round_packs(k)
+    ]
+
+
 def pack_results(wildcards):
-    """Every training job's result.json (an input function: a cluster job's parse never lists them)."""
-    return expand(f"{RESULTS}/cells/{{pack}}/result.json", pack=resolved().packs)
+    """Every training job's result.json, of every round (an input function: a cluster job's parse never lists
+    them)."""
+    return results_through(ROUNDS)
+
+
+def round_inputs(wildcards):
+    """What round `wildcards.round`'s aggregation reads: its rounds' results and the added rounds' manifests."""
+    number = int(wildcards.round)
+    return {
+        "packs": results_through(number),
+        "manifest": manifest_file(),
+        "earlier": [round_manifest(k) for k in range(2, number + 1)],
+    }
+
+
+def seed_round_inputs(wildcards):
+    """What round `wildcards.round`'s add_seeds reads: the runs and curves of the rounds before it."""
+    before = int(wildcards.round) - 1
+    return {
+        "runs": f"{RESULTS}/rounds/{before}/runs.parquet",
+        "curves": f"{RESULTS}/rounds/{before}/curves.parquet",
+        "manifest": manifest_file(),
+        "earlier": [round_manifest(k) for k in range(2, before + 1)],
+        "claims": config["claims"],
+    }
+
+
+def added_round_manifests(wildcards):
+    """The manifests of the rounds that added seeds (none without adaptive rounds)."""
+    return [round_manifest(k) for k in range(2, ROUNDS + 1)]
 
 
 def dataset_file():
