@@ -39,7 +39,7 @@ TITLES = {
     "trainability": "Trainability: accuracy against depth",
     "batch_size": "Batch size: accuracy and best learning rate (paper Figure 3)",
     "imagenet": "ImageNet: accuracy and best learning rate against batch size",
-    "regularization": "Regularization: SkipInit with and without L2 and dropout against batch norm (paper Table 2)",
+    "regularization": "Regularization: SkipInit (with its regularized variants) against batch norm (paper Table 2)",
     "generic": "Test accuracy against learning rate",
 }
 DEPTH_KINDS = ("depth", "trainability")
@@ -114,6 +114,9 @@ def _against(table: pd.DataFrame, x: str, y: str, axis: Axes, styles: dict, mark
         if y == "best_lr":
             _mark_edges(axis, xs, rows, styles[label]["color"], marks)
     _log2_ticks(axis, "x", table[x])
+    if table[x].nunique() == 1:  # one value (a study at one depth): an octave each side, so the dodge stays small
+        value = float(table[x].iloc[0])
+        axis.set_xlim(value / 2, value * 2)
 
 
 def _mark_edges(axis: Axes, xs: pd.Series, rows: pd.DataFrame, color, marks: _Marks) -> None:
