@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from skipinit import manifest, rounds
 from skipinit.claims.judge import judge
+from skipinit.cli import main
 from skipinit.grid import cell_id
+from skipinit.runtable import METADATA_KEY, PROFILE_KEY
 
-from test_claims import CLAIM, SPEC
-from test_tables import run_row, runs_frame
+from test_claims import CLAIM, CLAIMS_FILE, SPEC
+from test_tables import curves_of, run_row, runs_frame
 
 SETTINGS = {"rounds": 2, "minutes": 30, "max_seeds": 4, "first_seed": 100}
 EXPERIMENTS = {"depth": {"kind": "depth", "description": "", "looks": 2}}
@@ -116,3 +121,35 @@ def test_a_round_manifest_adds_its_cells_to_the_first_and_its_packs_hold_them(tm
     ]
     assert {cell_id(cell) for cell in packed} == {cell_id(c["cell"]) for c in cells}
     assert manifest.experiment_meta(merged)["depth"]["looks"] == 2
+
+
+def test_the_add_seeds_command_writes_the_round_the_claims_ask_for(tmp_path):
+    """`python -m skipinit add-seeds` as the checkpoint runs it: round 1's Parquet files, its manifest and the
+    claims file in; round 2's manifest and pack files out, under results/<name>/rounds/2/."""
+    results = tmp_path / "results" / "t"
+    results.mkdir(parents=True)
+    runs = depth_runs()
+    metadata = {PROFILE_KEY: b"t", METADATA_KEY: json.dumps(EXPERIMENTS).encode()}
+    for frame, name in ((runs, "runs.parquet"), (curves_of(runs), "curves.parquet")):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table.replace_schema_metadata(metadata), results / name)
+    first = {
+        manifest.NAME: "t",
+        manifest.FILES: [],
+        manifest.OVERRIDES: {},
+        manifest.EXPERIMENTS: {"depth": {"kind": "depth", "description": "", "cells": sorted(runs["cell_id"])}},
+        manifest.PACKS: {cell: [cell] for cell in runs["cell_id"]},
+        manifest.CONFIG: {"adaptive": SETTINGS, "pack": 4},
+    }
+    (results / "manifest.json").write_text(json.dumps(first))
+    out = results / "rounds" / "2" / "manifest.json"
+    arguments = ["add-seeds", "--round", "2", "--runs", str(results / "runs.parquet")]
+    arguments += ["--curves", str(results / "curves.parquet"), "--manifest", str(results / "manifest.json")]
+    main([*arguments, "--claims-config", str(CLAIMS_FILE), "--out", str(out)])
+    content = manifest.read(out)
+    added = {cell for cells in content[manifest.PACKS].values() for cell in cells}
+    expected, _ = rounds.plan_round(verdicts_of(runs), runs, SPEC, SETTINGS)
+    assert added == {cell_id(c["cell"]) for c in expected} and added
+    assert all((results / "rounds" / "2" / "packs" / f"{key}.json").is_file() for key in content[manifest.PACKS])
+    with pytest.raises(SystemExit, match="rounds/2/manifest.json"):
+        main([*arguments, "--claims-config", str(CLAIMS_FILE), "--out", str(tmp_path / "elsewhere.json")])

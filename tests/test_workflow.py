@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from skipinit.record import CURVES_SCHEMA, RUNS_SCHEMA
+from skipinit.runtable import read_experiment_meta
 
 from conftest import REPO, snakemake
 
@@ -31,6 +33,22 @@ def test_smoke_profile_writes_every_artifact(smoke_run):
     for relative in expected:
         path = results / relative
         assert path.is_file() and path.stat().st_size > 0, relative
+
+
+def test_an_adaptive_profile_looks_twice_and_merges_its_rounds(smoke_run):
+    """The smoke profile has adaptive rounds: round 1's runs are aggregated and judged, the add_seeds checkpoint
+    writes round 2's manifest (no smoke claim needs seeds: it adds nothing), and every claim is judged at the
+    two looks' level."""
+    workdir, _ = smoke_run
+    results = workdir / "results" / "smoke"
+    first = pd.read_parquet(results / "rounds" / "1" / "runs.parquet")
+    second = json.loads((results / "rounds" / "2" / "manifest.json").read_text())
+    assert second["round"] == 2 and second["packs"] == {} and (results / "rounds" / "2" / "packs").is_dir()
+    final = pd.read_parquet(results / "runs.parquet")
+    assert sorted(final["cell_id"]) == sorted(first["cell_id"])
+    assert {meta["looks"] for meta in read_experiment_meta(results / "runs.parquet").values()} == {2}
+    judged = [c for c in json.loads((results / "claims.json").read_text()) if c["evidence"].get("experiments")]
+    assert judged and all("2 looks" in c["evidence"]["interval_level"] for c in judged)
 
 
 def test_runs_and_curves_parquet_schemas(smoke_run):
