@@ -139,7 +139,7 @@ def test_the_add_seeds_command_writes_the_round_the_claims_ask_for(tmp_path):
         manifest.OVERRIDES: {},
         manifest.EXPERIMENTS: {"depth": {"kind": "depth", "description": "", "cells": sorted(runs["cell_id"])}},
         manifest.PACKS: {cell: [cell] for cell in runs["cell_id"]},
-        manifest.CONFIG: {"adaptive": SETTINGS, "pack": 4},
+        manifest.CONFIG: {"adaptive": SETTINGS, "pack": 4, "packing": "sequential"},
     }
     (results / "manifest.json").write_text(json.dumps(first))
     out = results / "rounds" / "2" / "manifest.json"
@@ -151,5 +151,7 @@ def test_the_add_seeds_command_writes_the_round_the_claims_ask_for(tmp_path):
     expected, _ = rounds.plan_round(verdicts_of(runs), runs, SPEC, SETTINGS)
     assert added == {cell_id(c["cell"]) for c in expected} and added
     assert all((results / "rounds" / "2" / "packs" / f"{key}.json").is_file() for key in content[manifest.PACKS])
+    # sequential packing: each added cell a job of its own, so that a round's few cells run side by side
+    assert all(len(cells) == 1 for cells in content[manifest.PACKS].values())
     with pytest.raises(SystemExit, match="rounds/2/manifest.json"):
         main([*arguments, "--claims-config", str(CLAIMS_FILE), "--out", str(tmp_path / "elsewhere.json")])

@@ -204,7 +204,10 @@ def cmd_add_seeds(args: argparse.Namespace) -> None:
     if Path(args.out) != rounds.round_folder(results, args.round) / "manifest.json":
         folder = rounds.round_folder(results, args.round)
         raise SystemExit(f"error: --out {args.out}: round {args.round}'s manifest is {folder}/manifest.json; pass that")
-    rounds.write_round(results, args.round, first, cells, added, first[manifest.CONFIG]["pack"])
+    config = first[manifest.CONFIG]
+    # Sequential packs only save start-ups; a round's few cells finish sooner as jobs of their own, side by side.
+    pack = 1 if config["packing"] == "sequential" else config["pack"]
+    rounds.write_round(results, args.round, first, cells, added, pack)
     served = [entry["claim"] for entry in added if entry.get("served")]
     log.info("round %d: %d cells for %d claim(s): %s", args.round, len(cells), len(served), ", ".join(served) or "none")
 

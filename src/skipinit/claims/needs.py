@@ -73,6 +73,7 @@ def to_decide(evidence: dict, runs: pd.DataFrame, params: dict, short: int = 0) 
     if need and (only := undecided_models(evidence["needs"])):
         rows = claim_rows(runs, params, only)  # seeds go to the undecided models alone
         seconds = float(rows["wall_seconds"].sum()) if "wall_seconds" in rows and len(rows) else 0.0
+        seeds = max(1, int(rows["seed"].nunique())) if len(rows) else 1
     epochs, min_epochs = evidence.get("epochs"), params.get("min_epochs")
     if need and need[0] > need[1]:
         extra = need[0] - need[1]
