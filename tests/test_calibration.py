@@ -170,14 +170,17 @@ def test_an_a_a_lr_sweep_decides_an_optimal_lr_trend_at_most_5_percent_of_the_ti
     assert decided_share([trend_verdict(rng) for _ in range(DRAWS)]) <= 0.05 + MC_SLACK
 
 
-def edge_verdict(rng: np.random.Generator, gap: float, bound: float, parts: int = 4, seeds: int = 3) -> str:
+def edge_verdict(
+    rng: np.random.Generator, gap: float, bound: float, parts: int = 4, seeds: int = 3, floor: stats.Floor = UNMEASURED
+) -> str:
     """depth-skipinit-matches-bn's decision over `parts` depths (its code path: a paired gap per depth against the
-    bound, at the family's level), each true gap `gap`, paired sd SIGMA, the floor of an unmeasured setting."""
+    bound, at the family's level), each true gap `gap`, paired sd SIGMA, the floor of an unmeasured setting unless
+    `floor` is given."""
     findings = []
     with stats.family(parts):
         for _ in range(parts):
             gaps = pd.Series(gap + SIGMA * rng.standard_normal(seeds))
-            estimate = stats.paired_gap(gaps, pd.Series(0.0, index=gaps.index), UNMEASURED)
+            estimate = stats.paired_gap(gaps, pd.Series(0.0, index=gaps.index), floor)
             findings.append(Finding(stats.within(estimate, high=bound), ""))
     return verdict_of(findings, {})[0]
 
@@ -188,8 +191,10 @@ def test_a_four_part_claim_with_every_part_on_its_band_edge_is_decided_at_most_5
     rng = np.random.default_rng(40)
     bound = CLAIM["depth-skipinit-matches-bn"]["params"]["max_gap_pp"]
     assert decided_share([edge_verdict(rng, bound, bound) for _ in range(DRAWS)]) <= 0.05 + MC_SLACK
-    # and it can decide: with no true gap and 16 paired seeds most draws reproduce the claim
-    inside = [edge_verdict(rng, 0.0, bound, seeds=16) for _ in range(200)]
+    # and it can decide: with no true gap, the true spread measured (a floor of SIGMA on 12 df) and 16 paired seeds,
+    # most draws reproduce the claim
+    measured = stats.Floor(SIGMA, 12, SIGMA, 12, "simulation: the true spread, measured")
+    inside = [edge_verdict(rng, 0.0, bound, seeds=16, floor=measured) for _ in range(200)]
     assert inside.count("reproduced") >= 0.8 * len(inside)
 
 

@@ -805,7 +805,8 @@ def test_regularization_claims_undecided_where_skipinit_does_not_overfit():
     for claim in ("regularization-bn-edge-small-batch", "regularization-dropout-closes-gap"):
         verdict, evidence = judge(claim, underfit)
         assert verdict == "inconclusive", claim
-        assert "skipinit does not overfit at this budget (train/test gap 2.6 pp, under the 5 pp" in evidence["reason"]
+        assert "skipinit's train/test gap +2.6 pp" in evidence["reason"]
+        assert "it does not overfit at this budget (under the 5 pp" in evidence["reason"]
 
 
 def test_a_batchnorm_lead_without_a_narrower_gap_is_not_regularization():
@@ -818,8 +819,9 @@ def test_batchnorm_edge_at_small_batch_with_train_test_gaps():
     runs = regularization_runs(no_l2_acc=89, dropout_acc=91)
     verdict, evidence = judge("regularization-bn-edge-small-batch", runs)
     assert verdict == "reproduced" and evidence["edge"]["mean"] == 2
-    assert evidence["batchnorm"]["train_test_gap_pp"] == 3 and evidence["skipinit"]["train_test_gap_pp"] == 9
-    assert "train/test gaps: batchnorm 3.0 pp, skipinit 9.0 pp" in evidence["reason"]
+    assert evidence["batchnorm"]["train_test_gap"]["mean"] == 3 and evidence["skipinit"]["train_test_gap"]["mean"] == 9
+    assert "train/test gaps batchnorm 3.0 pp, skipinit 9.0 pp" in evidence["reason"]
+    assert "(narrower: regularization)" in evidence["reason"] and evidence["gap_difference"]["mean"] == -6
     runs.loc[runs["variant"] == "batchnorm", "test_acc"] = (
         88.0  # 2 pp behind: clearly outside the band (an edge of 0 would straddle its 0.5 pp edge)
     )

@@ -49,6 +49,18 @@ def depth_runs(skipinit_acc: float = 24.0, seeds=(0,)) -> pd.DataFrame:
     return frame
 
 
+def first_manifest(runs: pd.DataFrame) -> dict:
+    """Round 1's manifest of `runs`: one experiment, each cell a pack of its own."""
+    return {
+        manifest.NAME: "t",
+        manifest.FILES: [],
+        manifest.OVERRIDES: {},
+        manifest.EXPERIMENTS: {"depth": {"kind": "depth", "description": "", "cells": sorted(runs["cell_id"])}},
+        manifest.PACKS: {cell: [cell] for cell in runs["cell_id"]},
+        manifest.CONFIG: {"adaptive": SETTINGS, "pack": 4, "packing": "sequential"},
+    }
+
+
 def verdicts_of(runs: pd.DataFrame) -> list[dict]:
     claims = [CLAIM["depth-small-alpha-trains"], CLAIM["depth-unnormalized-fails"]]
     return [judge(claim, runs, pd.DataFrame(), EXPERIMENTS, SPEC["models"], noise=SPEC["noise"]) for claim in claims]
@@ -97,14 +109,7 @@ def test_a_decided_claim_and_a_claim_no_seed_count_decides_get_nothing():
 def test_a_round_manifest_adds_its_cells_to_the_first_and_its_packs_hold_them(tmp_path):
     runs = depth_runs()
     cells, added = rounds.plan_round(verdicts_of(runs), runs, SPEC, SETTINGS)
-    first = {
-        manifest.NAME: "t",
-        manifest.FILES: [],
-        manifest.OVERRIDES: {},
-        manifest.EXPERIMENTS: {"depth": {"kind": "depth", "description": "", "cells": sorted(runs["cell_id"])}},
-        manifest.PACKS: {cell: [cell] for cell in runs["cell_id"]},
-        manifest.CONFIG: {"adaptive": SETTINGS},
-    }
+    first = first_manifest(runs)
     content = rounds.write_round(tmp_path, 2, first, cells, added, pack_size=4)
     path = rounds.round_folder(tmp_path, 2) / "manifest.json"
     assert json.loads(path.read_text())[rounds.ROUND] == 2
@@ -133,14 +138,7 @@ def test_the_add_seeds_command_writes_the_round_the_claims_ask_for(tmp_path):
     for frame, name in ((runs, "runs.parquet"), (curves_of(runs), "curves.parquet")):
         table = pa.Table.from_pandas(frame, preserve_index=False)
         pq.write_table(table.replace_schema_metadata(metadata), results / name)
-    first = {
-        manifest.NAME: "t",
-        manifest.FILES: [],
-        manifest.OVERRIDES: {},
-        manifest.EXPERIMENTS: {"depth": {"kind": "depth", "description": "", "cells": sorted(runs["cell_id"])}},
-        manifest.PACKS: {cell: [cell] for cell in runs["cell_id"]},
-        manifest.CONFIG: {"adaptive": SETTINGS, "pack": 4, "packing": "sequential"},
-    }
+    first = first_manifest(runs)
     (results / "manifest.json").write_text(json.dumps(first))
     out = results / "rounds" / "2" / "manifest.json"
     arguments = ["add-seeds", "--round", "2", "--runs", str(results / "runs.parquet")]

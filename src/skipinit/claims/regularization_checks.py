@@ -10,8 +10,17 @@ from __future__ import annotations
 import pandas as pd
 
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
-from skipinit.claims.selection import accuracy_at, at_best, best_per, common_values, gap_at, preflight, select
-from skipinit.claims.stats import describe, finding_text, within
+from skipinit.claims.selection import (
+    accuracy_at,
+    at_best,
+    best_per,
+    common_values,
+    gap_at,
+    preflight,
+    select,
+    test_images,
+)
+from skipinit.claims.stats import NoiseModel, binomial_variance_pp, describe, finding_text, pooled, within
 
 
 @check
@@ -76,7 +85,7 @@ def regularized_gap_shrinks(runs: pd.DataFrame, params: dict) -> Verdict:
     if not batch_sizes:
         return INCONCLUSIVE, {"reason": f"no batch size with {', '.join(names)} runs"}
     batch_size = batch_sizes[0]
-    plain_gap = train_test_gap(runs, params, tables, names[1], batch_size)
+    plain_gap = train_test_gap(runs, params, tables, (names[1],), batch_size)
     if early := without_overfitting(plain_gap, params, names[1], batch_size):
         return early
     reference, plain, regularized = (tables[name].loc[batch_size] for name in names)
@@ -117,48 +126,65 @@ def regularization_edge_at_small_batch(runs: pd.DataFrame, params: dict) -> Verd
         reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
         return INCONCLUSIVE, {"reason": reason}
     batch_size = batch_sizes[0]
-    train_test = {name: train_test_gap(runs, params, tables, name, batch_size) for name in names}
+    train_test = {name: train_test_gap(runs, params, tables, (name,), batch_size) for name in names}
     if early := without_overfitting(train_test[names[1]], params, names[1], batch_size):
         return early
     edge = gap_at(runs, params, tables, "batch_size", batch_size, names)
-    evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge}
+    # Regularization narrows the reference's train/test gap below the candidate's: the difference must be below 0.
+    wider = train_test_gap(runs, params, tables, names, batch_size)
+    evidence = {"batch_size": batch_size, "min_edge_pp": params["min_edge_pp"], "edge": edge, "gap_difference": wider}
     for name in names:
-        evidence[name] = {**at_best(tables[name].loc[batch_size]), "train_test_gap_pp": train_test[name]}
-    gaps = ", ".join(f"{name} {evidence[name]['train_test_gap_pp']:.1f} pp" for name in names)
+        evidence[name] = {**at_best(tables[name].loc[batch_size]), "train_test_gap": train_test[name]}
+    gaps = ", ".join(f"{name} {train_test[name]['mean']:.1f} pp" for name in names)
     text = f"batch {batch_size}: {names[0]} over {names[1]}"
     holds = within(edge, low=params["min_edge_pp"])
     finding = finding_text(text, edge, holds, low=params["min_edge_pp"], seconds_per_seed=edge["seconds_per_seed"])
-    narrower = train_test[names[0]] < train_test[names[1]]
-    if holds and not narrower:
-        return verdict_of(
-            [
-                Finding(
-                    False,
-                    f"{finding}, but with a train/test gap no narrower ({gaps}): better fitting, not regularization",
-                )
-            ],
-            evidence,
-        )
-    return verdict_of([Finding(holds, f"{finding} (train/test gaps: {gaps})")], evidence)
-
-
-def train_test_gap(runs: pd.DataFrame, params: dict, tables: dict, name: str, batch_size: int) -> float:
-    """Model `name`'s final train accuracy minus its test accuracy at its best lr, averaged over seeds (pp)."""
-    rows = select(runs, params, name)
-    rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
-    return float((rows["train_acc"] - rows["test_acc"]).mean())
-
-
-def without_overfitting(gap: float, params: dict, name: str, batch_size: int) -> Verdict | None:
-    """Inconclusive where `name`'s train/test `gap` is under `min_overfit_pp`: no regularizer can show.
-
-    A regularizer narrows the gap between fitting the training set and generalizing; a net that
-    still underfits at the profile's budget has no such gap to narrow.
-    """
-    if gap >= params["min_overfit_pp"]:
-        return None
-    reason = (
-        f"batch {batch_size}: {name} does not overfit at this budget (train/test gap {gap:.1f} pp, under the "
-        f"{params['min_overfit_pp']:g} pp a regularizer needs to show)"
+    narrower = within(wider, high=0.0, open_high=True)
+    difference = finding_text(f"train/test gaps {gaps}; {names[0]}'s minus {names[1]}'s", wider, narrower, high=0.0)
+    reading = {True: "narrower: regularization", False: "not narrower: better fitting, not regularization"}
+    return verdict_of(
+        [Finding(holds, finding), Finding(narrower, f"{difference} ({reading.get(narrower, 'undecided')})")], evidence
     )
-    return INCONCLUSIVE, {"batch_size": batch_size, "train_test_gap_pp": gap, "reason": reason}
+
+
+def train_test_gap(runs: pd.DataFrame, params: dict, tables: dict, names: tuple, batch_size: int) -> dict:
+    """The train/test gap (final train accuracy minus test accuracy, pp, at the best lr) of `names[0]`, or
+    `names[0]`'s minus `names[1]`'s paired by seed, as an estimate with its interval (`stats.pooled`).
+
+    Its seed spread is not measured by any floor: the setting's paired-gap floor widened by the claims file's
+    `unmeasured_widening` stands in for it (the stated rule for a spread not measured). Each accuracy adds its
+    binomial error: the train accuracy's on the training subset, the test accuracy's on the test set.
+    """
+    per_seed, extra, rows = [], 0.0, None
+    for name in names:
+        rows = select(runs, params, name)
+        rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
+        per_seed.append((rows["train_acc"] - rows["test_acc"]).groupby(rows["seed"]).mean())
+        train_images = float(rows["train_subset"].min()) or None
+        extra += binomial_variance_pp(float(rows["train_acc"].mean()), train_images)
+        extra += binomial_variance_pp(float(rows["test_acc"].mean()), test_images(rows))
+    values = per_seed[0] if len(per_seed) == 1 else (per_seed[0] - per_seed[1]).dropna()
+    noise = NoiseModel.from_params(params)
+    floor = noise.floor_for(rows)
+    source = f"{floor.source}; widened x{noise.widening:g}: no floor measures a train/test gap's spread"
+    what = "seeds" if len(names) == 1 else "paired seeds"
+    return pooled(values.to_numpy(float), floor.gap_sd_pp * noise.widening, floor.gap_df, extra, what, source)
+
+
+def without_overfitting(gap: dict, params: dict, name: str, batch_size: int) -> Verdict | None:
+    """Inconclusive unless `name`'s train/test `gap` (an estimate) surely reaches `min_overfit_pp`: a regularizer
+    narrows the gap between fitting the training set and generalizing, and a net that may still underfit at the
+    profile's budget has no such gap to narrow."""
+    overfits = within(gap, low=params["min_overfit_pp"])
+    if overfits:
+        return None
+    text = f"batch {batch_size}: {name}'s train/test gap"
+    if overfits is None:
+        reason = finding_text(text, gap, None, low=params["min_overfit_pp"], model=name)
+        reason += f" (a regularizer needs {params['min_overfit_pp']:g} pp to show)"
+    else:
+        reason = (
+            f"{text} {describe(gap)}: it does not overfit at this budget (under the {params['min_overfit_pp']:g} pp "
+            "a regularizer needs to show)"
+        )
+    return INCONCLUSIVE, {"batch_size": batch_size, "train_test_gap": gap, "reason": reason}

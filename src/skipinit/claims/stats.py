@@ -342,10 +342,12 @@ def finding_text(
     high: float = math.inf,
     seconds_per_seed: float | None = None,
     unit: str = " pp",
+    model: str | None = None,
 ) -> str:
-    """A comparison's finding: the estimate with its interval, and for an undecided one what would decide it."""
+    """A comparison's finding: the estimate with its interval, and for an undecided one what would decide it
+    (`model`: the one model whose estimate it is, where it is one model's)."""
     if holds is None:
-        return f"{text} {describe(estimate, unit)}: {undecided_text(estimate, low, high, seconds_per_seed)}"
+        return f"{text} {describe(estimate, unit)}: {undecided_text(estimate, low, high, seconds_per_seed, model)}"
     return f"{text} {describe(estimate, unit)}"
 
 

@@ -22,11 +22,21 @@ def values_text(values: Iterable) -> str:
 
 
 def seeds_text(seeds: Iterable) -> str:
-    """`1 seed (0)`, `3 seeds (0, 1, 2)`, `5 seeds (0-4)`: how many seeds a figure averages over, and which."""
+    """`1 seed (0)`, `4 seeds (0, 100, 101, 102)`, `8 seeds (0-4, 100-102)`: how many seeds a figure averages over,
+    and which (runs of three or more consecutive seeds as ranges once there are more than four)."""
     distinct = sorted({int(seed) for seed in seeds})
     if not distinct:
         return ""
-    which = ", ".join(map(str, distinct)) if len(distinct) <= 3 else f"{distinct[0]}-{distinct[-1]}"
+    if len(distinct) <= 4:
+        which = ", ".join(map(str, distinct))
+    else:
+        runs: list[list[int]] = []
+        for seed in distinct:
+            if runs and seed == runs[-1][-1] + 1:
+                runs[-1].append(seed)
+            else:
+                runs.append([seed])
+        which = ", ".join(f"{run[0]}-{run[-1]}" if len(run) >= 3 else ", ".join(map(str, run)) for run in runs)
     return f"{len(distinct)} seed{'s' if len(distinct) > 1 else ''} ({which})"
 
 
