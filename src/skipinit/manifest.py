@@ -53,7 +53,7 @@ def membership(content: dict) -> dict[str, list[str]]:
 
 def looks(content: dict) -> int:
     """How many times the profile looks at its claims: its adaptive rounds (skipinit.rounds), 1 without them."""
-    return int((content[CONFIG].get("adaptive") or {}).get("rounds", 1))
+    return int(((content.get(CONFIG) or {}).get("adaptive") or {}).get("rounds", 1))
 
 
 def experiment_meta(content: dict) -> dict:
