@@ -97,13 +97,17 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
     )
 
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    subprocess.run(
-        train_command([cell], canonical, tmp_path / "full"),
-        check=True,
-        capture_output=True,
-        env=environment,
-        timeout=600,
-    )
+
+    def train_to_the_end(folder: str) -> None:
+        subprocess.run(
+            train_command([cell], canonical, tmp_path / folder),
+            check=True,
+            capture_output=True,
+            env=environment,
+            timeout=600,
+        )
+
+    train_to_the_end("full")
     cue = {
         "PYTHONPATH": f"{REPO / 'tests' / 'signal_hook'}{os.pathsep}{REPO / 'src'}",
         "SIGNAL_ON_LINE": "epoch 1/",
@@ -124,12 +128,6 @@ def test_the_train_command_exits_on_the_signal_in_one_line_and_its_rerun_equals_
     assert "Traceback" not in stderr
     assert 0 < load_checkpoint(tmp_path / "cut" / "ckpt.pt")["partial"]["steps"] < 160
 
-    subprocess.run(
-        train_command([cell], canonical, tmp_path / "cut"),
-        check=True,
-        capture_output=True,
-        env=environment,
-        timeout=600,
-    )
+    train_to_the_end("cut")  # resumes from the checkpoint the signal left
     got, want = (json.loads((tmp_path / name / "result.json").read_text()) for name in ("cut", "full"))
     assert comparable(got) == comparable(want) and np.isfinite(got[0]["test_acc"])
