@@ -381,6 +381,22 @@ def test_eval_every_leaves_gaps_but_always_evaluates_the_last_epoch(small):
     assert result["test_acc"] == result["curve"][-1]["test_acc"] and result["images_per_second"] > 0
 
 
+def test_the_final_evaluation_reads_the_whole_test_set_and_keeps_each_images_correctness(small):
+    """The curve reads the class-balanced test subset; the result (the paper's quantity) the whole test set, with the
+    per-image hits whose mean is its accuracy; a diverged member scores 0 on every image."""
+    from skipinit.record import unpack_hits
+
+    options = EngineOptions(device="cpu", eval_every=1, threads=1)
+    live, dead = run(
+        [cell(epochs=2, test_subset=50, lr=0.05), cell(epochs=2, test_subset=50, lr=1e6)], small, options=options
+    )
+    hits = unpack_hits(live["test_correct"], live["test_images"])
+    assert live["test_images"] == 100 and len(hits) == 100
+    assert live["test_acc"] == pytest.approx(100.0 * hits.mean())
+    assert all(point["test_acc"] * 50 / 100 == pytest.approx(round(point["test_acc"] / 2)) for point in live["curve"])
+    assert dead["diverged"] and not unpack_hits(dead["test_correct"], 100).any()
+
+
 def test_one_progress_line_per_epoch_per_cell(small):
     lines = []
     run([cell(epochs=1, lr=0.1, seed=0), cell(epochs=1, lr=0.05, seed=1)], small, lines=lines)

@@ -7,9 +7,11 @@ same fields as columns of runs.parquet: adding a metric is one field here.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from skipinit.vocab import CELL_SETTINGS
@@ -59,7 +61,8 @@ class RunResult:
     error: str | None = _column(pa.string())  # a failed pack's reason and hint
     test_acc: float | None = _column(pa.float64())  # percent, last evaluation
     test_loss: float | None = _column(pa.float64())
-    test_images: int | None = _column(pa.int64())  # what test_acc was measured on (its binomial error)
+    test_images: int | None = _column(pa.int64())  # what test_acc was measured on: the whole test set
+    test_correct: str | None = _column(pa.string())  # per-image correctness of that evaluation (pack_hits)
     train_loss: float | None = _column(pa.float64())  # mean over the last epoch's steps
     train_acc: float | None = _column(pa.float64())
     epochs_completed: int = _column(pa.int64(), 0)
@@ -93,6 +96,17 @@ class RunResult:
 # The recorded engine settings that change a cell's numbers: one cell's seeds and lrs must share them
 # (`report.aggregate` refuses a folder where they differ) and a checkpoint resumes only under the same.
 RESULT_SETTINGS = ("precision", "micro_batch", "channels_last", "deterministic", "image_size", "fixup_scalar_lr")
+
+
+def pack_hits(hits) -> str:
+    """Per-image correctness (bool, in the test set's order) as base64 of its packed bits: 1,668 characters for
+    CIFAR-10's 10,000 images, so that two models can be paired image by image on any subset."""
+    return base64.b64encode(np.packbits(np.asarray(hits, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_hits(text: str, images: int) -> np.ndarray:
+    """`pack_hits`' bits back as a bool vector of `images` entries."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=int(images)).astype(bool)
 
 
 def _arrow_fields(record_type) -> list[tuple[str, pa.DataType]]:

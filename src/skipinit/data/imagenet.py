@@ -255,6 +255,7 @@ class ImageNetStream:
         self.train_indices = balanced_subset(folder.labels["train"], int(first["train_subset"]))
         self.test_indices = balanced_subset(folder.labels["val"], int(first["test_subset"]))
         self.num_train, self.num_test = len(self.train_indices), len(self.test_indices)
+        self.num_final = len(folder.labels["val"])
         self.steps_per_epoch = full_batches(self.num_train, self.batch_size, f"training images of {folder.root}")
         self.scale, self.shift = normalization(IMAGENET_MEAN, IMAGENET_STD, device)
         self.fingerprint = {
@@ -273,10 +274,10 @@ class ImageNetStream:
         images = SplitImages(self.folder, "train", order[skip:], self.image_size, sample_seeds[skip:])
         return self.batches(images, (self.seed, epoch, 3), drop_last=True)
 
-    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self.batches(
-            SplitImages(self.folder, "val", self.test_indices, self.image_size), (self.seed, 4), drop_last=False
-        )
+    def test_batches(self, final: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The curve's validation subset; with `final`, every validation image in the folder's order."""
+        indices = np.arange(self.num_final) if final else self.test_indices
+        return self.batches(SplitImages(self.folder, "val", indices, self.image_size), (self.seed, 4), drop_last=False)
 
     def batches(
         self, images: SplitImages, seed_parts: tuple[int, ...], drop_last: bool

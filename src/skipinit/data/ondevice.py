@@ -76,10 +76,14 @@ class OnDeviceData:
         subset = balanced_subset(dataset.train_labels, int(first["train_subset"]))
         self.train_images = pad_images(dataset.train_images[subset], device)
         self.train_labels = torch.from_numpy(np.asarray(dataset.train_labels)[subset]).long().to(device)
-        test = balanced_subset(dataset.test_labels, int(first["test_subset"]))
-        self.test_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images[test])).to(device)
-        self.test_labels = torch.from_numpy(np.asarray(dataset.test_labels)[test]).long().to(device)
-        self.num_train, self.num_test = len(subset), len(test)
+        # The curve's evaluations read the class-balanced `test_subset`; the final one reads the whole test set, the
+        # paper's quantity (its positions of the subset: `test_subset_index`).
+        self.test_subset_index = balanced_subset(dataset.test_labels, int(first["test_subset"]))
+        self.final_images = torch.from_numpy(np.ascontiguousarray(dataset.test_images)).to(device)
+        self.final_labels = torch.from_numpy(np.asarray(dataset.test_labels)).long().to(device)
+        index = torch.from_numpy(np.asarray(self.test_subset_index)).long().to(device)
+        self.test_images, self.test_labels = self.final_images[index], self.final_labels[index]
+        self.num_train, self.num_test, self.num_final = len(subset), len(index), len(self.final_labels)
         self.steps_per_epoch = full_batches(self.num_train, self.batch_size, "training images")
         self.scale, self.shift = normalization(CIFAR_MEAN, CIFAR_STD, device)
         self.fingerprint = {
@@ -111,10 +115,9 @@ class OnDeviceData:
         for step_in_epoch in range(start, self.steps_per_epoch):
             yield self.batch(plan, step_in_epoch)
 
-    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.num_test, self.test_chunk):
+    def test_batches(self, final: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The curve's test subset in passes of `test_chunk` images; with `final`, the whole test set in its order."""
+        images, labels = (self.final_images, self.final_labels) if final else (self.test_images, self.test_labels)
+        for start in range(0, len(labels), self.test_chunk):
             window = slice(start, start + self.test_chunk)
-            yield (
-                normalize(self.test_images[window], self.scale, self.shift, self.channels_last),
-                self.test_labels[window],
-            )
+            yield normalize(images[window], self.scale, self.shift, self.channels_last), labels[window]

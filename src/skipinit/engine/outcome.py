@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from skipinit.engine.runtime import format_seconds
-from skipinit.record import RESULT_SETTINGS, RunResult
+from skipinit.record import RESULT_SETTINGS, RunResult, pack_hits
 
 OOM_HINT = (
     "reduce the pack size (`pack:`), or set `micro_batch` (the same mean gradient in the memory of a smaller batch)"
@@ -26,25 +26,27 @@ def progress_line(cell: dict, point: dict, epochs: int, rate: float, eta: float,
 
 def pack_results(trainer) -> list[dict]:
     """One result.json row per member of a trained pack (`trainer`, the PackTrainer): its last evaluation and epoch,
-    and how the pack ran."""
+    and how the pack ran. The test metrics are the final evaluation's, on the whole test set, with the per-image
+    correctness packed (`record.pack_hits`; a diverged member, which scores 0, has every bit 0)."""
     diverged_at = trainer.diverged_at.tolist()
     device_name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
     seconds = trainer.train_seconds
     rate = trainer.size * trainer.step_count * trainer.batch_size / seconds if seconds else None
+    final_losses, hits = (trainer.final[:2], trainer.final[2]) if trainer.final else (None, None)
     results = []
     for i, cell in enumerate(trainer.cells):
         curve = trainer.curves[i]
         last = curve[-1] if curve else {}
-        evaluated = [point for point in curve if point["test_acc"] is not None]
         diverged = diverged_at[i] >= 0
         results.append(
             RunResult(
                 status="diverged" if diverged else "ok",
                 diverged=diverged,
                 diverged_step=diverged_at[i] if diverged else None,
-                test_acc=evaluated[-1]["test_acc"] if evaluated else None,
-                test_loss=evaluated[-1]["test_loss"] if evaluated else None,
-                test_images=trainer.data.num_test if evaluated else None,
+                test_acc=final_losses[1][i] if final_losses else None,
+                test_loss=final_losses[0][i] if final_losses else None,
+                test_images=trainer.data.num_final if final_losses else None,
+                test_correct=None if hits is None else pack_hits(hits[i].numpy() & (not diverged)),
                 packing=trainer.members.mode,
                 train_loss=last.get("train_loss"),
                 train_acc=last.get("train_acc"),

@@ -9,9 +9,15 @@ import torch.nn.functional as F
 def member_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy [N] (float32) and number of correct predictions [N] of each member."""
     members, batch, classes = logits.shape
-    labels = labels.expand(members, batch)
-    per_example = F.cross_entropy(logits.reshape(-1, classes).float(), labels.reshape(-1), reduction="none")
-    return per_example.view(members, batch).mean(1), (logits.argmax(-1) == labels).sum(1)
+    per_example = F.cross_entropy(
+        logits.reshape(-1, classes).float(), labels.expand(members, batch).reshape(-1), reduction="none"
+    )
+    return per_example.view(members, batch).mean(1), member_hits(logits, labels).sum(1)
+
+
+def member_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Whether each member's prediction of each example is right: bool [N, B]."""
+    return logits.argmax(-1) == labels.expand(logits.shape[0], logits.shape[1])
 
 
 @torch.no_grad()

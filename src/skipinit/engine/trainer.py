@@ -35,7 +35,7 @@ from skipinit.engine.runtime import (
     resolve_precision,
 )
 from skipinit.engine.schedule import lr_table
-from skipinit.engine.sgd import member_losses, sgd_step
+from skipinit.engine.sgd import member_hits, member_losses, sgd_step
 from skipinit.vocab import CELL_DEFAULTS, SCHEDULES, check_pack, micro_batch_size
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class PackTrainer:
         self.labels: torch.Tensor | None = None
         self.epoch, self.step_count = 0, 0
         self.curves: list[list[dict]] = [[] for _ in cells]
+        self.final: tuple | None = None  # the last evaluation on the whole test set: losses, accuracies, per-image hits
         self.wall_seconds = self.train_seconds = 0.0
         self.loss_fn, self.update_fn = self.forward_losses, sgd_step
         if options.compile:
@@ -260,18 +261,27 @@ class PackTrainer:
         return finished
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[list[float], list[float]]:
-        """Mean test loss and accuracy (percent) of every member on the full test set."""
+    def evaluate(self, final: bool = False) -> tuple[list[float], list[float], torch.Tensor | None]:
+        """Mean test loss and accuracy (percent) of every member on the curve's test subset; with `final`, on the
+        whole test set, with each member's per-image correctness [N, images] (bool, on the CPU) beside them."""
         self.members.train(False)
-        count = self.data.num_test
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
-        for x, y in self.data.test_batches():
-            losses, correct = self.loss_fn(x, y, True)
+        hits, count = [], 0
+        for x, y in self.data.test_batches(final):
+            if final:
+                with self.autocast():
+                    logits = self.members.forward(x, True)
+                losses, correct = member_losses(logits, y)
+                hits.append(member_hits(logits, y))
+            else:
+                losses, correct = self.loss_fn(x, y, True)
             loss_sum += losses.double() * x.shape[0]
             correct_sum += correct
+            count += x.shape[0]
         self.members.train(True)
-        return (loss_sum / count).tolist(), (100.0 * correct_sum.double() / count).tolist()
+        per_image = torch.cat(hits, dim=1).cpu() if final else None
+        return (loss_sum / count).tolist(), (100.0 * correct_sum.double() / count).tolist(), per_image
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -332,8 +342,11 @@ class PackTrainer:
             metrics = self.train_epoch(self.epoch, checkpoint)
             self.epoch += 1
             all_diverged = not bool(self.alive.any())
-            evaluate = self.epoch == self.epochs or all_diverged or self.epoch % max(1, self.options.eval_every) == 0
-            test_loss, test_acc = self.evaluate() if evaluate else ([None] * self.size, [None] * self.size)
+            last = self.epoch == self.epochs or all_diverged
+            evaluate = last or self.epoch % max(1, self.options.eval_every) == 0
+            test_loss, test_acc, _ = self.evaluate() if evaluate else ([None] * self.size, [None] * self.size, None)
+            if last:
+                self.final = self.evaluate(final=True)
             self.wall_seconds = session_wall0 + time.perf_counter() - session_start
             session_epochs += 1
             eta = (time.perf_counter() - session_start) / session_epochs * (self.epochs - self.epoch)
@@ -354,6 +367,8 @@ class PackTrainer:
                 self.log(progress_line(self.config[i], point, self.epochs, rate, eta, diverged_at[i]))
             if checkpoint is not None:
                 save_checkpoint(checkpoint, self.state())
+        if self.final is None and self.epoch > 0:  # resumed after its last epoch: the final evaluation is still due
+            self.final = self.evaluate(final=True)
         return pack_results(self)
 
 
