@@ -145,7 +145,7 @@ def test_conv_bn_variances_hold_as_in_figure_2c():
     result, evidence = judge_conv(conv_signal(slope=0.8, moving_fraction=0.85, noise=0.3))
     assert result == REPRODUCED, evidence["reason"]
     assert evidence["pooled_slope"]["mean"] == pytest.approx(0.8, abs=0.05)
-    assert evidence["pooled_slope"]["seeds"] == 2 and evidence["pooled_slope"]["ci95"][1] < 1.0
+    assert evidence["pooled_slope"]["seeds"] == 2 and evidence["pooled_slope"]["ci"][1] < 1.0
     assert evidence["median_moving_over_pooled"]["mean"] == pytest.approx(0.85)
     assert evidence["seeds"] == 2 and evidence["blocks"] == 40
 

@@ -19,7 +19,7 @@ from test_claims import CLAIM, CLAIMS_FILE, SPEC
 from test_tables import curves_of, run_row, runs_frame
 
 SETTINGS = {"rounds": 2, "minutes": 30, "max_seeds": 4, "first_seed": 100}
-EXPERIMENTS = {"depth": {"kind": "depth", "description": "", "looks": 2}}
+EXPERIMENTS = {"depth": {"kind": "depth", "description": "", "looks": 2, "look": 1}}  # round 1's runs
 
 
 def depth_runs(skipinit_acc: float = 24.0, seeds=(0,)) -> pd.DataFrame:
@@ -44,7 +44,8 @@ def depth_runs(skipinit_acc: float = 24.0, seeds=(0,)) -> pd.DataFrame:
             run_row(0.0, diverged=True, variant="unnormalized", **common),
         ]
     frame = runs_frame(rows)
-    frame["test_images"] = 2000.0
+    frame["test_images"], frame["test_subset"] = 2000.0, 2000  # the measured floor's setting
+    frame["precision"] = "bf16"
     frame["wall_seconds"] = 60.0
     return frame
 
@@ -72,11 +73,9 @@ def test_an_undecided_claim_gets_paired_seeds_in_its_undecided_models_and_nothin
     assert [v["verdict"] for v in verdicts] == ["inconclusive", "inconclusive"]
     cells, added = rounds.plan_round(verdicts, runs, SPEC, SETTINGS)
     served = {entry["claim"]: entry for entry in added}
-    assert served["depth-small-alpha-trains"]["served"]
-    # depth-unnormalized-fails asks for more seeds than max_seeds allows: nothing is spent on it
-    assert not served["depth-unnormalized-fails"]["served"]
-    assert "max_seeds" in served["depth-unnormalized-fails"]["why"]
-    # only the models whose own estimates are undecided (SkipInit alpha 0 and 1/sqrt(d)), not batch norm
+    assert served["depth-small-alpha-trains"]["served"] and served["depth-unnormalized-fails"]["served"]
+    # only the models whose own estimates are undecided (SkipInit alpha 0 and 1/sqrt(d)), not batch norm nor the
+    # diverged nets, whose failing is decided
     seeds = {}
     for c in cells:
         seeds.setdefault((c["cell"]["variant"], c["cell"]["alpha_init"]), set()).add(c["cell"]["seed"])
@@ -84,15 +83,20 @@ def test_an_undecided_claim_gets_paired_seeds_in_its_undecided_models_and_nothin
     # paired: every model's added seeds are first_seed, first_seed + 1, ..., up to the seeds its estimate asks for
     first, asked = SETTINGS["first_seed"], served["depth-small-alpha-trains"]["seeds"]
     assert all(added == set(range(first, first + asked - 1)) for added in seeds.values())
-    assert sum(c["seconds"] for c in cells) == served["depth-small-alpha-trains"]["core_seconds"]
+    assert sum(c["seconds"] for c in cells) == sum(entry["core_seconds"] for entry in added if entry["served"])
+    # a claim that asks for more seeds than max_seeds allows gets nothing
+    none, refused = rounds.plan_round(verdicts, runs, SPEC, {**SETTINGS, "max_seeds": 1})
+    assert none == [] and all("max_seeds" in entry["why"] for entry in refused)
 
 
 def test_the_round_spends_no_more_than_its_minutes():
     runs = depth_runs()
     verdicts = verdicts_of(runs)
-    cells, added = rounds.plan_round(verdicts, runs, SPEC, {**SETTINGS, "minutes": 5})
-    assert cells == []  # the one claim max_seeds allows needs 6 core-minutes
-    assert "core-min" in next(e for e in added if e["claim"] == "depth-small-alpha-trains")["why"]
+    cells, added = rounds.plan_round(verdicts, runs, SPEC, {**SETTINGS, "minutes": 1.5})
+    # cheapest first: depth-unnormalized-fails' one cell (1 core-minute) fits, depth-small-alpha-trains' one more not
+    assert [c["cell"]["alpha_init"] for c in cells] == ["0"]
+    cells, added = rounds.plan_round(verdicts, runs, SPEC, {**SETTINGS, "minutes": 0.5})
+    assert cells == [] and "core-min" in next(e for e in added if e["claim"] == "depth-small-alpha-trains")["why"]
     none, _ = rounds.plan_round(verdicts, runs, SPEC, {**SETTINGS, "minutes": 0})
     assert none == []
 

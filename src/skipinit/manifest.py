@@ -19,6 +19,7 @@ NAME, FILES, OVERRIDES, EXPERIMENTS, PACKS, CONFIG = (
     "config",
 )
 KEYS = (NAME, FILES, OVERRIDES, EXPERIMENTS, PACKS, CONFIG)
+LOOK = "look"  # set by `merged`: how many rounds' manifests a merged manifest holds
 
 
 class ManifestError(ValueError):
@@ -57,10 +58,12 @@ def looks(content: dict) -> int:
 
 
 def experiment_meta(content: dict) -> dict:
-    """{experiment: {kind, description, looks}}, as runs.parquet's metadata stores them (looks: the rounds after
-    which the claims on it are judged, which sets their intervals' level)."""
+    """{experiment: {kind, description, looks, look}}, as runs.parquet's metadata stores them (looks: the rounds
+    after which the claims on it are judged; look: which of them these runs are, 1 for round 1's alone, the number
+    of rounds merged otherwise; together they set the alpha its claims are judged at: `claims.stats.look_alpha`)."""
+    look = int(content.get(LOOK, 1))
     return {
-        name: {"kind": spec["kind"], "description": spec["description"], "looks": looks(content)}
+        name: {"kind": spec["kind"], "description": spec["description"], "looks": looks(content), "look": look}
         for name, spec in content[EXPERIMENTS].items()
     }
 
@@ -87,4 +90,5 @@ def merged(contents: list[dict]) -> dict:
         for name, spec in first[EXPERIMENTS].items()
     }
     merged_content[PACKS] = {key: cells for content in contents for key, cells in content[PACKS].items()}
+    merged_content[LOOK] = len(contents)
     return merged_content

@@ -42,10 +42,10 @@ def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd
             estimate = accuracy_at(at_lr, params, lr, lrs)  # "some lr trains": simultaneous over the lrs
             per_lr.append(False if at_lr["diverged"].any() else within(estimate, low=trains_from))
             if lr == table.loc[depth, "best_lr"]:
-                intervals[depth] = estimate["ci95"]
+                intervals[depth] = estimate["ci"]
         status[depth] = True if True in per_lr else False if all(s is False for s in per_lr) else None
     table["trains"] = pd.Series(status, dtype=object)
-    table["ci95"] = pd.Series(intervals, dtype=object)
+    table["ci"] = pd.Series(intervals, dtype=object)
     return table
 
 
@@ -98,7 +98,7 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
         evidence[name] = {
             "largest_trainable_depth": [low, high],
             "trains_by_depth": {str(int(d)): trains for d, trains in table["trains"].items()},
-            "best_acc_ci95_by_depth": {str(int(d)): ci for d, ci in table["ci95"].items()},
+            "best_acc_ci_by_depth": {str(int(d)): ci for d, ci in table["ci"].items()},
             "best_lr_by_depth": {str(int(d)): row["best_lr"] for d, row in table.iterrows()},
         }
     if largest[shallow][0] is None:
@@ -125,7 +125,7 @@ def trainable_depth_ratio(runs: pd.DataFrame, params: dict) -> Verdict:
         f"{deep} trains up to depth {reach(deep)}, {shallow} up to {reach(shallow)}: "
         f"ratio {bounds} (claim: {params['min_ratio']:g}-{params['max_ratio']:g})"
     )
-    holds = within({"ci95": ratio}, params["min_ratio"], params["max_ratio"])
+    holds = within({"ci": ratio}, params["min_ratio"], params["max_ratio"])
     if holds is None:
         return verdict_of(
             [Finding(None, f"{text}: the range straddles the band; more seeds or a deeper sweep would narrow it")],
@@ -250,7 +250,7 @@ def optimal_lr_ratio_at_depths(runs: pd.DataFrame, params: dict) -> Verdict:
             **{name: at_best(row) for name, row in zip(names, rows)},
             "lr_ratio_range": [low, high],
         }
-        holds = within({"ci95": [low, high]}, params["min_ratio"], params["max_ratio"])
+        holds = within({"ci": [low, high]}, params["min_ratio"], params["max_ratio"])
         text = (
             f"depth {depth}: optimal lr {rows[0]['best_lr']:g} ({names[0]}) over {rows[1]['best_lr']:g} ({names[1]}), "
             f"ratio in [{low:.3g}, {high:.3g}] (band [{params['min_ratio']:g}, {params['max_ratio']:g}])"

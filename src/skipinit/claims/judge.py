@@ -19,12 +19,13 @@ from skipinit.claims.registry import (
     SIGNAL,
 )  # filled by the check modules the package imports
 from skipinit.claims.signal_checks import NO_SIGNAL
-from skipinit.claims.stats import CONFIDENCE, collecting_needs, family
+from skipinit.claims.stats import ALPHA, collecting_needs, family, look_alpha
 from skipinit.fileio import write_json, write_text
-from skipinit.runtable import failed, read_curves, read_experiment_meta, runs_of, trained
+from skipinit.runtable import failed, read_curves, read_experiment_meta, runs_of, scored, trained
 from skipinit.vocab import SIGNAL_FIGURE_STEM
 
 SIGNAL_FIGURE = f"figures/{SIGNAL_FIGURE_STEM}.png"
+PAPER_EPOCHS, PAPER_IMAGES = 200, 50_000  # the paper's CIFAR-10 budget: what a regime's distance is measured against
 NO_CURVES = pd.DataFrame(
     {"cell_id": pd.Series(dtype=str), "step": pd.Series(dtype=int), "test_acc": pd.Series(dtype=float)}
 )
@@ -93,7 +94,16 @@ def judge(
         }
         figures = [f"figures/{name}.png" for name in used]
     looks = max((int(experiments[name].get("looks", 1)) for name in used), default=1)
-    verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params, looks)
+    look = min((int(experiments[name].get("look", looks)) for name in used), default=looks)
+    verdict, evidence = judged_as_a_family(CHECKS[claim["check"]], frame, params, look, looks)
+    if claim["data"] != SIGNAL and (outside := outside_regime(frame, params, models)):
+        alone = f"the runs alone would say {verdict.replace('_', ' ')}: {evidence.get('reason', '')}"
+        reason = (
+            f"{evidence.get('reason', '')}; {outside['reason']}"
+            if verdict == INCONCLUSIVE
+            else f"{outside['reason']} ({alone})"
+        )
+        verdict, evidence = INCONCLUSIVE, {**evidence, "regime": outside, "reason": reason}
     if verdict == INCONCLUSIVE:
         evidence = {**evidence, **to_decide(evidence, frame, params, short)}
     if failures:
@@ -112,25 +122,97 @@ def judge(
     }
 
 
-def judged_as_a_family(check, frame: pd.DataFrame, params: dict, looks: int = 1) -> tuple[str, dict]:
-    """A claim of k parts, in a profile that looks at it `looks` times (its adaptive rounds), judged with each part's
-    interval at 1 - 0.05/(k x looks) (Bonferroni), so that the claim is wrongly decided at most 5% of the time: a
-    first pass counts the parts, the second decides them. The seeds that would decide each undecided part are kept
-    (`needs`, for skipinit.rounds)."""
-    with family(1, looks), collecting_needs() as needs:
+def judged_as_a_family(check, frame: pd.DataFrame, params: dict, look: int = 1, looks: int = 1) -> tuple[str, dict]:
+    """A claim of k parts judged at look `look` of `looks` (its profile's adaptive rounds): each part holds at the
+    look's alpha and fails at alpha/k (`stats.within`), so the claim is wrongly reproduced, and wrongly refuted, at
+    most 5% of the time each: a first pass counts the parts, the second decides them. The seeds that would decide
+    each undecided part at the last look are kept (`needs`, for skipinit.rounds)."""
+    with family(1, look, looks), collecting_needs() as needs:
         verdict, evidence = check(frame, params)
     parts = int(evidence.get("parts", 1))
     if parts > 1:
-        with family(parts, looks), collecting_needs() as needs:
+        with family(parts, look, looks), collecting_needs() as needs:
             verdict, evidence = check(frame, params)
         parts = max(parts, int(evidence.get("parts", 1)))
-    level = 100 * (1 - (1 - CONFIDENCE) / (parts * looks))
-    looked = f", {looks} looks" if looks > 1 else ""
+    if look < looks and verdict == INCONCLUSIVE:  # the seeds a later round adds must decide at the last look
+        with family(parts, looks, looks), collecting_needs() as needs:
+            check(frame, params)
+    alpha = look_alpha(look, looks)
+    looked = f" at look {look} of {looks}" if looks > 1 else ""
     return verdict, {
         **evidence,
         **({"needs": needs} if needs and verdict == INCONCLUSIVE else {}),
-        "interval_level": f"{level:.4g}% per part ({parts} part(s){looked}; the claim at {100 * CONFIDENCE:g}%)",
+        "interval_level": (
+            f"a part holds at one-sided alpha {alpha:.3g}, fails at {alpha / parts:.3g} ({parts} part(s){looked}; the "
+            f"claim wrongly reproduced or refuted at most {100 * ALPHA:g}% of the time each)"
+        ),
     }
+
+
+def outside_regime(frame: pd.DataFrame, params: dict, models: dict) -> dict | None:
+    """Why the runs lie outside the regime the claim speaks of (`regime:` in its params), or None where they do not.
+
+    `min_train_acc_pp`: every model the claim names reaches this final training accuracy at its best lr, at each
+    setting (nets trained near convergence, as the paper's 200 epochs train them); `matched_fit_pp`: their
+    training accuracies there lie within this of each other (a comparison of generalization at matched fit). An
+    underfit net never decides such a claim: outside the regime it is inconclusive, with what would reach it.
+    """
+    regime = params.get("regime") or {}
+    if not regime or frame.empty:
+        return None
+    fits = training_fits(frame, named_models(params, models), models)
+    if fits.empty:
+        return None
+    problems = []
+    if (needed := regime.get("min_train_acc_pp")) is not None and (low := fits[fits["train_acc"] < needed]).size:
+        worst = low.sort_values("train_acc").iloc[0]
+        where = ", ".join(low["where"].unique())
+        problems.append(
+            f"{worst['model']} reaches {worst['train_acc']:.1f}% training accuracy at its best lr after "
+            f"{int(worst['epochs'])} epochs on {int(worst['train_images'])} images ({where}), under the {needed:g}% "
+            "of nets trained near convergence"
+        )
+    if (matched := regime.get("matched_fit_pp")) is not None:
+        spread = fits.groupby("where")["train_acc"].agg(lambda acc: acc.max() - acc.min())
+        if (unmatched := spread[spread > matched]).size:
+            problems.append(
+                f"the models' training accuracies differ by {unmatched.max():.1f} pp ({unmatched.idxmax()}), more "
+                f"than the {matched:g} pp of a comparison at matched fit"
+            )
+    if not problems:
+        return None
+    longest = fits.loc[fits["epochs"].idxmax()]
+    reach = (
+        f"the paper trains {PAPER_EPOCHS} epochs on {PAPER_IMAGES:,} images, "
+        f"{PAPER_EPOCHS * PAPER_IMAGES / (longest['epochs'] * longest['train_images']):.0f}x the images seen here"
+    )
+    return {
+        "train_accuracy": fits.drop(columns="where").to_dict("records"),
+        "reason": f"outside the paper's regime at this budget: {'; '.join(problems)} ({reach})",
+    }
+
+
+def training_fits(frame: pd.DataFrame, names: list[str], models: dict) -> pd.DataFrame:
+    """Per named model and setting: the mean final training accuracy over seeds at the lr of its best test score."""
+    keys = [key for key in ("depth", "width", "batch_size", "epochs", "train_subset") if key in frame]
+    records = []
+    for name in names:
+        for setting, rows in scored(frame.query(models[name])).groupby(keys):
+            means = rows.groupby("lr")[["score", "train_acc"]].mean()
+            best = means.loc[means["score"].idxmax()]
+            where = ", ".join(f"{key} {value}" for key, value in zip(keys, setting))
+            images = dict(zip(keys, setting)).get("train_subset") or PAPER_IMAGES
+            epochs = dict(zip(keys, setting)).get("epochs", 1)
+            records.append(
+                {
+                    "model": name,
+                    "where": where,
+                    "train_acc": float(best["train_acc"]),
+                    "epochs": epochs,
+                    "train_images": images,
+                }
+            )
+    return pd.DataFrame.from_records(records)
 
 
 def needed_failures(failures: pd.DataFrame, params: dict, models: dict) -> list[dict]:

@@ -1,11 +1,14 @@
 """Checks on learning rates: the largest stable lr against the optimal one, and how both move with batch size.
 
-An lr "trains" when no seed diverged there and the 95% interval of its score (its seeds pooled with
-the claims file's seed-noise floor, simultaneous over the lrs; `stats.accuracy`) lies above chance + `stable_margin_pp`;
-it "fails" when a seed diverged or the interval lies below; otherwise it is undecided. The largest
-stable lr of a grid lies in [the largest lr that trains, the first larger lr that fails): an
-undecided lr between widens that range, and a grid with no failing lr above its largest training
-one does not reach divergence and only bounds the stable lr from below.
+An lr is stable where most seeds train there: the share of its seeds that diverged has a one-sided Clopper-Pearson
+upper bound at alpha below `MAX_DIVERGED_SHARE`, and the score of the seeds that did not diverge (pooled with the
+claims file's seed-noise floor, simultaneous over the lrs; `stats.accuracy`) surely reaches chance +
+`stable_margin_pp`. It is unstable where the share's lower bound at alpha/k lies above `MAX_DIVERGED_SHARE`, or
+where the seeds that did not diverge surely score below; otherwise it is undecided. One seed never decides it either way
+(at least 5 seeds, none diverged, make an lr stable; at least 7, all diverged, unstable in a 4-part claim).
+The largest stable lr of a grid lies in [the largest stable lr, the first larger unstable lr): an undecided lr
+between widens that range, and a grid with no unstable lr above its largest stable one does not reach divergence
+and only bounds the stable lr from below.
 """
 
 from __future__ import annotations
@@ -13,53 +16,95 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from scipy import stats as distributions
 
+from skipinit.claims.floors import NoiseModel
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
     at_best,
     best_per,
     common_values,
     edge_text,
+    grid_step,
     interior,
     lr_ratio_range,
     optimum_range,
     preflight,
     select,
-    test_images,
+    subset_images,
 )
-from skipinit.claims.stats import NoiseModel, accuracy, within
+from skipinit.claims.stats import accuracy, alpha_fails, alpha_holds, within
 from skipinit.runtable import scored
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
+MAX_DIVERGED_SHARE = 0.5  # stable: most seeds train (registered in config/README.md)
+
+
+def diverged_share_bounds(diverged: int, seeds: int, alpha_low: float, alpha_high: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds of the probability that a seed diverges, from `diverged` of `seeds`."""
+    low = 0.0 if diverged == 0 else float(distributions.beta.ppf(alpha_low, diverged, seeds - diverged + 1))
+    high = 1.0 if diverged == seeds else float(distributions.beta.ppf(1 - alpha_high, diverged + 1, seeds - diverged))
+    return low, high
+
+
+def lr_status(at_lr: pd.DataFrame, train_from: float, floor) -> tuple[bool | None, dict]:
+    """Whether one lr is stable (True), unstable (False) or undecided (None), with the numbers that say so."""
+    per_seed = at_lr.groupby("seed")["diverged"].any()
+    diverged, seeds = int(per_seed.sum()), len(per_seed)
+    share_low, share_high = diverged_share_bounds(diverged, seeds, alpha_fails(), alpha_holds())
+    live = scored(at_lr[~at_lr["seed"].map(per_seed)])
+    everyone = accuracy(scored(at_lr).groupby("seed")["score"].mean(), floor, subset_images(at_lr))
+    trains = (
+        within(accuracy(live.groupby("seed")["score"].mean(), floor, subset_images(at_lr)), low=train_from)
+        if len(live)
+        else None
+    )
+    if share_high < MAX_DIVERGED_SHARE and trains is True:
+        status = True
+    elif share_low > MAX_DIVERGED_SHARE or trains is False:
+        status = False
+    else:
+        status = None
+    numbers = {
+        "diverged": f"{diverged}/{seeds}",
+        "diverged_seeds": diverged,
+        "diverged_share_bounds": [share_low, share_high],
+        "score": everyone,
+    }
+    return status, numbers
 
 
 def stable_range(rows: pd.DataFrame, train_from: float, noise: NoiseModel) -> dict:
     """Where the largest stable lr of `rows` (one model at one setting) lies: [low, high), from its lr grid.
 
-    low: the largest lr that surely trains (0 when none does); high: the first larger lr that surely
-    fails (inf when none does).
+    A fixed-sequence test, which stability's order in the lr allows without splitting alpha over the lrs: low is
+    the last of the lrs that are surely stable from the smallest up (0 when the smallest is not); high the first
+    of the lrs that are surely unstable from the largest down (inf when the largest is not).
     """
-    status, scores, diverged, methods = {}, {}, [], set()
-    floor, lrs = noise.floor_for(rows), rows["lr"].nunique()
-    for lr, at_lr in scored(rows).groupby("lr"):
-        # Simultaneous over the lrs: the largest that trains is picked among them.
-        estimate = accuracy(at_lr.groupby("seed")["score"].mean(), floor, test_images(at_lr), lrs)
-        scores[lr] = estimate["ci95"]
-        methods.add(estimate["method"])
-        if at_lr["diverged"].any():
-            diverged.append(lr)
-        status[lr] = False if at_lr["diverged"].any() else within(estimate, low=train_from)
+    floor = noise.floor_for(rows)
+    status, numbers = {}, {}
+    for lr, at_lr in rows.groupby("lr"):
+        status[lr], numbers[lr] = lr_status(at_lr, train_from, floor)
     lrs = sorted(status)
-    low = max((lr for lr in lrs if status[lr] is True), default=0.0)
-    failing = [lr for lr in lrs if lr > low and status[lr] is False]
+    low, high = 0.0, math.inf
+    for lr in lrs:
+        if status[lr] is not True:
+            break
+        low = lr
+    for lr in reversed(lrs):
+        if status[lr] is not False or lr <= low:
+            break
+        high = lr
     return {
         "stable_lr": low,
-        "first_unstable_lr": failing[0] if failing else math.inf,
+        "first_unstable_lr": high,
         "lrs": lrs,
-        "diverged_lrs": diverged,
+        "diverged_lrs": [lr for lr in lrs if numbers[lr]["diverged_seeds"]],
         "undecided_lrs": [lr for lr in lrs if status[lr] is None],
-        "score_ci95_by_lr": {str(lr): scores[lr] for lr in lrs},
-        "interval": "; ".join(sorted(methods)),
+        "diverged_by_lr": {str(lr): numbers[lr]["diverged"] for lr in lrs},
+        "diverged_share_bounds_by_lr": {str(lr): numbers[lr]["diverged_share_bounds"] for lr in lrs},
+        "score_ci_by_lr": {str(lr): numbers[lr]["score"]["ci"] for lr in lrs},
+        "interval": "; ".join(sorted({numbers[lr]["score"]["method"] for lr in lrs})),
     }
 
 
@@ -97,7 +142,7 @@ def with_stable_lrs(early: Verdict, runs: pd.DataFrame, params: dict, train_from
 @check
 def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
     """Per model: at batch sizes <= `small_batch_max` the largest stable lr is >= `min_factor` x the optimal lr,
-    while at the largest batch size (>= `large_batch_min`) it is within `max_factor_large` of it.
+    while at the largest batch size (>= `large_batch_min`) it is within `max_steps_large` steps of its lr grid.
 
     The ratio's range follows from both grids: the stable lr's range (`stable_range`) over the range of
     the optimal lr (`optimum_range`, an edge of the grid only bounds it). A part is undecided where the
@@ -142,9 +187,12 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
                 holds = True if ratio[0] >= bound else False if ratio[1] < bound else None
                 claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs >= {bound:g})"
             else:
-                bound = params["max_factor_large"]
+                bound = grid_step(rows[rows["batch_size"] == batch_size]) ** params["max_steps_large"]
                 holds = True if ratio[1] <= bound else False if ratio[0] > bound else None
-                claim = f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs <= {bound:g} at the largest batch)"
+                steps = f"{params['max_steps_large']:g} step(s) of the lr grid"
+                claim = (
+                    f"(ratio in [{ratio[0]:.3g}, {ratio[1]:.3g}], needs <= {bound:g}, {steps}, at the largest batch)"
+                )
             text = f"{head} {claim}"
             findings.append(
                 Finding(

@@ -13,26 +13,29 @@ import math
 
 import pandas as pd
 
+from skipinit.claims.floors import NoiseModel
 from skipinit.claims.registry import INCONCLUSIVE, Finding, Verdict, check, verdict_of
 from skipinit.claims.selection import (
     accuracy_at,
     at_best,
+    at_setting,
     batch_comparison,
     best_per,
     common_values,
     gap_at,
+    grid_step,
+    held_out,
     interior,
     preflight,
     seed_scores,
     select,
-    test_images,
+    subset_images,
 )
 from skipinit.claims.stats import (
-    NoiseModel,
-    binomial_variance_pp,
     describe,
     finding_text,
     pooled,
+    subset_variance_pp,
     undecided_text,
     within,
 )
@@ -137,8 +140,8 @@ def matches_reference_at_every_depth(runs: pd.DataFrame, params: dict) -> Verdic
 
 @check
 def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
-    """At batch sizes <= `small_batch_max`: optimal lrs within a factor `max_lr_ratio`, accuracies within
-    `max_gap_pp`."""
+    """At batch sizes <= `small_batch_max`: optimal lrs within `max_lr_steps` steps of the lr grid of each other,
+    accuracies within `max_gap_pp`."""
     if early := preflight(runs, params):
         return early
     names = (params["reference"], params["candidate"])
@@ -147,13 +150,17 @@ def small_batch_parity(runs: pd.DataFrame, params: dict) -> Verdict:
     if not small:
         reason = f"no batch size <= {params['small_batch_max']} with both {names[0]} and {names[1]} runs"
         return INCONCLUSIVE, {"reason": reason}
-    bound = params["max_lr_ratio"]
-
-    def similar_lrs(low: float, high: float) -> bool | None:
-        return True if 1 / bound <= low and high <= bound else False if high < 1 / bound or low > bound else None
-
-    findings, evidence = [], {"max_lr_ratio": bound, "max_gap_pp": params["max_gap_pp"], "batch_sizes": {}}
+    findings, evidence = (
+        [],
+        {"max_lr_steps": params["max_lr_steps"], "max_gap_pp": params["max_gap_pp"], "batch_sizes": {}},
+    )
     for batch_size in small:
+        bound = max(grid_step(at_setting(runs, params, name, {"batch_size": batch_size})) for name in names)
+        bound **= params["max_lr_steps"]
+
+        def similar_lrs(low: float, high: float, bound: float = bound) -> bool | None:
+            return True if 1 / bound <= low and high <= bound else False if high < 1 / bound or low > bound else None
+
         rows = tuple(tables[name].loc[batch_size] for name in names)
         gap = gap_at(runs, params, tables, "batch_size", batch_size, names)
         found, evidence["batch_sizes"][str(batch_size)] = batch_comparison(
@@ -245,14 +252,22 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
         return INCONCLUSIVE, {"batch_sizes": batch_sizes, "reason": reason}
     small, large = batch_sizes[0], batch_sizes[-1]
 
+    sweeps = {(name, b): at_setting(runs, params, name, {"batch_size": b}) for name in names for b in (small, large)}
+    held = {key: held_out(sweep) for key, sweep in sweeps.items()}
+    chosen_apart = all(choice is not None for choice in held.values())
+
     def lead(batch_size: int) -> pd.Series:
+        """Per seed, the reference's score minus the candidate's, each at its best lr: with two or more seeds the
+        lr the other seeds pick (`held_out`), so no seed's number chose its own lr."""
         scores = [
-            seed_scores(runs, params, name, {"batch_size": batch_size}, tables[name].loc[batch_size, "best_lr"])
+            held[(name, batch_size)][0]
+            if chosen_apart
+            else seed_scores(runs, params, name, {"batch_size": batch_size}, tables[name].loc[batch_size, "best_lr"])
             for name in names
         ]
         return (scores[0] - scores[1]).dropna()
 
-    growth = growth_estimate(runs, params, tables, names, (small, large), lead)
+    growth = growth_estimate(runs, params, tables, names, (small, large), lead, chosen_apart)
     evidence = {
         "batch_sizes": [small, large],
         "min_growth_pp": params["min_growth_pp"],
@@ -277,34 +292,37 @@ def gap_grows_with_batch(runs: pd.DataFrame, params: dict) -> Verdict:
     return verdict_of([Finding(holds, finding_text(text, growth, holds, low=params["min_growth_pp"]))], evidence)
 
 
-def growth_estimate(runs: pd.DataFrame, params: dict, tables: dict, names: tuple, batch_sizes: tuple, lead) -> dict:
+def growth_estimate(
+    runs: pd.DataFrame, params: dict, tables: dict, names: tuple, batch_sizes: tuple, lead, chosen_apart: bool
+) -> dict:
     """The lead at the largest batch size minus the lead at the smallest, per paired seed, pooled with a floor.
 
-    A difference of two gaps: its floor is sqrt(2) gap floors (at the wider of the two settings'), plus the
-    four accuracies' binomial errors; simultaneous over the lr pairs the four optima were picked from.
+    A difference of two gaps: its floor is sqrt(2) gap floors (at the wider of the two settings'), plus a test
+    subset's term of each gap where the runs read one; with one seed (`chosen_apart` False) simultaneous over the
+    lr pairs the four optima were picked from.
     """
     small, large = batch_sizes
     per_seed = (lead(large) - lead(small)).dropna()
-    noise, binomial, picked, floors = NoiseModel.from_params(params), 0.0, 1, []
+    noise, subset_term, picked, floors = NoiseModel.from_params(params), 0.0, 1, []
     for batch_size in batch_sizes:
-        floors.append(
-            noise.floor_for(
-                pd.concat([select(runs, params, name) for name in names]).query("batch_size == @batch_size")
-            )
-        )
+        both = pd.concat([select(runs, params, name) for name in names]).query("batch_size == @batch_size")
+        floors.append(noise.floor_for(both))
+        accuracies = tuple(float(tables[name].loc[batch_size, "test_acc_mean"]) for name in names)
+        subset_term += subset_variance_pp(accuracies, subset_images(both))
         for name in names:
-            rows = select(runs, params, name)
-            rows = rows[(rows["batch_size"] == batch_size) & (rows["lr"] == tables[name].loc[batch_size, "best_lr"])]
-            binomial += binomial_variance_pp(float(tables[name].loc[batch_size, "test_acc_mean"]), test_images(rows))
-            picked *= int(tables[name].loc[batch_size, "lrs_near"])
+            picked *= 1 if chosen_apart else int(tables[name].loc[batch_size, "lrs_near"])
     floor = max(floors, key=lambda f: f.gap_sd_pp)
-    return pooled(
+    estimate = pooled(
         per_seed.to_numpy(),
         2**0.5 * floor.gap_sd_pp,
         floor.gap_df,
-        binomial,
+        subset_term,
         "paired seeds",
         floor.source,
         picked,
         True,
     )
+    return {
+        **estimate,
+        "method": estimate["method"] + ("; each seed's lrs chosen on the other seeds" if chosen_apart else ""),
+    }

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
+from skipinit.claims.floors import NoiseModel
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
-from skipinit.claims.stats import NoiseModel, accuracy, finding_text, paired_gap, within
+from skipinit.claims.stats import (
+    accuracy,
+    alpha_holds,
+    finding_text,
+    paired_gap,
+    pooled_variance,
+    subset_variance_pp,
+    within,
+)
 from skipinit.runtable import best_lr_summary, scored
 
 
@@ -56,28 +68,37 @@ def score_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
-    """The lrs that the runs cannot tell from the best (one model at one setting), the best among them.
+    """The lrs that the runs cannot tell from the best (one model at one setting): a one-sided subset selection.
 
-    An lr is told apart when its paired gap to the best lr (simultaneous over the lrs tried, so that
-    picking the best cannot narrow it) lies wholly above 0. An optimal-lr statement then rests on the
-    range of these lrs, not on the arg-max alone: among equally good lrs the arg-max is noise. They are
-    also the lrs the best could have been picked from: a statistic at the best lr is made simultaneous
-    over them (`gap_at`, `lrs_near`).
+    An lr is dropped when some other lr surely beats it: the lower bound of their paired difference (the same seeds
+    at both lrs, pooled with the setting's lr-difference floor) lies above 0, each comparison at alpha/(k - 1) for
+    k lrs (Gupta's subset selection with a Bonferroni constant), so the truly best lr stays in the set with
+    probability at least 1 - alpha. An optimal-lr statement then rests on the range of these lrs, not on the
+    arg-max alone: among equally good lrs the arg-max is noise. They are also the lrs the best could have been
+    picked from: a statistic at the best lr is made simultaneous over them (`gap_at`, `lrs_near`).
     """
     table = score_table(rows)
-    images = rows.groupby("lr")["test_images"].min() if "test_images" in rows else pd.Series(dtype=float)
-    floor, best = NoiseModel.from_params(params).floor_for(rows), table[best_lr].dropna()
-    kept = [
-        lr
-        for lr in table.columns
-        if lr == best_lr
-        or within(
-            paired_gap(best, table[lr].dropna(), floor, (images.get(best_lr), images.get(lr)), len(table.columns)),
-            low=0.0,
-        )
-        is not True
-    ]
-    return [float(lr) for lr in kept]
+    if table.shape[1] < 2:
+        return [float(lr) for lr in table.columns]
+    floor_sd, floor_df, _ = NoiseModel.from_params(params).floor_for(rows).lr_gap()
+    images, lrs = subset_images(rows), list(table.columns)
+    scores = table.to_numpy(float)
+    t_of = functools.cache(lambda df: float(stats.t.ppf(1.0 - alpha_holds(len(lrs) - 1), df)))
+
+    def beaten(j: int) -> bool:
+        for i in range(len(lrs)):
+            both = ~np.isnan(scores[:, i]) & ~np.isnan(scores[:, j])
+            if i == j or not both.any():
+                continue
+            differences = scores[both, i] - scores[both, j]
+            df, variance = pooled_variance(differences, floor_sd, floor_df)
+            means = (float(scores[both, i].mean()), float(scores[both, j].mean()))
+            se = math.sqrt(variance / len(differences) + subset_variance_pp(means, images))
+            if differences.mean() - t_of(df) * se > 0:
+                return True
+        return False
+
+    return [float(lr) for j, lr in enumerate(lrs) if lr == best_lr or not beaten(j)]
 
 
 def at_setting(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: float | None = None) -> pd.DataFrame:
@@ -93,12 +114,17 @@ def seed_scores(runs: pd.DataFrame, params: dict, name: str, setting: dict, lr: 
     return scored(at_setting(runs, params, name, setting, lr)).groupby("seed")["score"].mean()
 
 
-def test_images(rows: pd.DataFrame) -> float | None:
-    """How many test images the rows' accuracies were measured on (the binomial part of the noise model)."""
-    if "test_images" in rows and rows["test_images"].notna().any():
-        return float(rows["test_images"].min())
-    subset = rows["test_subset"] if "test_subset" in rows else pd.Series(dtype=float)
-    return float(subset.min()) if len(subset) and subset.min() > 0 else None
+def subset_images(rows: pd.DataFrame) -> float | None:
+    """The size of the fixed test subset the rows' accuracies were read on, where they were read on one (results
+    written before the final evaluation read the whole test set); None where they read all of it, the paper's
+    quantity, which has no test-set term."""
+    subset = float(rows["test_subset"].min()) if "test_subset" in rows and len(rows) else 0.0
+    if not subset:
+        return None
+    read = rows["test_images"].dropna() if "test_images" in rows else pd.Series(dtype=float)
+    if len(read) and float(read.min()) > subset:
+        return None
+    return subset
 
 
 def seconds_per_seed(rows: pd.DataFrame) -> float | None:
@@ -132,7 +158,7 @@ def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, name
     floor = NoiseModel.from_params(params).floor_for(pd.concat(sweeps))
     held = [held_out(sweep) for sweep in sweeps]
     if all(choice is not None for choice in held):
-        gap = paired_gap(held[0][0], held[1][0], floor, (test_images(sweeps[0]), test_images(sweeps[1])))
+        gap = paired_gap(held[0][0], held[1][0], floor, subset_images(pd.concat(sweeps)))
         gap = {
             **gap,
             "method": gap["method"] + "; each seed's lr chosen on the other seeds",
@@ -144,7 +170,7 @@ def gap_at(runs: pd.DataFrame, params: dict, tables: dict, key: str, value, name
         rows = [at_setting(runs, params, name, {key: value}, tables[name].loc[value, "best_lr"]) for name in names]
         scores = [scored(frame).groupby("seed")["score"].mean() for frame in rows]
         picked = int(tables[names[0]].loc[value, "lrs_near"]) * int(tables[names[1]].loc[value, "lrs_near"])
-        gap = paired_gap(*scores, floor, (test_images(rows[0]), test_images(rows[1])), picked)
+        gap = paired_gap(*scores, floor, subset_images(pd.concat(rows)), picked)
     return {**gap, "seconds_per_seed": seconds_per_seed(pd.concat(sweeps))}
 
 
@@ -153,7 +179,7 @@ def accuracy_at(rows: pd.DataFrame, params: dict, lr: float, selected_from: int 
     simultaneous over `selected_from` lrs where `lr` was picked among them (the best, or any that trains)."""
     at_lr = rows[rows["lr"] == lr]
     floor = NoiseModel.from_params(params).floor_for(rows)
-    return accuracy(scored(at_lr).groupby("seed")["score"].mean(), floor, test_images(at_lr), selected_from)
+    return accuracy(scored(at_lr).groupby("seed")["score"].mean(), floor, subset_images(at_lr), selected_from)
 
 
 def at_best(row: pd.Series) -> dict:
@@ -180,6 +206,13 @@ def lr_ratio_range(reference: pd.Series, candidate: pd.Series) -> tuple[float, f
     """The range of (reference optimal lr) / (candidate optimal lr) that the two grids allow."""
     (ref_low, ref_high), (cand_low, cand_high) = optimum_range(reference), optimum_range(candidate)
     return ref_low / cand_high, (ref_high / cand_low if cand_low else math.inf)
+
+
+def grid_step(rows: pd.DataFrame) -> float:
+    """The lr grid's step: the largest ratio of two neighbouring lrs the rows tried (an lr band is stated in these
+    steps, so that a grid can resolve it); 1 for a single lr."""
+    lrs = sorted(rows["lr"].unique())
+    return max((high / low for low, high in zip(lrs, lrs[1:])), default=1.0)
 
 
 def interior(row: pd.Series) -> bool:

@@ -1,8 +1,8 @@
 """Checks on signal propagation at initialization (Figure 2), read from signal.parquet.
 
 Every decided statistic is computed per seed and carries the t-interval over seeds
-(`stats.over_seeds`): a fitted slope or exponent, and for the three laws of Figure 2(a, b) the
-worst factor by which a seed's curve leaves its law over the blocks checked. A net measured with one
+(`stats.over_seeds`): a fitted slope or exponent, and for the three laws of Figure 2(a, b) their rate
+(growth factor per block or exponent) and, for a power law, its level. A net measured with one
 seed gives no interval, and its claim stays inconclusive.
 """
 
@@ -27,12 +27,14 @@ NO_SIGNAL = pd.DataFrame(
         "branch_var": pd.Series(dtype=float),
     }
 )
-# The variance each signal law predicts at residual block l (1-based).
+# The variance each signal law predicts at residual block l (1-based), and the rate it predicts: the growth factor
+# per block of an exponential law, the exponent of a power law.
 LAWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "2^(l-1)": lambda block: 2.0 ** (block - 1),
     "l": lambda block: block,
     "1": lambda block: np.ones_like(block),
 }
+RATES: dict[str, tuple[str, float]] = {"2^(l-1)": ("growth", 2.0), "l": ("power", 1.0), "1": ("power", 0.0)}
 
 
 def deepest_net(signal: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict]:
@@ -87,50 +89,69 @@ def too_shallow(
 
 @check
 def variance_follows_law(signal: pd.DataFrame, params: dict) -> Verdict:
-    """`statistic` of `model` stays within a factor `max_ratio` of `law` (of the block l) on blocks 1..`blocks`.
+    """`statistic` of `model` follows `law` (of the block l) on blocks 1..`blocks`, judged by its rate per seed.
 
-    Per seed, the worst factor |log(observed / law)| over the blocks; the claim holds where the 95%
-    interval over seeds of that worst log factor lies below log(`max_ratio`), fails where it lies above.
+    An exponential law (2^(l-1)) by its growth factor per block: 2 to the least-squares slope of log2(statistic)
+    on l, within `tolerance` of the law's. A power law (l, 1) by its exponent, the log-log slope, within
+    `tolerance`, and by its level: the mean over blocks of log(statistic / law) within log(`max_ratio`) of 0.
+    Each is a t-interval over seeds: a fit over many blocks, whose error shrinks with seeds, not the worst block of
+    a random walk, whose excursion grows with depth.
     """
     curve, about = deepest_net(signal, params["model"])
     if early := too_shallow(about, params["min_blocks"], curve, params["statistic"]):
         return early
-    statistic, law, max_ratio = params["statistic"], params["law"], params["max_ratio"]
-    worst = {}
+    statistic, law, tolerance = params["statistic"], params["law"], params["tolerance"]
+    kind, expected = RATES[law]
+    rates, levels = {}, {}
     for seed, seed_curve in per_seed_curves(signal, params["model"], [statistic]).items():
         observed = seed_curve[statistic].loc[: params["blocks"]]
-        with np.errstate(divide="ignore"):
-            worst[seed] = float(
-                np.max(np.abs(np.log(observed.to_numpy() / LAWS[law](observed.index.to_numpy(dtype=float)))))
-            )
-    blocks = int(curve[statistic].loc[: params["blocks"]].shape[0])
+        blocks, values = observed.index.to_numpy(dtype=float), observed.to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if kind == "growth":
+                rates[seed] = fit_line(blocks, np.log2(values))[0]
+            else:
+                rates[seed] = fit_line(np.log(blocks), np.log(values))[0]
+                levels[seed] = float(np.mean(np.log(values / LAWS[law](blocks))))
+    checked = int(curve[statistic].loc[: params["blocks"]].shape[0])
+    name = "growth factor per block" if kind == "growth" else "exponent"
+    shown = {seed: 2.0**rate if kind == "growth" else rate for seed, rate in rates.items()}
     evidence = {
         **about,
         "statistic": statistic,
         "law": law,
-        "blocks_checked": blocks,
-        "max_ratio": max_ratio,
-        "worst_factor_by_seed": {str(seed): math.exp(value) for seed, value in worst.items()},
+        "blocks_checked": checked,
+        "tolerance": tolerance,
+        f"{name.replace(' ', '_')}_by_seed": {str(seed): value for seed, value in shown.items()},
     }
-    head = f"{statistic} / {law} over blocks 1-{blocks}: worst factor per seed"
-    estimate, missing = seed_interval(list(worst.values()), "the worst factor")
+    head = f"{statistic} ~ {law} over blocks 1-{checked}: {name}"
+    estimate, missing = seed_interval(list(rates.values()), f"the {name}")
     if missing:
-        return verdict_of([Finding(None, f"{head} {math.exp(next(iter(worst.values()))):.3g}: {missing}")], evidence)
-    factor = {
-        **estimate,
-        "mean": math.exp(estimate["mean"]),
-        "ci95": [math.exp(v) for v in estimate["ci95"]],
-        "sd_log": estimate["sd"],
-    }
-    evidence["worst_factor"] = factor
-    holds = within(estimate, high=math.log(max_ratio))
-    low, high = factor["ci95"]
+        return verdict_of([Finding(None, f"{head} {next(iter(shown.values())):.5g}: {missing}")], evidence)
+    band = (expected - tolerance, expected + tolerance)
+    if kind == "growth":  # judged on log2 of the factor, shown as the factor
+        holds = within(estimate, math.log2(band[0]), math.log2(band[1]))
+        rate = {**estimate, "mean": 2.0 ** estimate["mean"], "ci": [2.0**v for v in estimate["ci"]]}
+    else:
+        holds, rate = within(estimate, *band), estimate
+    evidence[name.replace(" ", "_")] = rate
+    low, high = rate["ci"]
     text = (
-        f"{head} {factor['mean']:.3g} (95% CI {low:.3g}..{high:.3g}, {estimate['seeds']} seeds; needs <= {max_ratio:g})"
+        f"{head} {rate['mean']:.5g} ({estimate['ci_level']} {low:.5g}..{high:.5g}, {estimate['seeds']} seeds; "
+        f"law {expected:g}, band {band[0]:g}..{band[1]:g})"
     )
-    return verdict_of(
-        [Finding(holds, text if holds is not None else f"{text}: the interval straddles the bound")], evidence
-    )
+    findings = [Finding(holds, text if holds is not None else f"{text}: its bounds straddle the band")]
+    if kind == "power":
+        level = over_seeds(list(levels.values()))
+        evidence["log_level"] = level
+        bound = math.log(params["max_ratio"])
+        at_level = within(level, -bound, bound)
+        factor = [math.exp(v) for v in level["ci"]]
+        text = (
+            f"{statistic} / {law}: geometric-mean factor {math.exp(level['mean']):.3g} ({level['ci_level']} "
+            f"{factor[0]:.3g}..{factor[1]:.3g}; band {1 / params['max_ratio']:.3g}..{params['max_ratio']:g})"
+        )
+        findings.append(Finding(at_level, text if at_level is not None else f"{text}: its bounds straddle the band"))
+    return verdict_of(findings, evidence)
 
 
 @check

@@ -116,22 +116,23 @@ def convergence_speedup(runs: pd.DataFrame, params: dict) -> Verdict:
     speedup = {
         **logs,
         "mean": math.exp(logs["mean"]),
-        "ci95": [math.exp(v) for v in logs["ci95"]],
+        "ci": [math.exp(v) for v in logs["ci"]],
         "sd_log": logs["sd"],
     }
     evidence["speedup"] = speedup
-    holds = within(speedup, *bounds)
-    low, high = speedup["ci95"]
+    log_bounds = [math.log(b) if b > 0 else -math.inf for b in bounds]
+    holds = within(logs, *log_bounds)
+    low, high = speedup["ci"]
     text = (
-        f"{head} (speedup {speedup['mean']:.2f}, 95% CI {low:.2f}..{high:.2f} over {len(ratios)} paired seeds; bounds "
-        f"[{bounds[0]:g}, {bounds[1]:g}])"
+        f"{head} (speedup {speedup['mean']:.2f}, {logs['ci_level']} {low:.2f}..{high:.2f} over {len(ratios)} paired "
+        f"seeds; bounds [{bounds[0]:g}, {bounds[1]:g}])"
     )
     if holds is None:
         bounded = all(math.isfinite(value) for value in share.values())  # else no seed count narrows the bracket
-        decide = seeds_to_decide(logs, *(math.log(b) if b > 0 else -math.inf for b in bounds)) if bounded else None
+        decide = seeds_to_decide(logs, *log_bounds) if bounded else None
         record_need(decide, len(ratios))
         text += (
-            ": the interval straddles a bound; "
+            ": its bounds straddle a bound; "
             f"{f'about {decide} paired seeds would decide it' if decide else 'no seed count decides it'}"
         )
     return verdict_of([Finding(holds, text)], evidence)

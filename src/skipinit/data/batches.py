@@ -1,8 +1,8 @@
 """What every batch source shares: seeds drawn from (cell seed, epoch), full batches, normalization on the device.
 
 A batch source (`ondevice.OnDeviceData` for the canonical 32 x 32 datasets, `imagenet.ImageNetStream`
-for an ImageNet folder) offers `num_classes`, `num_train`, `num_test` (the curve's test subset), `num_final` (the whole test set, which
-the final evaluation reads), `steps_per_epoch`, `shared`
+for an ImageNet folder) offers `num_classes`, `num_train`, `num_test` (the curve's test subset), `num_final`
+(the whole test set, which the final evaluation reads), `steps_per_epoch`, `shared`
 (the members share a seed, hence one batch), `fingerprint` (what a checkpoint must have been
 trained on), `train_batches(epoch, start=0)`: the epoch's `steps_per_epoch` batches from step `start` on,
 drawn from (cell seed, epoch) alone so that a resumed run, also one resumed mid-epoch, redraws them,
