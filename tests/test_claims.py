@@ -1045,6 +1045,10 @@ def test_a_claim_about_converged_nets_is_inconclusive_outside_that_regime():
         "the runs alone would say" in underfit["evidence"]["reason"]
         and "200 epochs on 50,000 images" in underfit["evidence"]["reason"]
     )
+    assert (
+        "needs" not in underfit["evidence"]
+        and "so that every net trains near convergence" in underfit["evidence"]["to_decide"]
+    )
     assert verdict(99.0)["verdict"] != "inconclusive"
 
 

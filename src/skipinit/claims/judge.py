@@ -103,8 +103,12 @@ def judge(
             if verdict == INCONCLUSIVE
             else f"{outside['reason']} ({alone})"
         )
-        verdict, evidence = INCONCLUSIVE, {**evidence, "regime": outside, "reason": reason}
-    if verdict == INCONCLUSIVE:
+        evidence = {key: value for key, value in evidence.items() if key != "needs"}  # no seed count reaches it
+        verdict, evidence = (
+            INCONCLUSIVE,
+            {**evidence, "regime": outside, "reason": reason, "to_decide": outside["reach"]},
+        )
+    elif verdict == INCONCLUSIVE:
         evidence = {**evidence, **to_decide(evidence, frame, params, short)}
     if failures:
         verdict, evidence = failed_runs_verdict(verdict, evidence, failures)
@@ -189,6 +193,7 @@ def outside_regime(frame: pd.DataFrame, params: dict, models: dict) -> dict | No
     return {
         "train_accuracy": fits.drop(columns="where").to_dict("records"),
         "reason": f"outside the paper's regime at this budget: {'; '.join(problems)} ({reach})",
+        "reach": f"outside the paper's regime at this budget: {reach}, so that every net trains near convergence",
     }
 
 

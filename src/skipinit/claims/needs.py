@@ -83,8 +83,8 @@ def to_decide(evidence: dict, runs: pd.DataFrame, params: dict, short: int = 0) 
             text += f": about {minutes(seconds / seeds * extra)} of training at this profile's measured speed"
     elif evidence.get("needs") and not need:
         text = (
-            "no seed count at this budget: an undecided part's mean sits on its band's edge, or the test set's own "
-            "error is as wide as the band (a longer budget moves the mean; more test images narrow that error)"
+            "no seed count at this budget: the small-scale value sits on the band's edge (a longer budget, deeper or "
+            "wider nets move it), or a test subset's term is as wide as the band (the whole test set removes it)"
         )
     elif epochs and min_epochs and epochs < min_epochs:
         text = (
