@@ -1174,3 +1174,29 @@ def test_the_papers_own_depth_table_refutes_none_of_the_depth_claims():
         "depth-scaled-trails-at-100",
     ):
         assert verdicts[name]["verdict"] == "reproduced", (name, verdicts[name]["evidence"]["reason"])
+
+
+def test_a_results_folder_written_before_the_whole_test_set_still_gives_its_claims(tmp_path):
+    """A committed results folder of 6bf3f2c (2,000-image test subset, no test_correct) is judged, with the subset's
+    term; a runs.parquet without a column the checks read is refused in one line naming it."""
+    import shutil
+    import subprocess
+    import sys
+
+    old = REPO / "results" / "reference" / "noise_floor_decisive"  # written before the whole test set was read
+    shutil.copy2(old / "runs.parquet", tmp_path / "runs.parquet")
+    out = tmp_path / "claims.json"
+    verdicts = claims.judge_files(tmp_path / "runs.parquet", None, None, SPEC)
+    assert len(verdicts) == len(SPEC["claims"]) and all(entry["evidence"]["reason"] for entry in verdicts)
+    frame = pd.read_parquet(tmp_path / "runs.parquet").drop(columns=["train_acc"])
+    frame.to_parquet(tmp_path / "runs.parquet")
+    shutil.copy2(old / "curves.parquet", tmp_path / "curves.parquet")
+    command = [sys.executable, "-m", "skipinit", "claims", "--runs", str(tmp_path / "runs.parquet")]
+    command += ["--curves", str(tmp_path / "curves.parquet")]
+    command += ["--json", str(out), "--md", str(tmp_path / "claims.md"), "--claims-config", str(CLAIMS_FILE)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode != 0 and not out.exists()
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: ") and "lacks the columns train_acc" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
