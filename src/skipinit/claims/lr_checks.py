@@ -176,7 +176,14 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
             )
             why = []
             if stable["stable_lr"] == 0:
-                findings.append(Finding(None, f"{name} batch {batch_size}: trains at no lr of the grid"))
+                seeds = int(rows[rows["batch_size"] == batch_size].groupby("lr")["seed"].nunique().min())
+                findings.append(
+                    Finding(
+                        None,
+                        f"{name} batch {batch_size}: no lr of the grid is surely stable ({seeds} seed(s) per lr: at "
+                        "least 5 that do not diverge make an lr stable)",
+                    )
+                )
                 continue
             if math.isinf(stable["first_unstable_lr"]):
                 why.append(NO_DIVERGENCE)
