@@ -88,11 +88,14 @@ class NoiseModel:
         the most images that matches is taken. `precision` must match exactly.
         """
         ordered = sorted(self.floors, key=lambda entry: -float(entry[0].get(SIZE_KEY, 0)))
+        keys = {key for where, _ in self.floors for key in where}
+        ran = {key: rows[key] for key in keys if key in rows and not rows[key].isna().any()}
+        ran = {key: (float(values.min()) if key == SIZE_KEY else set(values.unique())) for key, values in ran.items()}
         for where, floor in ordered:
-            if matches(rows, where):
+            if matches(ran, where):
                 return floor
         for where, floor in ordered:
-            if matches(rows, {key: value for key, value in where.items() if key != PRECISION_KEY}):
+            if matches(ran, {key: value for key, value in where.items() if key != PRECISION_KEY}):
                 at = ", ".join(f"{key} {value}" for key, value in where.items())
                 return floor.widened(
                     self.widening,
@@ -107,14 +110,15 @@ class NoiseModel:
         )
 
 
-def matches(rows: pd.DataFrame, where: dict) -> bool:
-    """Whether every row of `rows` was run where a floor's `where:` says (test images: at least as many)."""
+def matches(ran: dict, where: dict) -> bool:
+    """Whether runs whose settings took the values `ran` ({key: set of values}; test images: the fewest) were run
+    where a floor's `where:` says (test images: at least as many)."""
     for key, value in where.items():
-        if key not in rows or rows[key].isna().any():
+        if key not in ran:
             return False
         if key == SIZE_KEY:
-            if float(rows[key].min()) < float(value):
+            if ran[key] < float(value):
                 return False
-        elif set(rows[key].unique()) != {value}:
+        elif ran[key] != {value}:
             return False
     return True

@@ -64,7 +64,7 @@ def best_per(runs: pd.DataFrame, params: dict, name: str, key: str) -> pd.DataFr
 
 def score_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One model's scores at one setting as a seed x lr table (a diverged run scores 0)."""
-    return scored(rows).pivot_table(index="seed", columns="lr", values="score", aggfunc="mean")
+    return scored(rows).groupby(["seed", "lr"])["score"].mean().unstack("lr")
 
 
 def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
