@@ -164,12 +164,15 @@ def test_conv_bn_variances_fail(slope, fraction, failing):
     assert result == NOT_REPRODUCED and evidence["reason"].startswith(failing)
 
 
-def test_conv_bn_moving_variance_not_proportional_to_depth_fails():
+def test_conv_bn_moving_variance_not_proportional_to_depth_fails_by_its_slope_not_by_a_point_r2():
+    """A flat moving variance: its R^2 through the origin (a point value, no interval) leaves its part undecided;
+    the pooled skip variance's per-seed slope, far below the band, refutes the claim."""
     signal = conv_signal(0.8, 0.85)
     signal["bn_moving_var"] = 5.0 + 0.01 * signal["block"]  # flat: no depth dependence
     signal["skip_var_pooled"] = signal["bn_moving_var"] / 0.85
     result, evidence = judge_conv(signal)
-    assert result == NOT_REPRODUCED and "through the origin" in evidence["reason"]
+    assert result == NOT_REPRODUCED and evidence["reason"].startswith("skip_var_pooled ~ 0.0118 l")
+    assert "through the origin" not in evidence["reason"]
 
 
 def test_conv_bn_variances_undecidable():

@@ -265,7 +265,8 @@ def rounds_lines(config: dict, total: dict, gpus: int) -> list[str]:
     ]
     worst = total["gpu_hours"] + (adaptive["rounds"] - 1) * hours
     lines += [
-        f"worst case, all rounds: {worst:,.2f} device-h (intervals at 1 - 0.05/{adaptive['rounds']} per look)",
+        f"worst case, all rounds: {worst:,.2f} device-h (alpha 0.005 at each look before the last, the rest less "
+        "0.005 at the last)",
         "",
     ]
     return lines

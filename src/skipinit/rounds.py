@@ -1,17 +1,17 @@
 """Seeds where they decide: the cells each further round of a profile adds (profile key `adaptive:`).
 
-Round 1 trains the grid. After it, every run claim is judged as at the end (at 1 - 0.05/(parts x rounds)
-per part, `stats.family`); a claim still undecided whose every undecided part more seeds can decide
-(`stats.decide_text` records how many, at the spread measured) asks for that many paired seeds, if that is at
+Round 1 trains the grid. After it, every run claim is judged at its look's alpha (0.005 before the last look,
+`stats.look_alpha`); a claim still undecided whose every undecided part more seeds can decide at the last look's
+alpha (`stats.decide_text` records how many, at the spread measured) asks for that many paired seeds, if that is at
 most `max_seeds`, in the models it names, at every setting of its experiments and at each model's lrs within noise of
 its best there (`selection.near_best`, where the held-out choice of each seed's lr falls). Claims are served
 cheapest first, from the round's own cell times (`wall_seconds`), until the round's `minutes` are spent; a
 claim that does not fit waits. The i-th added seed is `first_seed + i - 1` in every model, so added seeds stay
 paired across models and rounds.
 
-Looking again cannot raise a claim's error: each look's intervals are at 1 - 0.05/(parts x rounds), and a
-wrong verdict at the end needs a wrong interval at some look (the union bound; tests/test_calibration.py
-simulates it with the true effect on a band's edge).
+Looking again cannot raise a claim's error above 5%: the looks spend 0.005 each before the last and the rest,
+less a margin for seeds chosen from the first look's data, at the last; a wrong verdict at the end needs a wrong
+bound at some look (the union bound; tests/test_calibration.py simulates the rule with the truth on a band's edge).
 """
 
 from __future__ import annotations

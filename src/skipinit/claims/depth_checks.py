@@ -31,8 +31,8 @@ from skipinit.runtable import best_lr_summary
 def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd.DataFrame:
     """Per depth: the best lr, its accuracy with its 95% interval, and whether the model trains there.
 
-    `trains`: True where some lr surely trains (no run diverged, the interval above `trains_from`),
-    False where every lr surely fails (diverged, or the interval below), None (undecided) otherwise.
+    `trains`: True where some lr surely trains (its score over seeds, a diverged seed scoring 0, surely above
+    `trains_from`), False where every lr surely fails (surely below), None (undecided) otherwise.
     """
     table = best_lr_summary(rows, ["depth"]).set_index("depth")
     status, intervals = {}, {}
@@ -40,7 +40,7 @@ def trainable_depths(rows: pd.DataFrame, trains_from: float, params: dict) -> pd
         per_lr, lrs = [], at_depth["lr"].nunique()
         for lr, at_lr in at_depth.groupby("lr"):
             estimate = accuracy_at(at_lr, params, lr, lrs)  # "some lr trains": simultaneous over the lrs
-            per_lr.append(False if at_lr["diverged"].any() else within(estimate, low=trains_from))
+            per_lr.append(within(estimate, low=trains_from))  # a diverged seed scores 0 in it: no seed decides alone
             if lr == table.loc[depth, "best_lr"]:
                 intervals[depth] = estimate["ci"]
         status[depth] = True if True in per_lr else False if all(s is False for s in per_lr) else None
@@ -192,7 +192,8 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
         ]
     )
     evidence.update(pooled_slope=slopes, median_moving_over_pooled=ratios)
-    slope_holds = within(slopes, low, high, open_high=True) if r2 >= params["min_r2"] else False
+    # R^2 is a point value without an interval: below its bound it leaves a part undecided, never refutes it
+    slope_holds = within(slopes, low, high, open_high=True) if r2 >= params["min_r2"] else None
     ratio_holds = within(ratios, params["min_ratio"], 1.0, open_high=True)
     findings = [
         Finding(
@@ -208,7 +209,7 @@ def conv_bn_variances_grow_with_depth(signal: pd.DataFrame, params: dict) -> Ver
             ),
         ),
         Finding(
-            moving_r2 >= params["min_r2"],
+            True if moving_r2 >= params["min_r2"] else None,
             f"bn_moving_var ~ {moving_slope:.3g} l, R^2 {moving_r2:.3f} through the origin (>= {params['min_r2']:g})",
         ),
         Finding(

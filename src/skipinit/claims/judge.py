@@ -128,9 +128,10 @@ def judge(
 
 def judged_as_a_family(check, frame: pd.DataFrame, params: dict, look: int = 1, looks: int = 1) -> tuple[str, dict]:
     """A claim of k parts judged at look `look` of `looks` (its profile's adaptive rounds): each part holds at the
-    look's alpha and fails at alpha/k (`stats.within`), so the claim is wrongly reproduced, and wrongly refuted, at
-    most 5% of the time each: a first pass counts the parts, the second decides them. The seeds that would decide
-    each undecided part at the last look are kept (`needs`, for skipinit.rounds)."""
+    look's alpha and fails at alpha/k (`stats.within`; set-valued parts at alpha/(2k) per set), so the claim is
+    wrongly reproduced, and wrongly refuted, at most 5% of the time each: a first pass counts the parts, the second
+    decides them. The seeds that would decide each undecided part at the last look are kept (`needs`, for
+    skipinit.rounds)."""
     with family(1, look, looks), collecting_needs() as needs:
         verdict, evidence = check(frame, params)
     parts = int(evidence.get("parts", 1))

@@ -1,11 +1,12 @@
 """Checks on learning rates: the largest stable lr against the optimal one, and how both move with batch size.
 
 An lr is stable where most seeds train there: the share of its seeds that diverged has a one-sided Clopper-Pearson
-upper bound at alpha below `MAX_DIVERGED_SHARE`, and the score of the seeds that did not diverge (pooled with the
-claims file's seed-noise floor, simultaneous over the lrs; `stats.accuracy`) surely reaches chance +
-`stable_margin_pp`. It is unstable where the share's lower bound at alpha/k lies above `MAX_DIVERGED_SHARE`, or
-where the seeds that did not diverge surely score below; otherwise it is undecided. One seed never decides it either way
-(at least 5 seeds, none diverged, make an lr stable; at least 7, all diverged, unstable in a 4-part claim).
+upper bound below `MAX_DIVERGED_SHARE`, and the score of the seeds that did not diverge (pooled with the claims
+file's seed-noise floor; `stats.accuracy`) surely reaches chance + `stable_margin_pp`, both at `stats.alpha_set`
+(alpha/(2k)). It is unstable where the share's lower bound lies above `MAX_DIVERGED_SHARE`, or where the seeds that
+did not diverge surely score below, each at half that; otherwise it is undecided. One seed never decides it either
+way (7 seeds that do not diverge make an lr stable in a claim of 2 parts, 8 in one of 4; 9 of 9 diverged make it
+unstable in one of 4).
 The largest stable lr of a grid lies in [the largest stable lr, the first larger unstable lr): an undecided lr
 between widens that range, and a grid with no unstable lr above its largest stable one does not reach divergence
 and only bounds the stable lr from below.
@@ -33,7 +34,7 @@ from skipinit.claims.selection import (
     select,
     subset_images,
 )
-from skipinit.claims.stats import accuracy, alpha_fails, alpha_holds, within
+from skipinit.claims.stats import accuracy, alpha_set, bounds
 from skipinit.runtable import scored
 
 NO_DIVERGENCE = "lr grid does not reach divergence"
@@ -51,17 +52,19 @@ def lr_status(at_lr: pd.DataFrame, train_from: float, floor) -> tuple[bool | Non
     """Whether one lr is stable (True), unstable (False) or undecided (None), with the numbers that say so."""
     per_seed = at_lr.groupby("seed")["diverged"].any()
     diverged, seeds = int(per_seed.sum()), len(per_seed)
-    share_low, share_high = diverged_share_bounds(diverged, seeds, alpha_fails(), alpha_holds())
+    # Stable: two tests that must both pass, each at alpha_set. Unstable: either of two, each at alpha_set / 2.
+    share_low, share_high = diverged_share_bounds(diverged, seeds, alpha_set() / 2, alpha_set())
     live = scored(at_lr[~at_lr["seed"].map(per_seed)])
     everyone = accuracy(scored(at_lr).groupby("seed")["score"].mean(), floor, subset_images(at_lr))
-    trains = (
-        within(accuracy(live.groupby("seed")["score"].mean(), floor, subset_images(at_lr)), low=train_from)
-        if len(live)
-        else None
-    )
-    if share_high < MAX_DIVERGED_SHARE and trains is True:
+    if len(live):
+        score = accuracy(live.groupby("seed")["score"].mean(), floor, subset_images(at_lr))
+        trains = bounds(score, alpha_set())[0] >= train_from
+        fails = bounds(score, alpha_set() / 2)[1] < train_from
+    else:
+        trains = fails = False
+    if share_high < MAX_DIVERGED_SHARE and trains:
         status = True
-    elif share_low > MAX_DIVERGED_SHARE or trains is False:
+    elif share_low > MAX_DIVERGED_SHARE or fails:
         status = False
     else:
         status = None

@@ -14,7 +14,7 @@ from skipinit.claims.floors import NoiseModel
 from skipinit.claims.registry import INCONCLUSIVE, NOT_RUN, Finding, Verdict
 from skipinit.claims.stats import (
     accuracy,
-    alpha_holds,
+    alpha_set,
     finding_text,
     paired_gap,
     pooled_variance,
@@ -83,7 +83,7 @@ def near_best(rows: pd.DataFrame, params: dict, best_lr: float) -> list[float]:
     floor_sd, floor_df, _ = NoiseModel.from_params(params).floor_for(rows).lr_gap()
     images, lrs = subset_images(rows), list(table.columns)
     scores = table.to_numpy(float)
-    t_of = functools.cache(lambda df: float(stats.t.ppf(1.0 - alpha_holds(len(lrs) - 1), df)))
+    t_of = functools.cache(lambda df: float(stats.t.ppf(1.0 - alpha_set() / (len(lrs) - 1), df)))
 
     def beaten(j: int) -> bool:
         for i in range(len(lrs)):

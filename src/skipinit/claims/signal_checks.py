@@ -182,7 +182,8 @@ def variance_linear_in_block(signal: pd.DataFrame, params: dict) -> Verdict:
     if missing:
         return verdict_of([Finding(None, f"{text}: {missing}")], evidence)
     positive = within(estimate, low=0.0)
-    holds = positive if r2 >= params["min_r2"] or positive is not True else False
+    # R^2 is a point value without an interval: below its bound it leaves the claim undecided, never refutes it
+    holds = positive if r2 >= params["min_r2"] or positive is not True else None
     return verdict_of(
         [Finding(holds, finding_text(f"{text}; per-seed slope", estimate, holds, low=0.0, unit=""))], evidence
     )
