@@ -395,6 +395,9 @@ def test_the_final_evaluation_reads_the_whole_test_set_and_keeps_each_images_cor
     assert live["test_acc"] == pytest.approx(100.0 * hits.mean())
     assert all(point["test_acc"] * 50 / 100 == pytest.approx(round(point["test_acc"] / 2)) for point in live["curve"])
     assert dead["diverged"] and not unpack_hits(dead["test_correct"], 100).any()
+    # a pack whose every member diverged skips the final pass: no accuracy, every image wrong
+    (alone,) = run([cell(epochs=2, test_subset=50, lr=1e6)], small, options=options)
+    assert alone["diverged"] and alone["test_acc"] is None and not unpack_hits(alone["test_correct"], 100).any()
 
 
 def test_one_progress_line_per_epoch_per_cell(small):

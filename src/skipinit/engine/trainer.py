@@ -261,19 +261,23 @@ class PackTrainer:
         return finished
 
     @torch.no_grad()
-    def evaluate(self, final: bool = False) -> tuple[list[float], list[float], torch.Tensor | None]:
+    def evaluate(self, final: bool = False) -> tuple[list, list, torch.Tensor | None]:
         """Mean test loss and accuracy (percent) of every member on the curve's test subset; with `final`, on the
-        whole test set, with each member's per-image correctness [N, images] (bool, on the CPU) beside them."""
+        whole test set, with each member's per-image correctness [N, images] (bool, on the CPU) beside them.
+        A final evaluation where every member diverged is skipped (a diverged run scores 0 whatever it predicts,
+        and a deep net's pass over 10,000 images costs as much as its epoch): no accuracy, every image wrong."""
+        if final and not bool(self.alive.any()):
+            return [None] * self.size, [None] * self.size, torch.zeros(self.size, self.data.num_final, dtype=torch.bool)
         self.members.train(False)
         loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
         hits, count = [], 0
         for x, y in self.data.test_batches(final):
-            if final:
+            if final:  # eagerly, for the per-image hits
                 with self.autocast():
                     logits = self.members.forward(x, True)
-                losses, correct = member_losses(logits, y)
                 hits.append(member_hits(logits, y))
+                losses, correct = member_losses(logits, y)
             else:
                 losses, correct = self.loss_fn(x, y, True)
             loss_sum += losses.double() * x.shape[0]
