@@ -171,11 +171,11 @@ def outside_regime(frame: pd.DataFrame, params: dict, models: dict) -> dict | No
     problems = []
     if (needed := regime.get("min_train_acc_pp")) is not None and (low := fits[fits["train_acc"] < needed]).size:
         worst = low.sort_values("train_acc").iloc[0]
-        where = ", ".join(low["where"].unique())
+        others = f"; {len(low) - 1} more model-setting(s) below it" if len(low) > 1 else ""
         problems.append(
             f"{worst['model']} reaches {worst['train_acc']:.1f}% training accuracy at its best lr after "
-            f"{int(worst['epochs'])} epochs on {int(worst['train_images'])} images ({where}), under the {needed:g}% "
-            "of nets trained near convergence"
+            f"{int(worst['epochs'])} epochs on {int(worst['train_images'])} images ({worst['where']}), under the "
+            f"{needed:g}% of nets trained near convergence{others}"
         )
     if (matched := regime.get("matched_fit_pp")) is not None:
         spread = fits.groupby("where")["train_acc"].agg(lambda acc: acc.max() - acc.min())

@@ -48,6 +48,11 @@ def diverged_share_bounds(diverged: int, seeds: int, alpha_low: float, alpha_hig
     return low, high
 
 
+def seeds_for_stable() -> int:
+    """The fewest seeds, none diverged, whose diverged share's upper bound falls below MAX_DIVERGED_SHARE."""
+    return math.floor(math.log(alpha_set()) / math.log(1 - MAX_DIVERGED_SHARE)) + 1
+
+
 def lr_status(at_lr: pd.DataFrame, train_from: float, floor) -> tuple[bool | None, dict]:
     """Whether one lr is stable (True), unstable (False) or undecided (None), with the numbers that say so."""
     per_seed = at_lr.groupby("seed")["diverged"].any()
@@ -184,7 +189,7 @@ def optimum_below_stable_lr(runs: pd.DataFrame, params: dict) -> Verdict:
                     Finding(
                         None,
                         f"{name} batch {batch_size}: no lr of the grid is surely stable ({seeds} seed(s) per lr: at "
-                        "least 5 that do not diverge make an lr stable)",
+                        f"least {seeds_for_stable()} that do not diverge make an lr stable)",
                     )
                 )
                 continue
