@@ -38,7 +38,7 @@ def test_smoke_profile_writes_every_artifact(smoke_run):
 def test_an_adaptive_profile_looks_twice_and_merges_its_rounds(smoke_run):
     """The smoke profile has adaptive rounds: round 1's runs are aggregated and judged, the add_seeds checkpoint
     writes round 2's manifest (no smoke claim needs seeds: it adds nothing), and every claim is judged at the
-    two looks' level."""
+    last look's alpha."""
     workdir, _ = smoke_run
     results = workdir / "results" / "smoke"
     first = pd.read_parquet(results / "rounds" / "1" / "runs.parquet")
@@ -47,8 +47,12 @@ def test_an_adaptive_profile_looks_twice_and_merges_its_rounds(smoke_run):
     final = pd.read_parquet(results / "runs.parquet")
     assert sorted(final["cell_id"]) == sorted(first["cell_id"])
     assert {meta["looks"] for meta in read_experiment_meta(results / "runs.parquet").values()} == {2}
+    # round 1's runs are the first look (alpha 0.005), the merged ones the last (0.04)
+    assert {meta["look"] for meta in read_experiment_meta(results / "rounds" / "1" / "runs.parquet").values()} == {1}
+    assert {meta["look"] for meta in read_experiment_meta(results / "runs.parquet").values()} == {2}
     judged = [c for c in json.loads((results / "claims.json").read_text()) if c["evidence"].get("experiments")]
-    assert judged and all("2 looks" in c["evidence"]["interval_level"] for c in judged)
+    assert judged and all("holds at one-sided alpha 0.04" in c["evidence"]["interval_level"] for c in judged)
+    assert all("at look 2 of 2" in c["evidence"]["interval_level"] for c in judged)
 
 
 def test_runs_and_curves_parquet_schemas(smoke_run):

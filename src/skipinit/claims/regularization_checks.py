@@ -26,6 +26,16 @@ from skipinit.claims.stats import binomial_variance_pp, describe, finding_text, 
 from skipinit.engine.schedule import lr_factor
 
 
+def with_and_without(runs: pd.DataFrame, params: dict) -> dict | Verdict:
+    """`with` and `without` at their best lr per batch size, and the batch sizes both ran; or why there are none."""
+    if early := preflight(runs, params):
+        return early
+    tables = {name: best_per(runs, params, name, "batch_size") for name in (params["with"], params["without"])}
+    if not (batch_sizes := common_values(tables)):
+        return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
+    return {"tables": tables, "batch_sizes": batch_sizes}
+
+
 @check
 def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
     """`without` (a model minus one regularizer) trains, and scores at most `max_drop_pp` below `with` (one-sided:
@@ -33,12 +43,9 @@ def trains_without_regularizer(runs: pd.DataFrame, params: dict) -> Verdict:
 
     Compared at every batch size both were run at.
     """
-    if early := preflight(runs, params):
-        return early
-    tables = {name: best_per(runs, params, name, "batch_size") for name in (params["with"], params["without"])}
-    batch_sizes = common_values(tables)
-    if not batch_sizes:
-        return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
+    if isinstance(paired := with_and_without(runs, params), tuple):
+        return paired
+    tables, batch_sizes = paired["tables"], paired["batch_sizes"]
     train_from = params["chance_acc"] + params["train_margin_pp"]
     findings, evidence = [], {"trains_from": train_from, "max_drop_pp": params["max_drop_pp"], "batch_sizes": {}}
     for batch_size in batch_sizes:
@@ -88,12 +95,9 @@ def regularizer_helps(runs: pd.DataFrame, params: dict) -> Verdict:
     weight decay acts as in the paper: its strength, weight_decay x the summed lr of the run / (1 - momentum) (how
     many e-folds the decay alone would shrink the weights by), reaches `min_decay_strength` at every batch size.
     """
-    if early := preflight(runs, params):
-        return early
-    tables = {name: best_per(runs, params, name, "batch_size") for name in (params["with"], params["without"])}
-    batch_sizes = common_values(tables)
-    if not batch_sizes:
-        return INCONCLUSIVE, {"reason": f"no batch size with both {params['with']} and {params['without']} runs"}
+    if isinstance(paired := with_and_without(runs, params), tuple):
+        return paired
+    tables, batch_sizes = paired["tables"], paired["batch_sizes"]
     findings, evidence = [], {"min_gain_pp": params["min_gain_pp"], "batch_sizes": {}}
     for batch_size in batch_sizes:
         kept = tables[params["with"]].loc[batch_size]
