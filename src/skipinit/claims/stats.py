@@ -119,14 +119,10 @@ def bounds(estimate: dict, alpha: float) -> tuple[float, float]:
     return estimate["mean"] - half - below, estimate["mean"] + half + above
 
 
-def level_text(alpha: float) -> str:
-    return f"{100 * (1 - alpha):.4g}%"
-
-
 def finish(estimate: dict) -> dict:
     """The estimate with its shown bounds (`ci`, at the level that decides a part holding) and that level."""
     alpha = alpha_holds(estimate.get("selected_from", 1))
-    return {**estimate, "ci": list(bounds(estimate, alpha)), "ci_level": f"one-sided {level_text(alpha)} bounds"}
+    return {**estimate, "ci": list(bounds(estimate, alpha)), "ci_level": f"one-sided {100 * (1 - alpha):.4g}% bounds"}
 
 
 def binomial_variance_pp(accuracy_pp: float, test_images: float | None) -> float:
@@ -229,10 +225,9 @@ def paired_gap(
     floor: Floor,
     test_images: float | None = None,
     selected_from: int = 1,
-    floor_sd_df: tuple[float, int, str] | None = None,
 ) -> dict:
     """reference - candidate, paired by seed (the Series' index, values in pp): the per-seed differences pooled
-    with the gap floor (or `floor_sd_df`), plus a test subset's term (`test_images`: the subset's size, None for the
+    with the gap floor, plus a test subset's term (`test_images`: the subset's size, None for the
     whole test set)."""
     seeds = sorted(set(reference.index) & set(candidate.index))
     if seeds:
@@ -241,9 +236,15 @@ def paired_gap(
     else:  # no seed in common: the means' difference, as one pair
         means = float(reference.mean()), float(candidate.mean())
         differences = [means[0] - means[1]]
-    sd, df, source = floor_sd_df or (floor.gap_sd_pp, floor.gap_df, floor.source)
     return pooled(
-        differences, sd, df, subset_variance_pp(means, test_images), "paired seeds", source, selected_from, paired=True
+        differences,
+        floor.gap_sd_pp,
+        floor.gap_df,
+        subset_variance_pp(means, test_images),
+        "paired seeds",
+        floor.source,
+        selected_from,
+        paired=True,
     )
 
 

@@ -21,6 +21,7 @@ from skipinit.data.batches import Serving
 from skipinit.data.sources import data_kind
 from skipinit.engine.checkpoint import CheckpointError, checkpoint_mismatch, load_checkpoint, save_checkpoint
 from skipinit.engine.dropout import DropoutNoise
+from skipinit.engine.evaluation import evaluate
 from skipinit.engine.graphs import GraphBackend, graphed_or_eager
 from skipinit.engine.members import Members
 from skipinit.engine.options import PACKINGS, EngineOptions, result_settings
@@ -35,7 +36,7 @@ from skipinit.engine.runtime import (
     resolve_precision,
 )
 from skipinit.engine.schedule import lr_table
-from skipinit.engine.sgd import member_hits, member_losses, sgd_step
+from skipinit.engine.sgd import member_losses, sgd_step
 from skipinit.vocab import CELL_DEFAULTS, SCHEDULES, check_pack, micro_batch_size
 
 if TYPE_CHECKING:
@@ -260,33 +261,6 @@ class PackTrainer:
         self.alive_copied.record()
         return finished
 
-    @torch.no_grad()
-    def evaluate(self, final: bool = False) -> tuple[list, list, torch.Tensor | None]:
-        """Mean test loss and accuracy (percent) of every member on the curve's test subset; with `final`, on the
-        whole test set, with each member's per-image correctness [N, images] (bool, on the CPU) beside them.
-        A final evaluation where every member diverged is skipped (a diverged run scores 0 whatever it predicts,
-        and a deep net's pass over 10,000 images costs as much as its epoch): no accuracy, every image wrong."""
-        if final and not bool(self.alive.any()):
-            return [None] * self.size, [None] * self.size, torch.zeros(self.size, self.data.num_final, dtype=torch.bool)
-        self.members.train(False)
-        loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
-        correct_sum = torch.zeros(self.size, dtype=torch.long, device=self.device)
-        hits, count = [], 0
-        for x, y in self.data.test_batches(final):
-            if final:  # eagerly, for the per-image hits
-                with self.autocast():
-                    logits = self.members.forward(x, True)
-                hits.append(member_hits(logits, y))
-                losses, correct = member_losses(logits, y)
-            else:
-                losses, correct = self.loss_fn(x, y, True)
-            loss_sum += losses.double() * x.shape[0]
-            correct_sum += correct
-            count += x.shape[0]
-        self.members.train(True)
-        per_image = torch.cat(hits, dim=1).cpu() if final else None
-        return (loss_sum / count).tolist(), (100.0 * correct_sum.double() / count).tolist(), per_image
-
     # ---- checkpoints ----------------------------------------------------------------------
 
     def state(self) -> dict:
@@ -347,10 +321,10 @@ class PackTrainer:
             self.epoch += 1
             all_diverged = not bool(self.alive.any())
             last = self.epoch == self.epochs or all_diverged
-            evaluate = last or self.epoch % max(1, self.options.eval_every) == 0
-            test_loss, test_acc, _ = self.evaluate() if evaluate else ([None] * self.size, [None] * self.size, None)
+            due = last or self.epoch % max(1, self.options.eval_every) == 0
+            test_loss, test_acc, _ = evaluate(self) if due else ([None] * self.size, [None] * self.size, None)
             if last:
-                self.final = self.evaluate(final=True)
+                self.final = evaluate(self, final=True)
             self.wall_seconds = session_wall0 + time.perf_counter() - session_start
             session_epochs += 1
             eta = (time.perf_counter() - session_start) / session_epochs * (self.epochs - self.epoch)
@@ -372,7 +346,7 @@ class PackTrainer:
             if checkpoint is not None:
                 save_checkpoint(checkpoint, self.state())
         if self.final is None and self.epoch > 0:  # resumed after its last epoch: the final evaluation is still due
-            self.final = self.evaluate(final=True)
+            self.final = evaluate(self, final=True)
         return pack_results(self)
 
 
